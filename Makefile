@@ -1,0 +1,28 @@
+# Two entry points: `make run` (install, then the main job) and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test run smoke browser
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first, pinned: 2.13.0 is the CPU wheel on local disk; an open range would fetch a CUDA build.
+install: $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+
+# Debian's Chromium for the dashboard browser test (Playwright's own download does not work offline).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+run: install
+	$(BIN)/python -m search.har $(ARGS)
+
+smoke: install
+	$(BIN)/python -m search.smoke
+
+test: install browser
+	$(BIN)/python -m pytest -q

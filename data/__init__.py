@@ -1,0 +1,16 @@
+"""Dataset loaders: each returns a Task with train/val/test splits of padded sequences."""
+from .har import load_har
+from .names import load_names
+from .source import cache_dir
+from .task import DataError, Split, Task
+
+LOADERS = {"har": load_har, "names": load_names}
+
+
+def load_task(name: str, path=None) -> Task:
+    if name not in LOADERS:
+        raise DataError(f"task must be one of {sorted(LOADERS)}, got {name!r}")
+    return LOADERS[name](path)
+
+
+__all__ = ["DataError", "LOADERS", "Split", "Task", "cache_dir", "load_har", "load_names", "load_task"]

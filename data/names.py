@@ -1,0 +1,138 @@
+"""Surnames -> language: one-hot characters, split by surname so no string is in two splits.
+
+Policies (documented in the README):
+- Text: UTF-8; letters are NFKD-normalised and combining accents dropped ("Müller" -> "Muller");
+  what remains and is not in the training alphabet maps to the unknown-character slot.
+- Duplicates: identical (surname, language) lines are kept once. A surname listed under several
+  languages keeps each of its labels, and all its rows go to the same split.
+- Split: surnames are grouped; each group is assigned by its main language (most lines, ties
+  alphabetical), 70/10/20 train/val/test within each language, shuffled with `split_seed`.
+- Encoding: one vector per character (training alphabet + 1 unknown slot); padding is the zero
+  vector after the last character. Sequences are cut at the longest training surname.
+"""
+from __future__ import annotations
+
+import os
+import random
+import unicodedata
+import zipfile
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import torch
+
+from .source import check_zip, resolve
+from .task import DataError, Split, Task
+
+NAMES_URL = "https://download.pytorch.org/tutorial/data.zip"
+FRACTIONS = (0.7, 0.1, 0.2)
+
+
+def normalise(name: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", name.strip())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).strip()
+
+
+def _decode(raw: bytes, where: str) -> list[str]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        for number, line in enumerate(raw.split(b"\n"), start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{where}: line {number}: not valid UTF-8 (byte {exc.start + 1})") from None
+        raise DataError(f"{where}: not valid UTF-8") from None
+    names = [normalise(line) for line in text.splitlines()]
+    names = [n for n in names if n]
+    if not names:
+        raise DataError(f"{where}: empty language file (no surnames)")
+    return names
+
+
+def _read_files(source: Path) -> dict[str, list[str]]:
+    """{language: surnames} from a folder of <Language>.txt or the tutorial zip (data/names/*.txt)."""
+    files: dict[str, tuple[bytes, str]] = {}
+    if source.is_dir():
+        found = sorted(source.glob("*.txt")) or sorted(source.glob("**/names/*.txt"))
+        for file in found:
+            files[file.stem] = (file.read_bytes(), str(file))
+    else:
+        archive = check_zip(source)
+        for member in sorted(archive.namelist()):
+            if member.endswith(".txt") and "/names/" in f"/{member}" and not member.startswith("__MACOSX"):
+                try:
+                    files[Path(member).stem] = (archive.read(member), f"{source}:{member}")
+                except (zipfile.BadZipFile, OSError) as exc:
+                    raise DataError(f"{source}: cannot read {member!r} ({exc})") from None
+    if not files:
+        raise DataError(f"{source}: no <Language>.txt files (expected a folder of them or data/names/*.txt in a zip)")
+    return {language: _decode(raw, where) for language, (raw, where) in files.items()}
+
+
+def _validate_download(path: Path) -> None:
+    _read_files(path)
+
+
+def split_surnames(by_language: dict[str, list[str]], split_seed: int) -> dict[str, list[tuple[str, str]]]:
+    """Group identical surnames, assign each group to one split, stratified by its main language."""
+    lines: dict[str, Counter] = defaultdict(Counter)
+    for language, names in by_language.items():
+        for name in names:
+            lines[name][language] += 1
+    groups_by_language: dict[str, list[str]] = defaultdict(list)
+    for name, counts in lines.items():
+        main = min(counts, key=lambda lang: (-counts[lang], lang))
+        groups_by_language[main].append(name)
+    rng = random.Random(split_seed)
+    splits: dict[str, list[tuple[str, str]]] = {"train": [], "val": [], "test": []}
+    for language in sorted(groups_by_language):
+        names = sorted(groups_by_language[language])
+        rng.shuffle(names)
+        n_train = round(FRACTIONS[0] * len(names))
+        n_val = max(1, round(FRACTIONS[1] * len(names))) if len(names) >= 3 else 0
+        parts = {"train": names[:n_train], "val": names[n_train:n_train + n_val], "test": names[n_train + n_val:]}
+        for split, members in parts.items():
+            splits[split] += [(name, lang) for name in members for lang in sorted(lines[name])]
+    return splits
+
+
+def encode(names: list[str], alphabet: dict[str, int], seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-hot (N, seq_len, len(alphabet) + 1); index 0 is the unknown character, padding is all zeros."""
+    x = torch.zeros(len(names), seq_len, len(alphabet) + 1)
+    lengths = torch.tensor([min(len(n), seq_len) for n in names], dtype=torch.long)
+    for i, name in enumerate(names):
+        for t, ch in enumerate(name[:seq_len]):
+            x[i, t, alphabet.get(ch, 0)] = 1.0
+    return x, lengths
+
+
+def load_names(path: str | os.PathLike | None = None, split_seed: int = 0) -> Task:
+    source = resolve(path, "NAMES_DATA", "names_data.zip", "NAMES_DATA_URL", NAMES_URL, _validate_download)
+    by_language = _read_files(source)
+    class_names = sorted(by_language)
+    index = {lang: i for i, lang in enumerate(class_names)}
+    splits = split_surnames(by_language, split_seed)
+    train_names = [name for name, _ in splits["train"]]
+    alphabet = {ch: i + 1 for i, ch in enumerate(sorted(set("".join(train_names))))}
+    seq_len = max(map(len, train_names))
+
+    def split(rows: list[tuple[str, str]]) -> Split:
+        x, lengths = encode([n for n, _ in rows], alphabet, seq_len)
+        return Split(x, torch.tensor([index[lang] for _, lang in rows], dtype=torch.long), lengths)
+
+    raw_lines = sum(len(v) for v in by_language.values())
+    info = {
+        "source": str(source),
+        "split": (f"surnames grouped (a string is in one split only), {FRACTIONS[0]:.0%}/{FRACTIONS[1]:.0%}/"
+                  f"{FRACTIONS[2]:.0%} train/val/test per main language, split seed {split_seed}"),
+        "split_seed": split_seed,
+        "lines": raw_lines,
+        "rows_after_dedup": sum(len(rows) for rows in splits.values()),
+        "distinct_surnames": len({n for rows in splits.values() for n, _ in rows}),
+        "alphabet": "".join(alphabet),
+        "seq_len": seq_len,
+        "truncated": {s: sum(len(n) > seq_len for n, _ in rows) for s, rows in splits.items()},
+        "encoding": "NFKD, accents dropped; one-hot over the training alphabet + 1 unknown slot; zero padding",
+    }
+    return Task("names", split(splits["train"]), split(splits["val"]), split(splits["test"]), class_names, info)

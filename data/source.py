@@ -1,0 +1,77 @@
+"""Where data comes from: a given path, an environment variable, the cache, then a download."""
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+from .task import DataError
+
+CACHE_DIR = Path(__file__).resolve().parent / "cache"
+
+
+def cache_dir() -> Path:
+    """The git-ignored cache folder; DATA_CACHE overrides it (tests use a temporary one)."""
+    return Path(os.environ.get("DATA_CACHE", CACHE_DIR))
+
+
+def check_zip(path: Path) -> zipfile.ZipFile:
+    """Open a zip archive, turning a truncated or corrupt file into one clear line."""
+    try:
+        archive = zipfile.ZipFile(path)
+        bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a valid zip archive (truncated or corrupt: {exc})") from None
+    if bad is not None:
+        raise DataError(f"{path}: corrupt member {bad!r} in zip archive (CRC check failed)")
+    return archive
+
+
+def download(url: str, dest: Path, validate: Callable[[Path], None], timeout: float = 60) -> Path:
+    """Fetch url into dest through a temporary file, renamed only once complete and valid."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + f".part{os.getpid()}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+            expected = response.headers.get("Content-Length")
+            size = 0
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                size += len(chunk)
+        if expected is not None and size != int(expected):
+            raise DataError(f"{url}: download truncated ({size} of {expected} bytes)")
+        validate(tmp)
+        os.replace(tmp, dest)
+        return dest
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise DataError(f"{url}: download failed ({exc})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def resolve(path: str | os.PathLike | None, env_var: str, cached_name: str, url_env: str,
+            default_url: str, validate: Callable[[Path], None]) -> Path:
+    """The data location, in order: path argument, $env_var, cache, download into the cache."""
+    if path is not None:
+        found = Path(path)
+        if not found.exists():
+            raise DataError(f"--data {found}: no such file or folder")
+        return found
+    if os.environ.get(env_var):
+        found = Path(os.environ[env_var])
+        if not found.exists():
+            raise DataError(f"{env_var}={found}: no such file or folder")
+        return found
+    cached = cache_dir() / cached_name
+    if cached.exists():
+        return cached
+    url = os.environ.get(url_env, default_url)
+    try:
+        return download(url, cached, validate)
+    except DataError as exc:
+        raise DataError(
+            f"no data found: pass --data PATH (folder or zip), set {env_var}=PATH, "
+            f"or put {cached_name} in {cache_dir()} (download failed: {exc})") from None

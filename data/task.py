@@ -1,0 +1,52 @@
+"""The shape every loader returns: three splits of padded sequences plus what a report needs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+class DataError(Exception):
+    """Bad or missing input data; the message is one line naming the file and what is wrong."""
+
+
+@dataclass
+class Split:
+    """x: (N, T, F) float32, zero-padded after each sequence's length; y: (N,) int64; lengths: (N,) int64."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    lengths: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def class_counts(self, num_classes: int) -> list[int]:
+        return torch.bincount(self.y, minlength=num_classes).tolist()
+
+
+@dataclass
+class Task:
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    class_names: list[str]
+    # How the data was read and split, for reports: source, split rule and seed, statistics...
+    info: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_size(self) -> int:
+        return self.train.x.shape[2]
+
+    @property
+    def seq_len(self) -> int:
+        return self.train.x.shape[1]
+
+    def counts(self) -> dict[str, list[int]]:
+        """Examples per class in each split."""
+        return {name: getattr(self, name).class_counts(self.num_classes) for name in ("train", "val", "test")}

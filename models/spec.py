@@ -1,0 +1,28 @@
+"""The plain description of a model; create_model(spec, ...) builds it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    family: str
+    layers: int = 1  # recurrent/conv/dense layers before the classifier (ignored by `linear`)
+    width: int = 64  # hidden units or channels per layer
+    dropout: float = 0.0  # between layers and before the classifier
+    bidirectional: bool = False  # recurrent families only
+    kernel_size: int = 5  # conv1d only
+
+    def __post_init__(self):
+        check_int("layers", self.layers, 1)
+        check_int("width", self.width, 1)
+        check_int("kernel_size", self.kernel_size, 1)
+        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a float in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError(f"bidirectional must be a bool, got {self.bidirectional!r}")
+
+
+def check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
