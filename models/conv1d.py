@@ -1,11 +1,18 @@
-"""Conv1d over time: same-padded convolutions, then mean and max pooling over the real steps."""
+"""Conv1d over time: same-padded convolutions (optionally max-pooled), then mean and max pooling
+over the real steps."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .registry import register
 from .spec import ModelSpec
+
+
+def step_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, 1, steps) True on each sequence's real steps."""
+    return (torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]).unsqueeze(1)
 
 
 @register("conv1d")
@@ -15,15 +22,21 @@ class Conv1dClassifier(nn.Module):
         channels = [input_size] + [spec.width] * spec.layers
         self.convs = nn.ModuleList(
             nn.Conv1d(c_in, c_out, spec.kernel_size, padding="same") for c_in, c_out in zip(channels, channels[1:]))
+        self.pool = spec.pool
         self.dropout = nn.Dropout(spec.dropout)
         self.head = nn.Linear(2 * spec.width, num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        # Zero every step past a sequence's length after each layer, so padding never leaks into real steps.
-        mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).unsqueeze(1)
-        h = x.transpose(1, 2)
+        # Steps past a sequence's length are zeroed after each layer (and -inf inside a max-pool),
+        # so padding never reaches a real step: a batch gives each sequence the logits it gets alone.
+        h, mask = x.transpose(1, 2), step_mask(lengths, x.shape[1])
         for conv in self.convs:
             h = self.dropout(torch.relu(conv(h))) * mask
+            if self.pool > 1 and h.shape[2] > 1:
+                h = F.max_pool1d(h.masked_fill(~mask, float("-inf")), self.pool, ceil_mode=True)
+                lengths = (lengths + self.pool - 1) // self.pool
+                mask = step_mask(lengths, h.shape[2])
+                h = h.masked_fill(~mask, 0.0)
         mean = h.sum(2) / lengths[:, None].clamp(min=1)
         peak = h.masked_fill(~mask, float("-inf")).amax(2)
         return self.head(torch.cat([mean, peak], 1))

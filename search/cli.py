@@ -1,0 +1,80 @@
+"""The command line shared by `python -m search.har` and `python -m search.names`."""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+import optuna
+import torch
+
+from data import DataError, load_task
+from .objective import METRICS, STRATEGIES
+from .space import FIELDS, parse_value
+from .study import DEFAULT_STORAGE, PRUNERS, StudyConfig, StudyError, run_study, summary
+
+
+def parser(task: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m search.{task}",
+                                description=f"Run (or continue) an Optuna study on the {task} task.")
+    p.add_argument("--trials", type=int, default=100, help="trials to ADD to the study in this run (default 100)")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help="any SQLAlchemy URL (default %(default)s)")
+    p.add_argument("--study-name", default=None, help=f"default: {task}")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per trial (default 3)")
+    p.add_argument("--metric", choices=METRICS, default=None)
+    p.add_argument("--strategy", choices=STRATEGIES, default="lockstep", help="how a trial spends seed-epochs")
+    p.add_argument("--pruner", choices=PRUNERS, default="median")
+    p.add_argument("--sampler-seed", type=int, default=None, help="makes the sampled parameters reproducible")
+    p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--data", default=None, help="data folder or archive (else $HAR_DATA/$NAMES_DATA, cache, download)")
+    p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                   help="run a plain grid over these values (repeatable); other parameters fixed or default")
+    fixed = p.add_argument_group("fix a parameter (the search runs over the rest)")
+    for name in FIELDS:
+        fixed.add_argument(f"--{name.replace('_', '-')}", dest=f"fix_{name}", default=None, metavar="VALUE")
+    return p
+
+
+def config_from_args(task: str, args: argparse.Namespace) -> StudyConfig:
+    fixed = {name: parse_value(name, getattr(args, f"fix_{name}"))
+             for name in FIELDS if getattr(args, f"fix_{name}") is not None}
+    grid = {}
+    for item in args.grid:
+        name, sep, values = item.partition("=")
+        if not sep or not values:
+            raise StudyError(f"--grid takes NAME=V1,V2,..., got {item!r}")
+        grid[name] = [parse_value(name, v) for v in values.split(",")]
+    return StudyConfig(task=task, trials=args.trials, storage=args.storage, study_name=args.study_name,
+                       seeds=args.seeds, metric=args.metric, strategy=args.strategy, pruner=args.pruner,
+                       sampler_seed=args.sampler_seed, timeout=args.timeout, device=args.device,
+                       fixed=fixed, grid=grid)
+
+
+def quiet_optuna() -> None:
+    """Our progress line replaces Optuna's per-trial log; its experimental-feature warnings are noise here."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def main(task: str, argv: list[str] | None = None) -> None:
+    args = parser(task).parse_args(argv)
+    quiet_optuna()
+    try:
+        config = config_from_args(task, args)
+        if args.threads is not None:
+            if args.threads < 1:
+                raise StudyError(f"--threads must be an int >= 1, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        from .study import open_storage
+        open_storage(config.storage)  # fail on a bad URL before loading data or training
+        data = load_task(task, args.data)
+        study = run_study(config, data)
+    except (StudyError, DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: finished trials are saved; the running one is marked FAIL", file=sys.stderr)
+        sys.exit(130)
+    print(summary(study, config.storage))

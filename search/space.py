@@ -1,0 +1,126 @@
+"""Search spaces: short declarative functions whose parameter names are TrialSpec's fields.
+
+So `TrialSpec(**trial.params)` rebuilds any trial. Fields a space does not suggest keep
+TrialSpec's defaults (e.g. `kernel_size` for a recurrent model).
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+
+import optuna
+
+from models import FAMILIES
+from .train import TrialSpec
+
+RECURRENT = ("rnn", "lstm", "gru")
+CLIPNORMS = [0.0, 0.25, 1.0, 4.0]  # 0 = no clipping; else log-spaced max gradient norms
+
+
+class Suggest:
+    """trial.suggest_* that honours values fixed on the command line and a plain grid."""
+
+    def __init__(self, trial: optuna.Trial, fixed: dict | None = None, grid: dict | None = None):
+        self.trial, self.fixed, self.grid = trial, fixed or {}, grid or {}
+
+    def _pinned(self, name: str):
+        if name in self.fixed:
+            return self.trial.suggest_categorical(name, [self.fixed[name]])
+        if name in self.grid:
+            return self.trial.suggest_categorical(name, list(self.grid[name]))
+        return None
+
+    def categorical(self, name: str, choices: list):
+        pinned = self._pinned(name)
+        return pinned if pinned is not None else self.trial.suggest_categorical(name, choices)
+
+    def int(self, name: str, low: int, high: int, log: bool = False) -> int:
+        pinned = self._pinned(name)
+        return pinned if pinned is not None else self.trial.suggest_int(name, low, high, log=log)
+
+    def float(self, name: str, low: float, high: float, log: bool = False) -> float:
+        pinned = self._pinned(name)
+        return pinned if pinned is not None else self.trial.suggest_float(name, low, high, log=log)
+
+
+def _model(s: Suggest, families: list[str], max_width: int, pools: list[int]) -> str:
+    family = s.categorical("family", families)
+    if family != "linear":  # linear has no hidden layers
+        s.int("layers", 1, 3)
+        s.int("width", 16, max_width, log=True)
+        s.float("dropout", 0.0, 0.5)
+    if family in RECURRENT:
+        s.categorical("bidirectional", [False, True])
+    if family == "conv1d":
+        s.categorical("kernel_size", [3, 5, 7, 9])
+        s.categorical("pool", pools)
+    return family
+
+
+def _training(s: Suggest, epochs: list[int], imbalance: list[str]) -> None:
+    s.categorical("clipnorm", CLIPNORMS)
+    s.float("lr", 3e-4, 1e-2, log=True)
+    s.categorical("batch_size", [32, 64, 128, 256])
+    s.categorical("epochs", epochs)
+    s.categorical("schedule", ["constant", "cosine"])
+    s.float("weight_decay", 1e-6, 1e-2, log=True)
+    s.categorical("imbalance", imbalance)
+
+
+def har_space(s: Suggest) -> None:
+    _model(s, ["rnn", "lstm", "gru", "conv1d", "dense", "linear"], max_width=256, pools=[1, 2])
+    _training(s, epochs=[15], imbalance=["none", "class_weights", "oversample"])
+
+
+def names_space(s: Suggest) -> None:
+    _model(s, ["rnn", "lstm", "gru", "conv1d"], max_width=256, pools=[1])
+    _training(s, epochs=[15], imbalance=["none", "class_weights", "oversample"])
+
+
+SPACES = {"har": har_space, "names": names_space}
+FIELDS = {f.name: f for f in fields(TrialSpec)}
+
+
+def parse_value(name: str, text: str):
+    """A command-line value for TrialSpec field `name`, converted to the field's type."""
+    if name not in FIELDS:
+        raise ValueError(f"unknown parameter {name!r}; known: {sorted(FIELDS)}")
+    kind = FIELDS[name].type
+    try:
+        if kind in ("bool", bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if kind in ("int", int):
+            return int(text)
+        if kind in ("float", float):
+            return float(text)
+    except ValueError:
+        raise ValueError(f"--{name.replace('_', '-')} must be a {kind}, got {text!r}") from None
+    return text
+
+
+def check_fixed(fixed: dict, grid: dict) -> None:
+    """Fail before any training on a value TrialSpec would reject (unknown family, width 0 ...)."""
+    values = {**fixed, **{name: choices[0] for name, choices in grid.items()}}
+    for name, choices in grid.items():
+        for choice in choices:
+            TrialSpec(**{"family": "lstm", **values, name: choice})
+    TrialSpec(**{"family": "lstm", **values})
+    for family in [fixed.get("family")] + list(grid.get("family", [])):
+        if family is not None and family not in FAMILIES:
+            raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
+
+
+def grid_space(fixed: dict, grid: dict) -> dict[str, list]:
+    """The GridSampler search space: the grid's values, and one value (fixed or default) for the rest."""
+    defaults = {f.name: f.default for f in fields(TrialSpec) if f.name != "family"}
+    space = {name: [value] for name, value in {**defaults, **fixed}.items()}
+    space.update({name: list(values) for name, values in grid.items()})
+    if "family" not in space:
+        raise ValueError("a grid needs --family (or family in --grid)")
+    return space
+
+
+def grid_suggest(trial: optuna.Trial, fixed: dict, grid: dict) -> Suggest:
+    """In grid mode every field is pinned: grid values, or the fixed/default value."""
+    return Suggest(trial, fixed=None, grid=grid_space(fixed, grid))

@@ -1,0 +1,188 @@
+"""Studies: storage, sampler, pruner, the optimisation loop and its progress lines."""
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+import optuna
+import sqlalchemy.exc
+
+from data import Task
+from .objective import METRICS, STRATEGIES, Objective
+from .space import SPACES, check_fixed, grid_space, grid_suggest
+
+DEFAULT_STORAGE = "sqlite:///studies.db"
+DEFAULT_METRIC = {"har": "accuracy", "names": "balanced_accuracy"}
+PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "patient", "none")
+
+
+class StudyError(Exception):
+    """A bad argument or storage problem, reported as one line before any training starts."""
+
+
+@dataclass
+class StudyConfig:
+    task: str
+    trials: int | None = 100
+    storage: str = DEFAULT_STORAGE
+    study_name: str | None = None
+    seeds: int = 3
+    metric: str | None = None
+    strategy: str = "lockstep"
+    pruner: str = "median"
+    sampler_seed: int | None = None
+    timeout: float | None = None
+    device: str = "cpu"
+    fixed: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+    command: str = ""
+
+    def __post_init__(self):
+        if self.task not in SPACES:
+            raise StudyError(f"task must be one of {sorted(SPACES)}, got {self.task!r}")
+        self.study_name = self.study_name or self.task
+        self.metric = self.metric or DEFAULT_METRIC[self.task]
+        self.command = self.command or " ".join(shlex.quote(a) for a in [f"python -m search.{self.task}"] + sys.argv[1:])
+        checks = [
+            (self.trials is None or (isinstance(self.trials, int) and self.trials >= 1), "--trials must be an int >= 1", self.trials),
+            (isinstance(self.seeds, int) and self.seeds >= 1, "--seeds must be an int >= 1", self.seeds),
+            (self.metric in METRICS, f"--metric must be one of {list(METRICS)}", self.metric),
+            (self.strategy in STRATEGIES, f"--strategy must be one of {list(STRATEGIES)}", self.strategy),
+            (self.pruner in PRUNERS, f"--pruner must be one of {list(PRUNERS)}", self.pruner),
+            (self.timeout is None or self.timeout > 0, "--timeout must be > 0 seconds", self.timeout),
+        ]
+        for ok, rule, value in checks:
+            if not ok:
+                raise StudyError(f"{rule}, got {value!r}")
+        try:
+            check_fixed(self.fixed, self.grid)
+            if self.grid:
+                grid_space(self.fixed, self.grid)
+        except ValueError as exc:
+            raise StudyError(str(exc)) from None
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage with heartbeats, so a killed run's RUNNING trial is marked FAIL by the next run."""
+    try:
+        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120,
+                                          engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ValueError) as exc:
+        raise StudyError(f"--storage {url!r} is not a valid SQLAlchemy URL ({str(exc).splitlines()[0]})") from None
+    except sqlalchemy.exc.OperationalError as exc:
+        raise StudyError(f"--storage {url!r}: cannot reach the database ({str(exc.orig).strip().splitlines()[0]})") from None
+    except Exception as exc:  # driver errors differ by backend; all mean the same to the user
+        raise StudyError(f"--storage {url!r}: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}") from None
+
+
+def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
+    median = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
+    return {
+        "median": median,
+        "percentile": optuna.pruners.PercentilePruner(33.0, n_startup_trials=5, n_warmup_steps=3),
+        "hyperband": optuna.pruners.HyperbandPruner(min_resource=2, max_resource=max_epochs, reduction_factor=3),
+        "successive_halving": optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=3),
+        "patient": optuna.pruners.PatientPruner(median, patience=2),
+        "none": optuna.pruners.NopPruner(),
+    }[name]
+
+
+def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
+    if config.grid:
+        return optuna.samplers.GridSampler(grid_space(config.fixed, config.grid), seed=config.sampler_seed)
+    # multivariate + group: TPE models the conditional (per-family) parameters jointly.
+    return optuna.samplers.TPESampler(seed=config.sampler_seed, multivariate=True, group=True,
+                                      n_startup_trials=10, constant_liar=True)
+
+
+def create_study(config: StudyConfig) -> optuna.Study:
+    storage = open_storage(config.storage)
+    epochs = config.fixed.get("epochs") or max(config.grid.get("epochs", [15]))
+    study = optuna.create_study(storage=storage, study_name=config.study_name, direction="maximize",
+                                sampler=make_sampler(config), pruner=make_pruner(config.pruner, epochs),
+                                load_if_exists=True)
+    existing = study.user_attrs.get("metric")
+    if existing is not None and existing != config.metric:
+        raise StudyError(f"study {config.study_name!r} optimises {existing}; --metric {config.metric} needs another --study-name")
+    return study
+
+
+def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
+    p, a = trial.params, trial.user_attrs
+    keys = ["layers", "width", "bidirectional", "kernel_size", "lr", "batch_size", "clipnorm", "imbalance"]
+    shown = " ".join(f"{k}={p[k]:.1e}" if k == "lr" else f"{k}={p[k]}" for k in keys if k in p)
+    mean, std = a.get("metric_mean"), a.get("metric_std")
+    score = f"{mean:.4f}±{std:.4f}" if mean is not None else "n/a"
+    return f"{p.get('family', '?'):<7} {shown} | {score} | {a.get('ended', trial.state.name.lower())}"
+
+
+def progress(config: StudyConfig, write: Callable[[str], None]):
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        try:
+            best = f"best {study.best_value:.4f} (#{study.best_trial.number})"
+        except ValueError:
+            best = "no complete trial yet"
+        seconds = trial.user_attrs.get("train_seconds", 0)
+        write(f"trial {trial.number:>4} {describe_trial(trial)} | {best} | {seconds:.0f}s")
+    return callback
+
+
+def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] = print) -> optuna.Study:
+    """Add config.trials trials to the study (created or continued) and return it."""
+    study = create_study(config)
+    if config.grid:
+        suggest = lambda trial: grid_suggest(trial, config.fixed, config.grid)  # noqa: E731
+    else:
+        suggest = None
+    objective = Objective(task, SPACES[config.task], config.seeds, config.metric, config.strategy,
+                          config.device, config.fixed, config.grid, suggest=suggest)
+    for hook in trial_end_hooks(config, study):
+        objective.on_trial_end.append(hook)
+    set_study_attrs(study, config, task)
+    study.optimize(objective, n_trials=config.trials, timeout=config.timeout,
+                   callbacks=[progress(config, write)], gc_after_trial=False)
+    return study
+
+
+def trial_end_hooks(config: StudyConfig, study: optuna.Study) -> list:
+    """Extra per-trial outputs (dashboard artifacts); none by default."""
+    return []
+
+
+def set_study_attrs(study: optuna.Study, config: StudyConfig, task: Task) -> None:
+    attrs = {
+        "task": config.task,
+        "metric": config.metric,
+        "seeds": config.seeds,
+        "strategy": config.strategy,
+        "pruner": config.pruner,
+        "sampler_seed": config.sampler_seed,
+        "data": {k: v for k, v in task.info.items() if k != "standardisation"},
+        "counts": task.counts(),
+        "class_names": task.class_names,
+        "fixed": config.fixed,
+        "grid": config.grid,
+    }
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+    commands = study.user_attrs.get("commands", [])
+    study.set_user_attr("commands", commands + [config.command])
+
+
+def summary(study: optuna.Study, storage: str) -> str:
+    states = [t.state for t in study.trials]
+    count = {s.name.lower(): states.count(s) for s in optuna.trial.TrialState if states.count(s)}
+    lines = [f"study {study.study_name!r}: {len(states)} trials {count}"]
+    try:
+        best = study.best_trial
+        lines.append(f"best trial #{best.number}: {study.user_attrs.get('metric')} = {best.value:.4f} "
+                     f"± {best.user_attrs.get('metric_std', math.nan):.4f} over seeds")
+        lines.append("  params: " + ", ".join(f"{k}={v}" for k, v in best.params.items()))
+    except ValueError:
+        lines.append("no complete trial yet")
+    lines.append(f"browse it: python -m search.dashboard --storage {storage}   (or: optuna-dashboard {storage})")
+    return "\n".join(lines)
