@@ -5,6 +5,7 @@ import os
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +24,8 @@ def check_zip(path: Path) -> zipfile.ZipFile:
     try:
         archive = zipfile.ZipFile(path)
         bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, OSError, EOFError) as exc:
+        # zlib.error: a damaged deflate stream; NotImplementedError: damaged flag bits in a member header.
         raise DataError(f"{path}: not a valid zip archive (truncated or corrupt: {exc})") from None
     if bad is not None:
         raise DataError(f"{path}: corrupt member {bad!r} in zip archive (CRC check failed)")

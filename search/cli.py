@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import warnings
 
@@ -19,6 +20,8 @@ def parser(task: str) -> argparse.ArgumentParser:
                                 description=f"Run (or continue) an Optuna study on the {task} task.")
     p.add_argument("--trials", type=int, default=100, help="trials to ADD to the study in this run (default 100)")
     p.add_argument("--storage", default=DEFAULT_STORAGE, help="any SQLAlchemy URL (default %(default)s)")
+    p.add_argument("--artifacts", default=None, metavar="DIR",
+                   help="folder for the dashboard's figures (default: artifacts/ beside a SQLite file, else ./artifacts)")
     p.add_argument("--study-name", default=None, help=f"default: {task}")
     p.add_argument("--seeds", type=int, default=3, help="seeds per trial (default 3)")
     p.add_argument("--metric", choices=METRICS, default=None)
@@ -28,6 +31,8 @@ def parser(task: str) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--heartbeat", type=int, default=30,
+                   help="seconds between trial heartbeats; a killed run's trial is failed after 4 (default 30)")
     p.add_argument("--data", default=None, help="data folder or archive (else $HAR_DATA/$NAMES_DATA, cache, download)")
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="run a plain grid over these values (repeatable); other parameters fixed or default")
@@ -49,7 +54,8 @@ def config_from_args(task: str, args: argparse.Namespace) -> StudyConfig:
     return StudyConfig(task=task, trials=args.trials, storage=args.storage, study_name=args.study_name,
                        seeds=args.seeds, metric=args.metric, strategy=args.strategy, pruner=args.pruner,
                        sampler_seed=args.sampler_seed, timeout=args.timeout, device=args.device,
-                       fixed=fixed, grid=grid)
+                       fixed=fixed, grid=grid, heartbeat=args.heartbeat,
+                       artifact_dir=args.artifacts)
 
 
 def quiet_optuna() -> None:
@@ -58,9 +64,14 @@ def quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # `kill` behaves like Ctrl-C: Optuna fails the running trial, keeps the rest
+
+
 def main(task: str, argv: list[str] | None = None) -> None:
     args = parser(task).parse_args(argv)
     quiet_optuna()
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         config = config_from_args(task, args)
         if args.threads is not None:
@@ -68,7 +79,7 @@ def main(task: str, argv: list[str] | None = None) -> None:
                 raise StudyError(f"--threads must be an int >= 1, got {args.threads}")
             torch.set_num_threads(args.threads)
         from .study import open_storage
-        open_storage(config.storage)  # fail on a bad URL before loading data or training
+        open_storage(config.storage, config.heartbeat)  # fail on a bad URL before loading data or training
         data = load_task(task, args.data)
         study = run_study(config, data)
     except (StudyError, DataError, ValueError) as exc:

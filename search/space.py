@@ -24,14 +24,21 @@ class Suggest:
 
     def _pinned(self, name: str):
         if name in self.fixed:
-            return self.trial.suggest_categorical(name, [self.fixed[name]])
+            return self._categorical(name, [self.fixed[name]])
         if name in self.grid:
-            return self.trial.suggest_categorical(name, list(self.grid[name]))
+            return self._categorical(name, list(self.grid[name]))
         return None
+
+    def _categorical(self, name: str, choices: list):
+        try:
+            return self.trial.suggest_categorical(name, choices)
+        except ValueError:  # Optuna: a study's categorical choices cannot change between runs
+            raise ValueError(f"parameter {name!r}: choices {choices} differ from those this study was started "
+                             "with; continue it with the same fixed/grid values or use another --study-name") from None
 
     def categorical(self, name: str, choices: list):
         pinned = self._pinned(name)
-        return pinned if pinned is not None else self.trial.suggest_categorical(name, choices)
+        return pinned if pinned is not None else self._categorical(name, choices)
 
     def int(self, name: str, low: int, high: int, log: bool = False) -> int:
         pinned = self._pinned(name)

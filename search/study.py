@@ -40,6 +40,8 @@ class StudyConfig:
     fixed: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
     command: str = ""
+    heartbeat: int = 30  # seconds; a trial silent for 4 heartbeats (a killed run) is marked FAIL
+    artifact_dir: str | None = None  # dashboard figures; None: artifacts/ beside a SQLite file, else ./artifacts
 
     def __post_init__(self):
         if self.task not in SPACES:
@@ -54,6 +56,7 @@ class StudyConfig:
             (self.strategy in STRATEGIES, f"--strategy must be one of {list(STRATEGIES)}", self.strategy),
             (self.pruner in PRUNERS, f"--pruner must be one of {list(PRUNERS)}", self.pruner),
             (self.timeout is None or self.timeout > 0, "--timeout must be > 0 seconds", self.timeout),
+            (isinstance(self.heartbeat, int) and self.heartbeat >= 1, "--heartbeat must be an int >= 1", self.heartbeat),
         ]
         for ok, rule, value in checks:
             if not ok:
@@ -66,11 +69,16 @@ class StudyConfig:
             raise StudyError(str(exc)) from None
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
+def engine_options(url: str) -> dict:
+    # SQLite: wait for a lock (the dashboard or a second worker reading) instead of failing at once.
+    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+
+
+def open_storage(url: str, heartbeat: int = 30) -> optuna.storages.BaseStorage:
     """An RDB storage with heartbeats, so a killed run's RUNNING trial is marked FAIL by the next run."""
     try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120,
-                                          engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=4 * heartbeat,
+                                          engine_kwargs=engine_options(url))
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ValueError) as exc:
         raise StudyError(f"--storage {url!r} is not a valid SQLAlchemy URL ({str(exc).splitlines()[0]})") from None
     except sqlalchemy.exc.OperationalError as exc:
@@ -100,15 +108,30 @@ def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
 
 
 def create_study(config: StudyConfig) -> optuna.Study:
-    storage = open_storage(config.storage)
+    storage = open_storage(config.storage, config.heartbeat)
     epochs = config.fixed.get("epochs") or max(config.grid.get("epochs", [15]))
     study = optuna.create_study(storage=storage, study_name=config.study_name, direction="maximize",
                                 sampler=make_sampler(config), pruner=make_pruner(config.pruner, epochs),
                                 load_if_exists=True)
+    check_continuation(study, config)
     existing = study.user_attrs.get("metric")
     if existing is not None and existing != config.metric:
         raise StudyError(f"study {config.study_name!r} optimises {existing}; --metric {config.metric} needs another --study-name")
     return study
+
+
+def check_continuation(study: optuna.Study, config: StudyConfig) -> None:
+    """A continued study must pin the same parameters to the same values (Optuna cannot change choices)."""
+    trials = study.get_trials(deepcopy=False)
+    if not trials:
+        return
+    for name, dist in trials[-1].distributions.items():
+        if not isinstance(dist, optuna.distributions.CategoricalDistribution):
+            continue
+        wanted = (config.fixed[name],) if name in config.fixed else tuple(config.grid[name]) if name in config.grid else None
+        if wanted is not None and wanted != dist.choices:
+            raise StudyError(f"study {config.study_name!r} was started with {name} in {list(dist.choices)}, got "
+                             f"{list(wanted)}; continue it with the same values or use another --study-name")
 
 
 def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
@@ -149,8 +172,9 @@ def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] = pr
 
 
 def trial_end_hooks(config: StudyConfig, study: optuna.Study) -> list:
-    """Extra per-trial outputs (dashboard artifacts); none by default."""
-    return []
+    """Extra per-trial outputs: figures and notes for optuna-dashboard (search/artifacts.py)."""
+    from .artifacts import TrialArtifacts, default_dir  # imported here: it pulls in matplotlib
+    return [TrialArtifacts(config.artifact_dir or default_dir(config.storage), SPACES[config.task], config.grid)]
 
 
 def set_study_attrs(study: optuna.Study, config: StudyConfig, task: Task) -> None:

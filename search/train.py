@@ -216,14 +216,18 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def train_seeds(spec: TrialSpec, task: Task, seeds: list[int], device: str | torch.device = "cpu",
                 on_epoch: Callable[[int, list[SeedResult]], bool] | None = None,
-                test: bool = False) -> list[SeedResult]:
+                test: bool = False, stack: str = "auto") -> list[SeedResult]:
     """Train one model per seed in lockstep for spec.epochs epochs.
 
     After every epoch, on_epoch(epoch, results) may return True to stop all seeds (pruning).
     A non-finite loss stops the run; the results say "diverged at epoch N".
     With test=True (final evaluation only), each result gets its test-split metrics.
+    stack: auto|on|off, whether the seeds train as one vmapped computation (search/stacked.py).
     """
     device = device if isinstance(device, torch.device) else resolve_device(device)
+    from .stacked import train_stacked, use_stacked  # stacked.py builds on this module
+    if use_stacked(spec, device, len(seeds), stack):
+        return train_stacked(spec, task, seeds, device, on_epoch, test)
     runs = [SeedRun(spec, task, seed, device) for seed in seeds]
     for epoch in range(1, spec.epochs + 1):
         for run in runs:

@@ -1,0 +1,108 @@
+"""Shared fixtures: the real data sets (read-only, never copied into the repository), loaded once.
+
+Every test gets its own empty DATA_CACHE and none of the data-location environment variables, so
+no test writes into the repository's data/cache and no developer setting leaks into a test.
+"""
+from __future__ import annotations
+
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from data import Split, Task, load_har, load_names
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+HAR_ZIP = SHARED / "UCI_HAR_Dataset.zip"
+NAMES_DIR = SHARED / "names"
+NAMES_ZIP = SHARED / "names_data.zip"
+HAR_PREFIX = "UCI HAR Dataset/"
+HAR_CHANNELS = [f"{kind}_{axis}" for kind in ("body_acc", "body_gyro", "total_acc") for axis in "xyz"]
+DATA_ENV = ("HAR_DATA", "NAMES_DATA", "HAR_DATA_URL", "NAMES_DATA_URL")
+
+
+@pytest.fixture(autouse=True)
+def isolated_data_env(tmp_path, monkeypatch):
+    """A fresh cache folder per test, and no data location taken from the developer's environment."""
+    for name in DATA_ENV:
+        monkeypatch.delenv(name, raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DATA_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Train on one intra-op thread: the machine's two cores are shared, and two spinning OpenMP
+    threads on a busy machine make small models many times slower. Restored after the module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    assert HAR_ZIP.is_file() and NAMES_ZIP.is_file() and NAMES_DIR.is_dir(), (
+        f"the real data sets are expected in {SHARED} (names/, names_data.zip, UCI_HAR_Dataset.zip)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def har_cache(tmp_path_factory) -> Path:
+    """The cache folder of the session's HAR load (the smoke test reuses it to skip a second parse)."""
+    return tmp_path_factory.mktemp("har-cache")
+
+
+@pytest.fixture(scope="session")
+def har_task(shared_data, har_cache) -> Task:
+    """The full HAR task, parsed once from the real zip into a session cache folder."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DATA_CACHE", str(har_cache))
+        started = time.perf_counter()
+        task = load_har(HAR_ZIP)
+        task.info["first_load_seconds"] = time.perf_counter() - started
+    return task
+
+
+@pytest.fixture(scope="session")
+def names_task(shared_data, tmp_path_factory) -> Task:
+    """The full surname task from the folder of <Language>.txt files, split seed 0."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DATA_CACHE", str(tmp_path_factory.mktemp("names-cache")))
+        return load_names(NAMES_DIR)
+
+
+def head(split: Split, n: int) -> Split:
+    """The first n examples of a split, as independent tensors."""
+    return Split(split.x[:n].clone(), split.y[:n].clone(), split.lengths[:n].clone())
+
+
+@pytest.fixture(scope="session")
+def small_har(har_task) -> Task:
+    """A small real task: the first 600 training windows, 200 validation and 200 test windows."""
+    return Task("har", head(har_task.train, 600), head(har_task.val, 200), head(har_task.test, 200),
+                list(har_task.class_names), dict(har_task.info))
+
+
+@pytest.fixture(scope="session")
+def tiny_har_dir(shared_data, tmp_path_factory) -> Path:
+    """A tiny folder in the UCI HAR layout: every 50th window of the real train and test files.
+
+    Every 50th window keeps every subject (each has ~280-410 windows), so the default validation
+    subjects 5, 11, 17, 23, 29 exist in it.
+    """
+    root = tmp_path_factory.mktemp("tiny-har") / "UCI HAR Dataset"
+    with zipfile.ZipFile(HAR_ZIP) as archive:
+        for member in archive.namelist():
+            if member.endswith("/"):
+                continue
+            text = archive.read(member).decode()
+            if "/train/" in member or "/test/" in member:
+                text = "".join(line + "\n" for line in text.splitlines()[::50])
+            target = root / member[len(HAR_PREFIX):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+    return root

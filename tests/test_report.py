@@ -1,0 +1,256 @@
+"""The study report: small real studies on the real data, then `python -m search.report` on them.
+
+Each study is built once per module (a few trials, 1-2 epochs, width 16) and reported with --seeds 2.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import DATA_ENV, HAR_ZIP, NAMES_DIR
+from data import load_task
+from search import report
+from search.study import StudyConfig, run_study
+from search.train import IMBALANCE
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+HAR_FAMILIES = ["dense", "linear", "conv1d"]
+
+
+def make_study(task: str, folder: Path, data: Path, fixed: dict, grid: dict) -> str:
+    """A real study through the library the command line uses (one process start saved per study)."""
+    storage = f"sqlite:///{folder / 'studies.db'}"
+    config = StudyConfig(task=task, trials=4, storage=storage, seeds=2, pruner="none", fixed={"width": 16, **fixed},
+                         grid=grid, command=f"python -m search.{task} --seeds 2 --width 16 ... (test study)")
+    run_study(config, load_task(task, data), write=lambda line: None)
+    return storage
+
+
+def trial_attrs(storage: str, name: str) -> dict:
+    study = optuna.load_study(study_name=name, storage=storage)
+    return {t.number: (t.state.name, t.value, t.user_attrs) for t in study.trials}
+
+
+@pytest.fixture(scope="module")
+def data_cache(tmp_path_factory):
+    """One data cache for the module's studies and reports; no data location from the environment."""
+    folder = tmp_path_factory.mktemp("report-data-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in DATA_ENV:
+            mp.delenv(name, raising=False)
+        mp.setenv("DATA_CACHE", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def har(tmp_path_factory, data_cache, one_torch_thread):
+    """A 3-trial HAR grid (dense, linear, conv1d), its trials before the report, and one report run."""
+    folder = tmp_path_factory.mktemp("har-report")
+    storage = make_study("har", folder, HAR_ZIP, {"epochs": 2, "batch_size": 128}, {"family": HAR_FAMILIES})
+    before = trial_attrs(storage, "har")
+    # The command line itself, in its own process.
+    first = subprocess.run([sys.executable, "-m", "search.report", "har", "--storage", storage, "--out",
+                            str(folder / "reports"), "--seeds", "2", "--threads", "1"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    out = folder / "reports" / "har"
+    return {"storage": storage, "folder": folder, "before": before, "stdout": first.stdout, "out": out,
+            "text": (out / "report.md").read_text()}
+
+
+@pytest.fixture(scope="module")
+def names(tmp_path_factory, data_cache, one_torch_thread):
+    """A 1-trial surname study (conv1d, 1 epoch), reported: the imbalance section retrains it three ways."""
+    folder = tmp_path_factory.mktemp("names-report")
+    storage = make_study("names", folder, NAMES_DIR, {"family": "conv1d", "epochs": 1, "batch_size": 256},
+                         {"imbalance": ["none"]})
+    report.main(["names", "--storage", storage, "--out", str(folder / "reports"), "--seeds", "2"])
+    out = folder / "reports" / "names"
+    return {"storage": storage, "out": out, "text": (out / "report.md").read_text()}
+
+
+def section(text: str, title: str) -> str:
+    """The Markdown under a heading, up to the next heading of the same or a higher level."""
+    level = title.split(" ")[0]
+    start = text.index(title + "\n")
+    rest = text[start + len(title):]
+    end = re.search(rf"^#{{1,{len(level)}}} ", rest, flags=re.M)
+    return rest[:end.start()] if end else rest
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    rows = [line.strip("|").split("|") for line in markdown.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in row] for row in rows[2:]]  # skip the header and the |---| line
+
+
+def test_leaderboard_lists_every_family_that_completed_a_trial(har):
+    study = optuna.load_study(study_name="har", storage=har["storage"])
+    completed = {t.user_attrs["spec"]["family"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    rows = table_rows(section(har["text"], "### Best configuration of each family"))
+    assert completed and {row[0] for row in rows} == completed and len(rows) == len(completed)
+    for row in rows:  # val and test as mean ± std over the 2 evaluation seeds
+        assert all("±" in cell for cell in row[5:11]), row
+    for title in ("## Search", "## Data", "## Reproduce", "## Learning curves", "## Confusion matrices (test)",
+                  "## Effects seen across trials", "## Class imbalance", "## Seed robustness", "## Issues spotted",
+                  "## Optuna's views"):
+        assert f"\n{title}\n" in har["text"], title
+    assert "python -m search.report har --storage" in section(har["text"], "## Reproduce")
+
+
+def test_figures_are_png_files_and_every_link_resolves(har):
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", har["text"])
+    expected = {"curves_train_loss.png", "curves_val_loss.png", "curves_val_accuracy.png", "effect_width.png",
+                "effect_layers.png", "effect_batch_size.png", "effect_clipnorm.png", "imbalance_per_class.png",
+                "optuna_history.png"} | {f"confusion_{f}.png" for f in HAR_FAMILIES}
+    assert expected <= set(links)
+    for link in links:
+        file = har["out"] / link
+        assert file.is_file(), link
+        data = file.read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000, (link, len(data))
+    for link in links:  # every figure has a caption line right after it
+        assert re.search(rf"!\[[^\]]*\]\({re.escape(link)}\)\n\n\*[^*]+\*\n", har["text"]), link
+
+
+def expected_specs(storage: str, name: str, top: int = 3) -> set[str]:
+    """What the final evaluation may touch: chosen from COMPLETE trials by validation value only."""
+    study = optuna.load_study(study_name=name, storage=storage)
+    ranked = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE),
+                    key=lambda t: (-t.value, t.number))
+    specs, best_of_family, leaders = [], set(), []
+    for t in ranked:
+        spec = t.user_attrs["spec"]
+        if spec["family"] not in best_of_family:
+            best_of_family.add(spec["family"])
+            specs.append(spec)
+        if len(leaders) < top and spec not in leaders:
+            leaders.append(spec)
+    specs += leaders + [{**ranked[0].user_attrs["spec"], "imbalance": value} for value in IMBALANCE]
+    return {json.dumps(spec, sort_keys=True) for spec in specs}
+
+
+def has_key(value, key: str) -> bool:
+    if isinstance(value, dict):
+        return key in value or any(has_key(v, key) for v in value.values())
+    if isinstance(value, list):
+        return any(has_key(v, key) for v in value)
+    return False
+
+
+def test_test_split_is_touched_only_by_the_final_evaluation(har):
+    # The search stored no test metric, and the report wrote nothing into the study.
+    assert har["before"] and not any(has_key(attrs, "test") for _, _, attrs in har["before"].values())
+    assert trial_attrs(har["storage"], "har") == har["before"]
+    # Test-split results exist only for the configurations the validation values selected.
+    cache = json.loads((har["out"] / "evaluations.json").read_text())
+    entries = cache["evaluations"].values()
+    assert {json.dumps(e["spec"], sort_keys=True) for e in entries} == expected_specs(har["storage"], "har")
+    counts = optuna.load_study(study_name="har", storage=har["storage"]).user_attrs["counts"]
+    for entry in entries:
+        assert [run["seed"] for run in entry["runs"]] == [0, 1]
+        for run in entry["runs"]:
+            assert sum(map(sum, run["test"]["confusion"])) == sum(counts["test"])
+            assert 0 <= run["test"]["accuracy"] <= 1
+    # And in the code: only search/evaluate.py asks train_seeds for test metrics.
+    callers = [p.name for p in (ROOT / "search").glob("*.py") if re.search(r"train_seeds\([^)]*test=True", p.read_text())]
+    assert callers == ["evaluate.py"]
+
+
+def test_second_run_reuses_the_cache_and_writes_the_same_text(har, capsys):
+    cache = har["out"] / "evaluations.json"
+    saved, stamp = cache.read_bytes(), cache.stat().st_mtime_ns
+    assert "0 evaluations reused" in har["stdout"] and "0 configurations trained" not in har["stdout"]
+    # In this process (the first run was a subprocess): the same entry point, without a second start-up.
+    report.main(["har", "--storage", har["storage"], "--out", str(har["folder"] / "reports"), "--seeds", "2"])
+    assert "0 configurations trained" in capsys.readouterr().out
+    assert cache.read_bytes() == saved and cache.stat().st_mtime_ns == stamp
+    assert (har["out"] / "report.md").read_text() == har["text"]
+
+
+def test_names_imbalance_compares_three_strategies_on_one_architecture(names):
+    text = section(names["text"], "## Class imbalance")
+    study = optuna.load_study(study_name="names", storage=names["storage"])
+    counts, classes = study.user_attrs["counts"]["train"], study.user_attrs["class_names"]
+    summary, per_class = [table_rows(t) for t in text.split("\n\n") if t.startswith("|")]
+    assert [row[0] for row in summary] == list(IMBALANCE)
+    assert sorted(row[0] for row in per_class) == sorted(classes)
+    assert [int(row[1]) for row in per_class] == sorted(counts)  # fewest training examples first
+    rarest = sorted(range(len(classes)), key=lambda i: (counts[i], classes[i]))[:3]
+    explanation = [line for line in text.splitlines() if line.startswith("Test recall of the 3 classes")]
+    assert explanation and all(f"{classes[i]} ({counts[i]})" in explanation[0] for i in rarest)
+    assert "imbalance_per_class.png" in text
+    cache = json.loads((names["out"] / "evaluations.json").read_text())
+    specs = [e["spec"] for e in cache["evaluations"].values()]
+    assert sorted(s["imbalance"] for s in specs) == sorted(IMBALANCE)
+    assert all({**s, "imbalance": "none"} == {**specs[0], "imbalance": "none"} for s in specs)
+
+
+def error_line(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        report.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_missing_or_empty_study_and_bad_storage_exit_2_with_one_line(har, tmp_path, capsys):
+    out = tmp_path / "reports"
+    missing = tmp_path / "missing.db"
+    err = error_line(["har", "--storage", f"sqlite:///{missing}", "--out", str(out)], capsys)
+    assert err.startswith(f"error: study 'har' not found in sqlite:///{missing}") and not missing.exists()
+    err = error_line(["har", "--storage", har["storage"], "--study-name", "nope", "--out", str(out)], capsys)
+    assert err == f"error: study 'nope' not found in {har['storage']} (studies there: har)"
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    optuna.create_study(study_name="har", storage=empty)
+    assert error_line(["har", "--storage", empty, "--out", str(out)], capsys) == \
+        f"error: study 'har' has no complete trial in {empty}"
+    assert error_line(["har", "--storage", "no-such-scheme://x", "--out", str(out)], capsys).startswith("error: --storage")
+    assert error_line(["har", "--storage", empty, "--seeds", "0"], capsys) == "error: --seeds must be an int >= 1, got 0"
+    assert not out.exists()
+
+
+def made_trial(number, state, curves, ended, family, seeds):
+    made = optuna.trial.create_trial(
+        state=state, value=sum(seeds) / len(seeds) if state == optuna.trial.TrialState.COMPLETE else None,
+        params={"family": family}, distributions={"family": optuna.distributions.CategoricalDistribution([family])},
+        user_attrs={"spec": {"family": family}, "curves": curves, "ended": ended, "seed_metrics": {"accuracy": seeds}})
+    made.number = number
+    return made
+
+
+def curve(train, val, acc, norm=1.0, peak=2.0):
+    return {"train_loss": train, "val_loss": val, "val_accuracy": acc, "grad_norm": [norm] * len(train),
+            "grad_norm_max": [peak] * len(train)}
+
+
+def test_issue_rules_flag_the_trials_that_break_them():
+    healthy = curve([1.0, 0.6, 0.4, 0.3], [1.0, 0.7, 0.6, 0.55], [0.5, 0.6, 0.7, 0.72])
+    overfit = curve([1.0, 0.6, 0.4, 0.3], [0.8, 0.7, 0.75, 0.8], [0.5, 0.6, 0.6, 0.6])
+    flat = curve([1.0, 0.995, 0.99, 0.995], [1.0, 1.0, 1.0, 1.0], [0.2, 0.2, 0.2, 0.2])
+    exploding = curve([1.0, 0.6, 0.4, 0.3], [1.0, 0.7, 0.6, 0.55], [0.5, 0.6, 0.7, 0.72], peak=50.0)
+    noisy = curve([1.0, 0.6, 0.4, 0.3], [1.0, 0.7, 0.6, 0.55], [0.5, 0.6, 0.7, 0.9])
+    pruned = [made_trial(n, optuna.trial.TrialState.PRUNED, [healthy], "pruned at epoch 2", "gru", [0.7])
+              for n in (6, 7, 8)]
+    trials = [made_trial(0, optuna.trial.TrialState.COMPLETE, [healthy, healthy], "finished", "lstm", [0.72, 0.72]),
+              made_trial(1, optuna.trial.TrialState.COMPLETE, [overfit], "finished", "lstm", [0.6]),
+              made_trial(2, optuna.trial.TrialState.COMPLETE, [flat], "finished", "lstm", [0.2]),
+              made_trial(3, optuna.trial.TrialState.COMPLETE, [exploding], "finished", "lstm", [0.72]),
+              made_trial(4, optuna.trial.TrialState.COMPLETE, [healthy, noisy], "finished", "lstm", [0.72, 0.9]),
+              made_trial(5, optuna.trial.TrialState.FAIL, [healthy], "diverged at epoch 3 (seed 0)", "lstm", [0.7]),
+              *pruned]
+    found = {title: [item.split(" ")[0] for item in items] for title, _, items in report.find_issues(trials, "accuracy")}
+    assert found["Diverged or failed"] == ["#5"]
+    assert found["Growing train/validation gap"] == ["#1"]
+    assert found["No learning"] == ["#2"]
+    assert found["Exploding gradients"] == ["#3"]
+    assert found["High variance over seeds"] == ["#4"]
+    assert found["Many pruned trials in one family"] == ["gru:"]
+    assert math.isclose(report.mean_std([0.5, None, 0.7])[0], 0.6)

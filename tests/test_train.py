@@ -1,0 +1,171 @@
+"""search/train.py: the one training loop, on a small real HAR subset (600 windows, 2 epochs)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+from conftest import head
+from data import Split, Task
+from search.train import TrialSpec, epoch_order, metrics, train_seeds
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+HISTORY_KEYS = {"train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1", "grad_norm"}
+
+
+def rnn(**changes) -> TrialSpec:
+    return TrialSpec(**({"family": "rnn", "width": 16, "epochs": 2, "batch_size": 64, "lr": 3e-3} | changes))
+
+
+def without_times(history: dict[str, list[float]]) -> dict[str, list[float]]:
+    return {key: values for key, values in history.items() if key != "epoch_seconds"}
+
+
+@pytest.fixture(scope="module")
+def two_seeds(small_har, one_torch_thread):
+    return train_seeds(rnn(), small_har, [0, 1])
+
+
+def test_history_has_one_value_per_epoch(two_seeds, small_har):
+    for result in two_seeds:
+        assert result.status == "finished"
+        assert HISTORY_KEYS <= set(result.history)
+        for key in HISTORY_KEYS:
+            assert len(result.history[key]) == 2, key
+            assert all(math.isfinite(v) for v in result.history[key]), key
+        assert 0 <= result.final["accuracy"] <= 1 and 0 <= result.final["balanced_accuracy"] <= 1
+        assert sum(map(sum, result.confusion)) == len(small_har.val)
+        assert result.test is None  # test=False: the test split is not touched
+
+
+def test_same_seed_same_metrics_other_seed_other_metrics(two_seeds, small_har):
+    again = train_seeds(rnn(), small_har, [0, 1])
+    for first, second in zip(two_seeds, again):
+        assert without_times(first.history) == without_times(second.history)
+        assert first.confusion == second.confusion
+    assert two_seeds[0].history["train_loss"] != two_seeds[1].history["train_loss"]
+    assert two_seeds[0].history["val_loss"] != two_seeds[1].history["val_loss"]
+
+
+def test_grad_norm_is_recorded_before_clipping(small_har):
+    (clipped,) = train_seeds(rnn(clipnorm=1e-4, epochs=1), small_har, [0])
+    (free,) = train_seeds(rnn(epochs=1), small_har, [0])
+    assert clipped.history["grad_norm"][0] > 100 * 1e-4
+    assert clipped.history["grad_norm_max"][0] >= clipped.history["grad_norm"][0]
+    # The first batch's gradient is the same with or without clipping; later ones differ: it did clip.
+    assert clipped.history["train_loss"] != free.history["train_loss"]
+
+
+def test_huge_learning_rate_diverges(small_har):
+    (result,) = train_seeds(TrialSpec(family="dense", width=16, epochs=3, lr=1e30), small_har, [0])
+    assert result.status == "diverged at epoch 1"
+    assert len(result.history["train_loss"]) == 1 and math.isnan(result.history["train_loss"][0])
+
+
+def test_non_finite_input_diverges_and_stops_every_seed(small_har):
+    x = small_har.train.x.clone()
+    x[300, 64, 2] = float("nan")  # one bad sample in one real window
+    poisoned = Task("har", Split(x, small_har.train.y, small_har.train.lengths), small_har.val, small_har.test,
+                    small_har.class_names)
+    results = train_seeds(rnn(epochs=3), poisoned, [0, 1], test=True)
+    assert [r.status for r in results] == ["diverged at epoch 1"] * 2
+    assert all(len(r.history["val_loss"]) == 1 for r in results)
+    assert all(r.test is None for r in results)  # no test metrics for a diverged run
+
+
+def test_on_epoch_may_stop_the_run(small_har):
+    calls = []
+
+    def prune(epoch, results):
+        calls.append((epoch, [r.history["val_accuracy"][-1] for r in results]))
+        return True
+
+    results = train_seeds(rnn(epochs=5), small_har, [0, 1], on_epoch=prune)
+    assert [epoch for epoch, _ in calls] == [1]
+    assert len(calls[0][1]) == 2
+    assert [r.status for r in results] == ["stopped at epoch 1"] * 2
+    assert all(len(r.history["train_loss"]) == 1 for r in results)
+
+
+def imbalanced(small_har) -> Task:
+    """Half the WALKING windows only appear in training at one in four: an imbalanced training split."""
+    y = small_har.train.y
+    keep = torch.nonzero((y != 0) | (torch.arange(len(y)) % 4 == 0)).flatten()
+    train = Split(small_har.train.x[keep], y[keep], small_har.train.lengths[keep])
+    return Task("har", train, head(small_har.val, 200), head(small_har.test, 200), small_har.class_names)
+
+
+@pytest.mark.parametrize("imbalance", ["oversample", "class_weights"])
+def test_imbalance_handling_changes_training_only(imbalance, small_har):
+    task = imbalanced(small_har)
+    val_x, val_y, val_counts = task.val.x.clone(), task.val.y.clone(), task.counts()["val"]
+    (plain,) = train_seeds(rnn(), task, [0])
+    (handled,) = train_seeds(rnn(imbalance=imbalance), task, [0])
+    assert handled.history["train_loss"] != plain.history["train_loss"]
+    assert torch.equal(task.val.x, val_x) and torch.equal(task.val.y, val_y)
+    assert task.counts()["val"] == val_counts
+    for result in (plain, handled):  # validation still counts every true class as it is
+        assert [sum(row) for row in result.confusion] == val_counts
+
+
+def test_oversampling_draws_every_class_about_equally(small_har):
+    task = imbalanced(small_har)
+    counts = task.counts()["train"]
+    assert max(counts) > 1.4 * min(counts)
+    order = epoch_order(task.train, 6, oversample=True, generator=torch.Generator().manual_seed(0))
+    drawn = torch.bincount(task.train.y[order], minlength=6).tolist()
+    assert len(order) == len(task.train)
+    assert max(drawn) < 1.5 * min(drawn), drawn
+    plain = epoch_order(task.train, 6, oversample=False, generator=torch.Generator().manual_seed(0))
+    assert sorted(plain.tolist()) == list(range(len(task.train)))
+
+
+def labels_of(confusion: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [(t, p) for t, row in enumerate(confusion) for p, n in enumerate(row) for _ in range(n)]
+    return np.array([t for t, _ in pairs]), np.array([p for _, p in pairs])
+
+
+def test_metrics_of_a_hand_made_confusion_matrix():
+    confusion = [[5, 1, 0],
+                 [2, 3, 1],
+                 [0, 0, 4]]
+    found = metrics(torch.tensor(confusion))
+    y_true, y_pred = labels_of(confusion)
+    assert found["accuracy"] == pytest.approx(12 / 16) == pytest.approx(accuracy_score(y_true, y_pred))
+    assert found["balanced_accuracy"] == pytest.approx((5 / 6 + 3 / 6 + 4 / 4) / 3)
+    assert found["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+    assert found["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    # By hand, class 0: precision 5/7, recall 5/6 -> F1 = 2*5/(7+6) = 10/13.
+    assert found["macro_f1"] == pytest.approx((10 / 13 + 6 / 10 + 8 / 9) / 3)
+
+
+def test_metrics_average_over_classes_present_in_the_truth():
+    # Class 1 never occurs in the truth (but is predicted once); class 3 occurs but is never predicted.
+    confusion = [[3, 1, 0, 0],
+                 [0, 0, 0, 0],
+                 [1, 0, 2, 0],
+                 [0, 0, 2, 0]]
+    found = metrics(torch.tensor(confusion))
+    y_true, y_pred = labels_of(confusion)
+    present = [0, 2, 3]
+    with pytest.warns(UserWarning):  # sklearn warns that y_pred has a class y_true lacks
+        expected_balanced = balanced_accuracy_score(y_true, y_pred)
+    assert found["balanced_accuracy"] == pytest.approx(expected_balanced) == pytest.approx((3 / 4 + 2 / 3 + 0) / 3)
+    assert found["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, labels=present, average="macro",
+                                                       zero_division=0))
+    assert found["accuracy"] == pytest.approx(5 / 9)
+
+
+def test_test_split_only_when_asked(small_har):
+    (tested,) = train_seeds(rnn(epochs=1), small_har, [3], test=True)
+    (untested,) = train_seeds(rnn(epochs=1), small_har, [3])
+    assert untested.test is None
+    assert {"loss", "accuracy", "balanced_accuracy", "macro_f1", "recall", "confusion"} <= set(tested.test)
+    assert sum(map(sum, tested.test["confusion"])) == len(small_har.test)
+    assert len(tested.test["recall"]) == small_har.num_classes
+    # Evaluating the test split does not change the validation results.
+    assert without_times(tested.history) == without_times(untested.history)
