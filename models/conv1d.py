@@ -15,6 +15,22 @@ def step_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     return (torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]).unsqueeze(1)
 
 
+def conv_block(conv: nn.Conv1d, h: torch.Tensor, lengths: torch.Tensor, pool: int, dropout: nn.Module):
+    """relu(conv(h)) then an optional max-pool, on (B, C, T) with lengths; returns (h, lengths, mask).
+
+    Steps past a sequence's length are zeroed after the layer (and -inf inside the max-pool), so
+    padding never reaches a real step: a batch gives each sequence the values it gets alone.
+    """
+    mask = step_mask(lengths, h.shape[2])
+    h = dropout(torch.relu(conv(h))) * mask
+    if pool > 1 and h.shape[2] > 1:
+        h = F.max_pool1d(h.masked_fill(~mask, float("-inf")), pool, ceil_mode=True)
+        lengths = (lengths + pool - 1) // pool
+        mask = step_mask(lengths, h.shape[2])
+        h = h.masked_fill(~mask, 0.0)
+    return h, lengths, mask
+
+
 @register("conv1d")
 class Conv1dClassifier(nn.Module):
     def __init__(self, spec: ModelSpec, input_size: int, num_classes: int, seq_len: int):
@@ -27,16 +43,9 @@ class Conv1dClassifier(nn.Module):
         self.head = nn.Linear(2 * spec.width, num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        # Steps past a sequence's length are zeroed after each layer (and -inf inside a max-pool),
-        # so padding never reaches a real step: a batch gives each sequence the logits it gets alone.
-        h, mask = x.transpose(1, 2), step_mask(lengths, x.shape[1])
+        h = x.transpose(1, 2)
         for conv in self.convs:
-            h = self.dropout(torch.relu(conv(h))) * mask
-            if self.pool > 1 and h.shape[2] > 1:
-                h = F.max_pool1d(h.masked_fill(~mask, float("-inf")), self.pool, ceil_mode=True)
-                lengths = (lengths + self.pool - 1) // self.pool
-                mask = step_mask(lengths, h.shape[2])
-                h = h.masked_fill(~mask, 0.0)
+            h, lengths, mask = conv_block(conv, h, lengths, self.pool, self.dropout)
         mean = h.sum(2) / lengths[:, None].clamp(min=1)
         peak = h.masked_fill(~mask, float("-inf")).amax(2)
         return self.head(torch.cat([mean, peak], 1))

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from .conv1d import conv_block
 from .spec import ModelSpec
 
 
@@ -29,13 +30,19 @@ class Recurrent(nn.Module):
 
     def __init__(self, spec: ModelSpec, input_size: int, num_classes: int, seq_len: int):
         super().__init__()
-        self.rnn = self.cell(input_size, spec.width, num_layers=spec.layers, batch_first=True,
+        # Optional conv front-end: local features, and with pool > 1 a shorter sequence for the recurrence.
+        self.frontend = nn.Conv1d(input_size, spec.frontend, spec.kernel_size, padding="same") if spec.frontend else None
+        self.pool = spec.pool
+        self.rnn = self.cell(spec.frontend or input_size, spec.width, num_layers=spec.layers, batch_first=True,
                              dropout=spec.dropout if spec.layers > 1 else 0.0,
                              bidirectional=spec.bidirectional)
         self.dropout = nn.Dropout(spec.dropout)
         self.head = nn.Linear(spec.width * (2 if spec.bidirectional else 1), num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.frontend is not None:
+            h, lengths, _ = conv_block(self.frontend, x.transpose(1, 2), lengths, self.pool, self.dropout)
+            x = h.transpose(1, 2)
         if bool((lengths < x.shape[1]).any()):
             # Packing makes the final state that of each sequence's last real step, whatever the padding.
             x = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -46,4 +53,6 @@ class Recurrent(nn.Module):
 
     @classmethod
     def param_count(cls, spec: ModelSpec, input_size: int, num_classes: int, seq_len: int) -> int:
-        return recurrent_params(cls.gates, input_size, [spec.width] * spec.layers, num_classes, spec.bidirectional)
+        frontend = spec.kernel_size * input_size * spec.frontend + spec.frontend
+        return frontend + recurrent_params(cls.gates, spec.frontend or input_size, [spec.width] * spec.layers,
+                                           num_classes, spec.bidirectional)

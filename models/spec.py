@@ -11,14 +11,16 @@ class ModelSpec:
     width: int = 64  # hidden units or channels per layer
     dropout: float = 0.0  # between layers and before the classifier
     bidirectional: bool = False  # recurrent families only
-    kernel_size: int = 5  # conv1d only
-    pool: int = 1  # conv1d only: max-pool size after each conv layer (1 = none), shortens long sequences
+    kernel_size: int = 5  # conv1d, and the recurrent families' conv front-end
+    pool: int = 1  # max-pool size after each conv layer (1 = none): shortens long sequences
+    frontend: int = 0  # recurrent only: channels of a Conv1d front-end before the recurrent layers (0 = none)
 
     def __post_init__(self):
         check_int("layers", self.layers, 1)
         check_int("width", self.width, 1)
         check_int("kernel_size", self.kernel_size, 1)
         check_int("pool", self.pool, 1)
+        check_int("frontend", self.frontend, 0)
         if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a float in [0, 1), got {self.dropout!r}")
         if not isinstance(self.bidirectional, bool):

@@ -108,10 +108,13 @@ def mean_std(values: list) -> tuple[float, float] | None:
 
 
 def fmt(values: list, digits: int = 3) -> str:
-    stats = mean_std(values)
-    if stats is None:
+    """mean ± std over the finite values (a diverged seed has none); the count when some are missing."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
         return "n/a"
-    return f"{stats[0]:.{digits}f} ± {stats[1]:.{digits}f}" if len(values) > 1 else f"{stats[0]:.{digits}f}"
+    mean, std = mean_std(finite)
+    text = f"{mean:.{digits}f} ± {std:.{digits}f}" if len(finite) > 1 else f"{mean:.{digits}f}"
+    return text if len(finite) == len(values) else f"{text} ({len(finite)} of {len(values)} seeds)"
 
 
 def duration(seconds: float) -> str:
@@ -282,7 +285,7 @@ def leaderboard(c: Context) -> list[str]:
     lines += ["### Best configuration of each family", ""]
     lines += table(header, [row(t) for t in c.families.values()])
     lines += [f"*One row per family that completed a trial ({len(c.families)}), ordered by search value; "
-              f"{len(c.complete)} complete trials considered.*", ""]
+              f"{len(c.complete)} complete trials considered. Parameters: trainable parameter count of the model.*", ""]
     lines += ["### Top configurations overall", ""]
     lines += table(header, [row(t) for t in c.leaders])
     lines += [f"*The {len(c.leaders)} best distinct configurations by search value.*", ""]
@@ -353,10 +356,12 @@ def effects(c: Context) -> list[str]:
                 answers.append(f"{family}: only width {width:g} tried ({n} trials, median {med:.3f})")
             else:
                 width, (med, n) = max(by.items(), key=lambda kv: (kv[1][0], -kv[0]))
-                answers.append(f"{family}: best width {width:g} (median {med:.3f} over its {n} trials; "
+                answers.append(f"{family}: best width {width:g} (median {med:.3f} over its {n} trials at that width; "
                                f"{len(by)} widths tried)")
         lines += [f"Best width per family by the median of trial values: {'; '.join(answers)}. "
                   f"Based on {len(points)} trials.", ""]
+    else:
+        lines += ["Only linear trials completed: they have no hidden layers, so width and depth do not apply.", ""]
 
     # Depth.
     points = c.points(lambda s: s.layers, hidden)
@@ -608,6 +613,8 @@ def safe_name(name: str) -> str:
 
 def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr)) -> tuple[Path, Evaluations]:
     """Write <out>/<study>/report.md and its figures; return its path and the evaluations used."""
+    if config.data is not None and not Path(config.data).exists():
+        raise ReportError(f"--data {config.data!r}: no such file or folder")
     study = open_study(config.storage, config.study_name)
     attrs = study.user_attrs
     if attrs.get("task", config.task) != config.task:

@@ -49,15 +49,17 @@ class Suggest:
         return pinned if pinned is not None else self.trial.suggest_float(name, low, high, log=log)
 
 
-def _model(s: Suggest, families: list[str], max_width: int, pools: list[int]) -> str:
+def _model(s: Suggest, families: list[str], max_width: int, frontends: list[int], pools: list[int]) -> str:
     family = s.categorical("family", families)
     if family != "linear":  # linear has no hidden layers
         s.int("layers", 1, 3)
         s.int("width", 16, max_width, log=True)
         s.float("dropout", 0.0, 0.5)
+    frontend = 0
     if family in RECURRENT:
         s.categorical("bidirectional", [False, True])
-    if family == "conv1d":
+        frontend = s.categorical("frontend", frontends)  # 0 keeps the exercises' plain recurrent models
+    if family == "conv1d" or frontend:
         s.categorical("kernel_size", [3, 5, 7, 9])
         s.categorical("pool", pools)
     return family
@@ -74,12 +76,12 @@ def _training(s: Suggest, epochs: list[int], imbalance: list[str]) -> None:
 
 
 def har_space(s: Suggest) -> None:
-    _model(s, ["rnn", "lstm", "gru", "conv1d", "dense", "linear"], max_width=256, pools=[1, 2])
+    _model(s, ["rnn", "lstm", "gru", "conv1d", "dense", "linear"], max_width=256, frontends=[0, 32, 64], pools=[1, 2, 4])
     _training(s, epochs=[15], imbalance=["none", "class_weights", "oversample"])
 
 
 def names_space(s: Suggest) -> None:
-    _model(s, ["rnn", "lstm", "gru", "conv1d"], max_width=256, pools=[1])
+    _model(s, ["rnn", "lstm", "gru", "conv1d"], max_width=256, frontends=[0, 64], pools=[1])
     _training(s, epochs=[15], imbalance=["none", "class_weights", "oversample"])
 
 

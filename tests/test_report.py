@@ -23,6 +23,7 @@ from search.train import IMBALANCE
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
 HAR_FAMILIES = ["dense", "linear", "conv1d"]
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 
 def make_study(task: str, folder: Path, data: Path, fixed: dict, grid: dict) -> str:
@@ -214,6 +215,9 @@ def test_missing_or_empty_study_and_bad_storage_exit_2_with_one_line(har, tmp_pa
         f"error: study 'har' has no complete trial in {empty}"
     assert error_line(["har", "--storage", "no-such-scheme://x", "--out", str(out)], capsys).startswith("error: --storage")
     assert error_line(["har", "--storage", empty, "--seeds", "0"], capsys) == "error: --seeds must be an int >= 1, got 0"
+    nowhere = str(tmp_path / "no-such-data")
+    assert error_line(["har", "--storage", har["storage"], "--data", nowhere, "--out", str(out)], capsys) == \
+        f"error: --data {nowhere!r}: no such file or folder"
     assert not out.exists()
 
 
