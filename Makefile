@@ -2,6 +2,10 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Point at the shared real data when it sits beside the checkout (never copied into the repository).
+SHARED := $(abspath ../shared/data)
+export HAR_DATA ?= $(if $(wildcard $(SHARED)/UCI_HAR_Dataset.zip),$(SHARED)/UCI_HAR_Dataset.zip)
+export NAMES_DATA ?= $(if $(wildcard $(SHARED)/names),$(SHARED)/names)
 
 .PHONY: install test run smoke browser
 

@@ -25,7 +25,7 @@ def parser(task: str) -> argparse.ArgumentParser:
     p.add_argument("--study-name", default=None, help=f"default: {task}")
     p.add_argument("--seeds", type=int, default=3, help="seeds per trial (default 3)")
     p.add_argument("--metric", choices=METRICS, default=None)
-    p.add_argument("--strategy", choices=STRATEGIES, default="lockstep", help="how a trial spends seed-epochs")
+    p.add_argument("--strategy", choices=STRATEGIES, default="racing", help="how a trial spends seed-epochs")
     p.add_argument("--pruner", choices=PRUNERS, default="median")
     p.add_argument("--sampler-seed", type=int, default=None, help="makes the sampled parameters reproducible")
     p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")

@@ -32,7 +32,7 @@ class StudyConfig:
     study_name: str | None = None
     seeds: int = 3
     metric: str | None = None
-    strategy: str = "lockstep"
+    strategy: str = "racing"
     pruner: str = "median"
     sampler_seed: int | None = None
     timeout: float | None = None
