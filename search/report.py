@@ -135,7 +135,9 @@ def describe(spec: TrialSpec) -> str:
         parts += [f"layers={spec.layers}", f"width={spec.width}", f"dropout={spec.dropout:.2g}"]
     if spec.family in RECURRENT and spec.bidirectional:
         parts.append("bidirectional")
-    if spec.family == "conv1d":
+    if spec.family in RECURRENT and spec.frontend:
+        parts.append(f"frontend={spec.frontend}")
+    if spec.family == "conv1d" or (spec.family in RECURRENT and spec.frontend):
         parts += [f"kernel={spec.kernel_size}", f"pool={spec.pool}"]
     parts += [f"lr={spec.lr:.1e}", f"batch={spec.batch_size}", f"epochs={spec.epochs}", f"clip={spec.clipnorm:g}",
               f"wd={spec.weight_decay:.0e}", spec.schedule, f"imbalance={spec.imbalance}"]
@@ -346,7 +348,7 @@ def effects(c: Context) -> list[str]:
     points = c.points(lambda s: s.width, hidden)
     if points:
         name = figures.effect(c.out / "effect_width.png", points, "hidden size / channels (width)", m,
-                              "metric against width", scale="log2")
+                              f"{m} against width", scale="log2")
         lines += image(name, "width", f"Validation {m} against width; {len(points)} complete trials (linear excluded).")
         answers = []
         for family in sorted({p[0] for p in points}):
@@ -366,7 +368,7 @@ def effects(c: Context) -> list[str]:
     # Depth.
     points = c.points(lambda s: s.layers, hidden)
     if points:
-        name = figures.effect(c.out / "effect_layers.png", points, "layers", m, "metric against depth")
+        name = figures.effect(c.out / "effect_layers.png", points, "layers", m, f"{m} against depth")
         lines += image(name, "layers", f"Validation {m} against the number of stacked layers; {len(points)} complete "
                        "trials (linear excluded).")
         one = [p[2] for p in points if p[1] == 1]
@@ -386,7 +388,7 @@ def effects(c: Context) -> list[str]:
     for key, x, label in (("batch_size", lambda s: s.batch_size, "batch size"),
                           ("clipnorm", lambda s: s.clipnorm, "clipnorm (0 = no clipping)")):
         points = c.points(x)
-        name = figures.effect(c.out / f"effect_{key}.png", points, label, m, f"metric against {key}")
+        name = figures.effect(c.out / f"effect_{key}.png", points, label, m, f"{m} against {key}")
         lines += image(name, key, f"Validation {m} against {label}; {len(points)} complete trials, all families.")
         by = median_by(points)
         medians = "; ".join(f"{v:g}: {med:.3f} ({n})" for v, (med, n) in by.items())

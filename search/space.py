@@ -77,12 +77,12 @@ def _training(s: Suggest, epochs: list[int], imbalance: list[str]) -> None:
 
 def har_space(s: Suggest) -> None:
     _model(s, ["rnn", "lstm", "gru", "conv1d", "dense", "linear"], max_width=128, frontends=[0, 32, 64], pools=[1, 2, 4])
-    _training(s, epochs=[15], imbalance=["none", "class_weights", "oversample"])
+    _training(s, epochs=[10], imbalance=["none", "class_weights", "oversample"])
 
 
 def names_space(s: Suggest) -> None:
     _model(s, ["rnn", "lstm", "gru", "conv1d"], max_width=256, frontends=[0, 64], pools=[1])
-    _training(s, epochs=[15], imbalance=["none", "class_weights", "oversample"])
+    _training(s, epochs=[10], imbalance=["none", "class_weights", "oversample"])
 
 
 SPACES = {"har": har_space, "names": names_space}

@@ -48,7 +48,7 @@ class StudyConfig:
             raise StudyError(f"task must be one of {sorted(SPACES)}, got {self.task!r}")
         self.study_name = self.study_name or self.task
         self.metric = self.metric or DEFAULT_METRIC[self.task]
-        self.command = self.command or " ".join(shlex.quote(a) for a in [f"python -m search.{self.task}"] + sys.argv[1:])
+        self.command = self.command or " ".join([f"python -m search.{self.task}"] + [shlex.quote(a) for a in sys.argv[1:]])
         checks = [
             (self.trials is None or (isinstance(self.trials, int) and self.trials >= 1), "--trials must be an int >= 1", self.trials),
             (isinstance(self.seeds, int) and self.seeds >= 1, "--seeds must be an int >= 1", self.seeds),
@@ -109,7 +109,7 @@ def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
 
 def create_study(config: StudyConfig) -> optuna.Study:
     storage = open_storage(config.storage, config.heartbeat)
-    epochs = config.fixed.get("epochs") or max(config.grid.get("epochs", [15]))
+    epochs = config.fixed.get("epochs") or max(config.grid.get("epochs", [10]))
     study = optuna.create_study(storage=storage, study_name=config.study_name, direction="maximize",
                                 sampler=make_sampler(config), pruner=make_pruner(config.pruner, epochs),
                                 load_if_exists=True)

@@ -22,6 +22,15 @@ CASES = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on this shared 2-core machine it is several times faster (bench/README.md)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def assert_same_results(alone, stacked, atol=1e-4):
     assert [r.seed for r in alone] == [r.seed for r in stacked]
     for a, s in zip(alone, stacked):
@@ -71,7 +80,7 @@ def test_train_seeds_stacked_equals_sequential_with_callback_and_test(small_har)
     stacked = train_seeds(spec, small_har, SEEDS, "cpu", on_epoch=on_epoch("on"), test=True, stack="on")
     assert [r.status for r in stacked] == ["finished"] * len(SEEDS)
     assert_same_results(alone, stacked)
-    assert seen["on"] == pytest.approx(seen["off"], abs=1e-4) and len(seen["on"]) == spec.epochs
+    assert seen["on"] == seen["off"] and len(seen["on"]) == spec.epochs  # same confusions, same accuracies
 
 
 def test_stop_and_divergence_match_sequential(small_har):
