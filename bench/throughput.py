@@ -54,12 +54,16 @@ def conv1d_flops(spec, features: int, steps: float, seq_len: int, classes: int) 
 
 
 def recurrent_flops(spec, features: int, steps: float, seq_len: int, classes: int) -> float:
+    total = 0.0
+    if spec.frontend:  # optional conv front-end; its pool shortens the recurrence
+        total += 2 * spec.kernel_size * features * spec.frontend * steps
+        features, steps = spec.frontend, math.ceil(steps / spec.pool) if spec.pool > 1 else steps
     directions = 2 if spec.bidirectional else 1
-    per_step, fan_in = 0.0, features
+    fan_in = features
     for _ in range(spec.layers):
-        per_step += directions * 2 * GATES[spec.family] * spec.width * (fan_in + spec.width)
+        total += directions * 2 * GATES[spec.family] * spec.width * (fan_in + spec.width) * steps
         fan_in = directions * spec.width
-    return per_step * steps + 2 * fan_in * classes
+    return total + 2 * fan_in * classes
 
 
 FLOPS = {"linear": linear_flops, "dense": dense_flops, "conv1d": conv1d_flops,
@@ -91,13 +95,17 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
-def head(split: Split, n: int) -> Split:
-    return split if n <= 0 or n >= len(split) else Split(split.x[:n], split.y[:n], split.lengths[:n])
+def subset(split: Split, n: int) -> Split:
+    """n examples drawn at random with a fixed seed (the splits are ordered by subject or by language)."""
+    if n <= 0 or n >= len(split):
+        return split
+    keep = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[:n].sort().values
+    return Split(split.x[keep], split.y[keep], split.lengths[keep])
 
 
 def load(name: str, path: str, n_train: int, n_val: int) -> Task:
     task = load_har(path) if name == "har" else load_names(path)
-    return Task(name, head(task.train, n_train), head(task.val, n_val), task.test, task.class_names, task.info)
+    return Task(name, subset(task.train, n_train), subset(task.val, n_val), task.test, task.class_names, task.info)
 
 
 def seconds(spec: TrialSpec, task: Task, seeds: list[int], threads: int, stack: str = "off") -> float:
@@ -119,7 +127,7 @@ def best_of(repeats: int, *measures):
 def _worker(task_name, path, n_train, n_val, spec, seeds, threads, barrier, results):
     torch.set_num_threads(threads)
     task = load(task_name, path, n_train, n_val)
-    train_seeds(spec, Task(task.name, head(task.train, 64), head(task.val, 64), task.test, task.class_names),
+    train_seeds(spec, Task(task.name, subset(task.train, 64), subset(task.val, 64), task.test, task.class_names),
                 seeds[:1], "cpu", stack="off")  # warm-up outside the timing
     barrier.wait()
     started = time.time()
@@ -141,47 +149,18 @@ def workers_seconds(task_name, path, n_train, n_val, spec, plan: list[tuple[list
     return max(end for _, end in spans) - min(start for start, _ in spans)
 
 
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def load_average() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 # ---- the report ----
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python bench/throughput.py", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="fewer families, widths and repeats, smaller subsets")
-    p.add_argument("--har", default=str(SHARED / "UCI_HAR_Dataset.zip"))
-    p.add_argument("--names", default=str(SHARED / "names"))
-    p.add_argument("--tasks", nargs="+", choices=["har", "names"], default=["har", "names"])
-    p.add_argument("--train", type=int, default=None, help="train examples per task (0 = all; default 3000, quick 1000)")
-    p.add_argument("--val", type=int, default=500, help="validation examples per task (0 = all)")
-    p.add_argument("--repeats", type=int, default=None, help="timings are the best of this many (default 3, quick 2)")
-    p.add_argument("--seeds", type=int, default=3, help="K for the stacking comparison")
-    args = p.parse_args(argv)
-    n_train = args.train if args.train is not None else (1000 if args.quick else 3000)
-    repeats = args.repeats if args.repeats is not None else (2 if args.quick else 3)
-    for name, value, minimum in (("--train", n_train, 0), ("--val", args.val, 0), ("--repeats", repeats, 1),
-                                 ("--seeds", args.seeds, 2)):
-        if value < minimum:
-            p.error(f"{name} must be an int >= {minimum}, got {value}")
-    try:
-        tasks = {name: load(name, getattr(args, name), n_train, args.val) for name in args.tasks}
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    families = ["linear", "dense", "conv1d", "lstm"] if args.quick else list(FAMILIES)
-    widths = [16, 64] if args.quick else [16, 64, 256]
-    cores = os.cpu_count()
-
-    print(f"torch {torch.__version__}, {cores} cores, load average {load_average()} (1/5/15 min)")
-    print(f"data: train examples per task {n_train or 'all'}, validation {args.val or 'all'}; "
-          f"timings: best of {repeats}, interleaved")
-    peak = {}
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        peak[threads] = matmul_gflops()
-        print(f"float32 matmul 2048x2048, {threads} thread(s): {peak[threads]:.1f} GFLOP/s (best of 5)")
-
+def per_family(tasks, families, repeats, peak) -> None:
     print("\n1. One seed, one epoch (train + validation), width 64, 1 layer, batch 64")
     print(f"{'task':<6} {'family':<7} {'GFLOP/epoch':>11} {'s@1thr':>8} {'s@2thr':>8} {'2thr/1thr':>9} "
           f"{'GFLOP/s@1':>9} {'%peak@1':>8} {'GFLOP/s@2':>9} {'%peak@2':>8}")
@@ -195,13 +174,15 @@ def main(argv=None) -> None:
                   f"{100 * work / two / peak[2]:>7.1f}%", flush=True)
     print(f"load average now {load_average()}")
 
-    k = args.seeds
-    print(f"\n2. {k} seeds, one epoch: sequential (stack=off) vs stacked (stack=on), 1 layer, batch 64")
+
+def stacking(tasks, families, widths, repeats, k) -> None:
+    print(f"\n2. {k} seeds, one epoch: sequential (stack=off) vs stacked (stack=on), 1 layer, batch 64, dropout 0.2")
     print(f"{'task':<6} {'family':<7} {'width':>5} {'thr':>3} {'seq s':>7} {'stack s':>7} {'seq/stack':>9}")
     for name, task in tasks.items():
         for family in [f for f in STACKABLE if f in families]:
             for width in ([64] if family == "linear" else widths):  # linear has no width
-                spec = TrialSpec(family=family, width=width, layers=1, epochs=1, batch_size=64)
+                spec = TrialSpec(family=family, width=width, layers=1, epochs=1, batch_size=64,
+                                 dropout=0.2 if family != "linear" else 0.0)
                 for threads in (1, 2):
                     seq, stacked = best_of(repeats, lambda: seconds(spec, task, list(range(k)), threads, "off"),
                                            lambda: seconds(spec, task, list(range(k)), threads, "on"))
@@ -209,6 +190,8 @@ def main(argv=None) -> None:
                           f"{seq:>7.2f} {stacked:>7.2f} {seq / stacked:>9.2f}", flush=True)
     print(f"load average now {load_average()}")
 
+
+def processes(tasks, families, repeats, n_train, args) -> None:
     print("\n3. Two seeds, one epoch each, width 64: 1 process x 2 threads (seeds in turn) vs 2 processes x 1 thread")
     print(f"{'task':<6} {'family':<7} {'1x2 s':>7} {'2x1 s':>7} {'1x1 s':>7} {'(1x2)/(2x1)':>11}")
     for name, task in tasks.items():
@@ -221,6 +204,60 @@ def main(argv=None) -> None:
             print(f"{name:<6} {family:<7} {shared:>7.2f} {split:>7.2f} {single:>7.2f} {shared / split:>11.2f}",
                   flush=True)
     print(f"load average now {load_average()}")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python bench/throughput.py", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer families, widths and repeats, smaller subsets")
+    p.add_argument("--har", default=str(SHARED / "UCI_HAR_Dataset.zip"))
+    p.add_argument("--names", default=str(SHARED / "names"))
+    p.add_argument("--tasks", nargs="+", choices=["har", "names"], default=["har", "names"])
+    p.add_argument("--train", type=int, default=None, help="train examples per task (0 = all; default 3000, quick 1000)")
+    p.add_argument("--val", type=int, default=500, help="validation examples per task (0 = all)")
+    p.add_argument("--repeats", type=int, default=None, help="timings are the best of this many (default 3, quick 2)")
+    p.add_argument("--seeds", type=int, default=3, help="K for the stacking comparison")
+    p.add_argument("--sections", type=int, nargs="+", choices=[1, 2, 3], default=[1, 2, 3])
+    p.add_argument("--families", nargs="+", choices=sorted(FAMILIES), default=None,
+                   help="default: all (quick: linear dense conv1d lstm)")
+    args = p.parse_args(argv)
+    n_train = args.train if args.train is not None else (1000 if args.quick else 3000)
+    repeats = args.repeats if args.repeats is not None else (2 if args.quick else 3)
+    for name, value, minimum in (("--train", n_train, 0), ("--val", args.val, 0), ("--repeats", repeats, 1),
+                                 ("--seeds", args.seeds, 2)):
+        if value < minimum:
+            fail(f"{name} must be an int >= {minimum}, got {value}")
+    tasks = {}
+    for name in args.tasks:
+        if not Path(getattr(args, name)).exists():
+            fail(f"--{name} {getattr(args, name)}: no such file or folder")
+        try:
+            tasks[name] = load(name, getattr(args, name), n_train, args.val)
+        except DataError as exc:
+            fail(str(exc))
+    families = args.families or (["linear", "dense", "conv1d", "lstm"] if args.quick else list(FAMILIES))
+    widths = [16, 64] if args.quick else [16, 64, 256]
+    cores = os.cpu_count()
+
+    print(f"torch {torch.__version__}, {cores} cores, load average {load_average()} (1/5/15 min)")
+    print(f"data: train examples per task {n_train or 'all'}, validation {args.val or 'all'}; "
+          f"timings: best of {repeats}, interleaved")
+    peak = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        peak[threads] = matmul_gflops()
+        print(f"float32 matmul 2048x2048, {threads} thread(s): {peak[threads]:.1f} GFLOP/s (best of 5)")
+
+    for task in tasks.values():  # one-time costs (lazy initialisation, allocator) stay out of the timings
+        for family in families:
+            seconds(TrialSpec(family=family, epochs=1), Task(task.name, subset(task.train, 64), subset(task.val, 64),
+                                                             task.test, task.class_names), [0, 1], 1, "auto")
+
+    if 1 in args.sections:
+        per_family(tasks, families, repeats, peak)
+    if 2 in args.sections:
+        stacking(tasks, families, widths, repeats, args.seeds)
+    if 3 in args.sections:
+        processes(tasks, families, repeats, n_train, args)
 
 
 if __name__ == "__main__":

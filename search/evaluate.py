@@ -11,6 +11,8 @@ Cache file (evaluations.json), one entry per (spec, seeds, data):
                                "runs": [{"seed", "status", "seconds", "history": {...per epoch...},
                                          "val_confusion": [[...]], "test": {metrics, per class, confusion} | null}]}}}
 key = the first 16 hex digits of sha256(JSON of spec, seeds and data). NaN is stored as null.
+A new TrialSpec field changes every key, so code that may train differently is evaluated afresh.
+Entries are never removed; the file is rewritten (atomically) only when something new was trained.
 """
 from __future__ import annotations
 

@@ -86,16 +86,16 @@ def effect(path: Path, points: list[tuple[str, float, float, float]], xlabel: st
         rows = [p for p in points if p[0] == family]
         shift = (i - (len(families) - 1) / 2) * 0.08
         if scale == "log2":
-            x = [r[1] * 2 ** shift for r in rows]
+            x = [r[1] * 2 ** (shift / 3) for r in rows]  # a third of a position, in octaves
         else:
             x = [values.index(r[1]) + shift for r in rows]
         ax.errorbar(x, [r[2] for r in rows], yerr=[r[3] for r in rows], fmt="o", ms=4, capsize=3,
                     color=COLORS[i % len(COLORS)], label=f"{family} ({len(rows)})", alpha=0.8)
     if scale == "log2":
         ax.set_xscale("log", base=2)
-        if len(values) <= 8:
-            ax.set_xticks(values, [f"{v:g}" for v in values])
-            ax.minorticks_off()
+        powers = [2 ** k for k in range(int(np.floor(np.log2(values[0]))), int(np.ceil(np.log2(values[-1]))) + 1)]
+        ax.set_xticks(powers, [f"{v:g}" for v in powers])
+        ax.minorticks_off()
     else:
         ax.set_xticks(range(len(values)), [f"{v:g}" for v in values])
         ax.set_xlim(-0.5, len(values) - 0.5)

@@ -117,6 +117,10 @@ def fmt(values: list, digits: int = 3) -> str:
     return text if len(finite) == len(values) else f"{text} ({len(finite)} of {len(values)} seeds)"
 
 
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def duration(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -349,19 +353,20 @@ def effects(c: Context) -> list[str]:
     if points:
         name = figures.effect(c.out / "effect_width.png", points, "hidden size / channels (width)", m,
                               f"{m} against width", scale="log2")
-        lines += image(name, "width", f"Validation {m} against width; {len(points)} complete trials (linear excluded).")
+        lines += image(name, "width", f"Validation {m} against width; {count(len(points), 'complete trial')} "
+                       "(linear excluded).")
         answers = []
         for family in sorted({p[0] for p in points}):
             by = median_by([p for p in points if p[0] == family])
             if len(by) == 1:
                 (width, (med, n)), = by.items()
-                answers.append(f"{family}: only width {width:g} tried ({n} trials, median {med:.3f})")
+                answers.append(f"{family}: only width {width:g} tried ({count(n, 'trial')}, median {med:.3f})")
             else:
                 width, (med, n) = max(by.items(), key=lambda kv: (kv[1][0], -kv[0]))
-                answers.append(f"{family}: best width {width:g} (median {med:.3f} over its {n} trials at that width; "
+                answers.append(f"{family}: best width {width:g} (median {med:.3f} over its {count(n, 'trial')} at that width; "
                                f"{len(by)} widths tried)")
         lines += [f"Best width per family by the median of trial values: {'; '.join(answers)}. "
-                  f"Based on {len(points)} trials.", ""]
+                  f"Based on {count(len(points), 'trial')}.", ""]
     else:
         lines += ["Only linear trials completed: they have no hidden layers, so width and depth do not apply.", ""]
 
@@ -369,27 +374,27 @@ def effects(c: Context) -> list[str]:
     points = c.points(lambda s: s.layers, hidden)
     if points:
         name = figures.effect(c.out / "effect_layers.png", points, "layers", m, f"{m} against depth")
-        lines += image(name, "layers", f"Validation {m} against the number of stacked layers; {len(points)} complete "
-                       "trials (linear excluded).")
+        lines += image(name, "layers", f"Validation {m} against the number of stacked layers; "
+                       f"{count(len(points), 'complete trial')} (linear excluded).")
         one = [p[2] for p in points if p[1] == 1]
         stacked = [p[2] for p in points if p[1] > 1]
         by = "; ".join(f"{v}: {med:.3f} ({n})" for v, (med, n) in median_by(points).items())
         text = f"Median of trial values by layers (trials): {by}."
         if one and stacked:
             diff = statistics.median(stacked) - statistics.median(one)
-            text += (f" Stacked (2+ layers): median {statistics.median(stacked):.3f} over {len(stacked)} trials vs "
-                     f"{statistics.median(one):.3f} over {len(one)} single-layer trials: stacking "
+            text += (f" Stacked (2+ layers): median {statistics.median(stacked):.3f} over {count(len(stacked), 'trial')} vs "
+                     f"{statistics.median(one):.3f} over {count(len(one), 'single-layer trial')}: stacking "
                      f"{'helped' if diff > 0 else 'did not help'} ({diff:+.3f}).")
         else:
             text += f" No {'stacked' if one else 'single-layer'} trial completed, so stacking cannot be judged."
-        lines += [f"{text} Based on {len(points)} trials.", ""]
+        lines += [f"{text} Based on {count(len(points), 'trial')}.", ""]
 
     # Batch size and clipnorm, over all families.
     for key, x, label in (("batch_size", lambda s: s.batch_size, "batch size"),
                           ("clipnorm", lambda s: s.clipnorm, "clipnorm (0 = no clipping)")):
         points = c.points(x)
         name = figures.effect(c.out / f"effect_{key}.png", points, label, m, f"{m} against {key}")
-        lines += image(name, key, f"Validation {m} against {label}; {len(points)} complete trials, all families.")
+        lines += image(name, key, f"Validation {m} against {label}; {count(len(points), 'complete trial')}, all families.")
         by = median_by(points)
         medians = "; ".join(f"{v:g}: {med:.3f} ({n})" for v, (med, n) in by.items())
         best, (med, n) = max(by.items(), key=lambda kv: (kv[1][0], -kv[0]))
@@ -398,11 +403,11 @@ def effects(c: Context) -> list[str]:
             clipped = [p[2] for p in points if p[1] > 0]
             free = [p[2] for p in points if p[1] == 0]
             if clipped and free:
-                text += (f" Clipped: median {statistics.median(clipped):.3f} over {len(clipped)} trials; "
+                text += (f" Clipped: median {statistics.median(clipped):.3f} over {count(len(clipped), 'trial')}; "
                          f"unclipped: {statistics.median(free):.3f} over {len(free)}.")
         if len(by) == 1:
             text += " Only one value was tried, so no effect can be measured."
-        lines += [f"{text} Based on {len(points)} trials.", ""]
+        lines += [f"{text} Based on {count(len(points), 'trial')}.", ""]
     return lines
 
 

@@ -9,11 +9,12 @@ Each seed stays the model that `SeedRun` trains alone:
 - gradient clipping: its own global L2 norm over its own slices, clip_grad_norm_'s formula
   (coef = clipnorm / (norm + 1e-6), at most 1); the pre-clipping norm goes into its history;
 - optimiser: AdamW over the stacked tensors is elementwise (weight decay too), so it is one AdamW per seed;
+- dropout: each seed's masks come from its own generator, seeded as SeedRun seeds the global one each
+  epoch and drawn in the order and shapes its forward draws them (dropout_shapes), so on CPU they are
+  the very masks of the seed trained alone. (On CUDA the sequential path uses the fused CUDA dropout
+  kernel and generator: there a stacked seed's masks differ from those, same distribution.)
 - learning-rate schedule, divergence, history keys, confusion, status and test metrics: as train_seeds.
-
-Dropout: the stack draws its masks from one random stream (vmap randomness="different"), so with
-dropout > 0 a seed's numbers differ from training it alone (same distribution, still independent of the
-other seeds, reproducible). With dropout = 0 they agree to float rounding (tests/test_stacked.py).
+So a stacked seed agrees with the seed trained alone to float rounding (tests/test_stacked.py).
 
 Recurrent families are never stacked: vmap has no batching rule for aten::rnn_tanh, aten::gru or
 aten::lstm (and their forward branches on the lengths). epoch_seconds of a stacked seed is the
@@ -28,6 +29,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from data import Split, Task
@@ -35,15 +37,17 @@ from .train import SeedResult, SeedRun, TrialSpec, batches, epoch_order, metrics
 
 STACKABLE = ("dense", "linear", "conv1d")
 STACK_MODES = ("auto", "on", "off")
-# Measured with bench/throughput.py (HAR, 2 CPU threads, K=3): see use_stacked.
-CPU_STACK_MAX_WIDTH = {"dense": 256, "linear": 1 << 30, "conv1d": 0}
+# On CPU a stack gains where per-op overhead dominates: bench/throughput.py section 2 (K=3, 1 thread,
+# HAR and names) measured 1.09-1.25x for dense up to width 64 and conv1d at width 16, 1.05-1.64x for
+# linear, and 0.85-1.11x for dense 256 and 0.89-1.00x for conv1d 64-256.
+CPU_STACK_MAX_WIDTH = {"dense": 64, "conv1d": 16, "linear": math.inf}  # linear has no width
 
 
 def use_stacked(spec: TrialSpec, device: str | torch.device, seeds: int, stack: str = "auto") -> bool:
     """Whether train_seeds should train these seeds as one stack.
 
     off: never. on: whenever the family can be stacked and there are 2+ seeds. auto: on a GPU for any
-    stackable family; on CPU where bench/throughput.py measured a gain (see CPU_STACK_MAX_WIDTH).
+    stackable family; on CPU up to the widths where bench/throughput.py measured a gain.
     """
     if stack not in STACK_MODES:
         raise ValueError(f"stack must be one of {list(STACK_MODES)}, got {stack!r}")
@@ -52,6 +56,35 @@ def use_stacked(spec: TrialSpec, device: str | torch.device, seeds: int, stack: 
     if stack == "on" or torch.device(device).type == "cuda":
         return True
     return spec.width <= CPU_STACK_MAX_WIDTH[spec.family]
+
+
+def dropout_shapes(spec: TrialSpec, rows: int, steps: int) -> list[tuple[int, ...]]:
+    """The shapes of the model's dropout calls, in forward order, for a batch of rows x steps."""
+    if spec.family == "dense":
+        return [(rows, spec.width)] * spec.layers
+    if spec.family == "conv1d":
+        shapes = []
+        for _ in range(spec.layers):
+            shapes.append((rows, spec.width, steps))
+            if spec.pool > 1 and steps > 1:
+                steps = math.ceil(steps / spec.pool)
+        return shapes
+    return []  # linear has no dropout
+
+
+class GivenDropout(nn.Module):
+    """Dropout that multiplies by the next mask on a shared tape: the stack lays each seed's own draws there."""
+
+    def __init__(self, tape: list):
+        super().__init__()
+        self.tape = tape  # scaled masks in call order, for this forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        if not self.tape:
+            raise RuntimeError("the model calls dropout more often than dropout_shapes says")
+        return x * self.tape.pop(0)
 
 
 class StackedRun:
@@ -63,18 +96,29 @@ class StackedRun:
         self.spec, self.task, self.device = spec, task, device
         self.runs = [SeedRun(spec, task, seed, device) for seed in seeds]  # initialisation and generators
         self.params, self.buffers = stack_module_state([run.model for run in self.runs])
-        self.base = copy.deepcopy(self.runs[0].model).to("meta")  # the structure; weights come from the stack
+        self.base = copy.deepcopy(self.runs[0].model)  # the structure; weights come from the stack
+        self.tape: list[torch.Tensor] = []
+        if spec.dropout > 0:  # nn.Dropout(0) draws nothing: it stays
+            for name in [name for name, m in self.base.named_modules() if isinstance(m, nn.Dropout)]:
+                parent, _, child = name.rpartition(".")
+                setattr(self.base.get_submodule(parent), child, GivenDropout(self.tape))
+        self.base.to("meta")
+        self.dropout_generators: list[torch.Generator] = []
         self.optimizer = torch.optim.AdamW(self.params.values(), lr=spec.lr, weight_decay=spec.weight_decay)
         self.weights = self.runs[0].weights
-        self.losses = vmap(self._loss, randomness="different")
+        self.losses = vmap(self._loss, randomness="error")  # every random draw happens outside, per seed
         self.logits = vmap(self._logits, in_dims=(0, 0, None, None))
 
     def _logits(self, params, buffers, x, lengths):
         return functional_call(self.base, (params, buffers), (x, lengths))
 
-    def _loss(self, params, buffers, x, y, lengths, mask):
+    def _loss(self, params, buffers, masks, x, y, lengths, mask):
         """This seed's mean cross-entropy over its real rows, as F.cross_entropy(weight=...) means it."""
-        per_row = F.cross_entropy(self._logits(params, buffers, x, lengths), y, weight=self.weights, reduction="none")
+        self.tape[:] = masks
+        logits = self._logits(params, buffers, x, lengths)
+        if self.tape:
+            raise RuntimeError("the model calls dropout less often than dropout_shapes says")
+        per_row = F.cross_entropy(logits, y, weight=self.weights, reduction="none")
         row_weight = mask if self.weights is None else mask * self.weights[y]
         return (per_row * mask).sum() / row_weight.sum()
 
@@ -88,12 +132,27 @@ class StackedRun:
         return (split.x[rows, :width].to(self.device), split.y[rows].to(self.device),
                 lengths.to(self.device), mask.to(self.device))
 
+    def _dropout_masks(self, split: Split, indices: list[torch.Tensor], steps: int) -> list[torch.Tensor]:
+        """Each seed's masks for this step, drawn as its forward alone would draw them, zero-padded to the stack."""
+        if self.spec.dropout == 0:
+            return []
+        keep = 1 - self.spec.dropout
+        padded = dropout_shapes(self.spec, max(len(index) for index in indices), steps)
+        masks = [torch.zeros(len(indices), *shape) for shape in padded]
+        for k, (index, generator) in enumerate(zip(indices, self.dropout_generators)):
+            own = dropout_shapes(self.spec, len(index), int(split.lengths[index].max()))
+            for mask, shape in zip(masks, own):
+                draw = torch.empty(shape).bernoulli_(keep, generator=generator).div_(keep)  # as F.dropout on CPU
+                mask[k][tuple(slice(0, n) for n in shape)] = draw
+        return [mask.to(self.device) for mask in masks]
+
     def train_epoch(self) -> None:
         started = time.perf_counter()
         runs, spec, train = self.runs, self.spec, self.task.train
         for group in self.optimizer.param_groups:
             group["lr"] = runs[0].learning_rate()  # every seed is at the same epoch
-        torch.manual_seed(runs[0].seed * 100_003 + runs[0].epoch)  # the stack's dropout stream
+        # SeedRun seeds the global generator with this at each epoch; its dropout draws come from it.
+        self.dropout_generators = [torch.Generator().manual_seed(run.seed * 100_003 + run.epoch) for run in runs]
         self.base.train()
         oversample = spec.imbalance == "oversample"
         streams = [batches(epoch_order(train, self.task.num_classes, oversample, run.generator),
@@ -103,7 +162,8 @@ class StackedRun:
         loss_sums, counts, norms = [0.0] * len(runs), [0] * len(runs), [[] for _ in runs]
         for indices in zip(*streams):
             x, y, lengths, mask = self._batch(train, indices)
-            losses = self.losses(self.params, self.buffers, x, y, lengths, mask)
+            masks = self._dropout_masks(train, indices, x.shape[2])  # x: (K, B, T, F)
+            losses = self.losses(self.params, self.buffers, masks, x, y, lengths, mask)
             values = losses.tolist()
             for k in list(alive):
                 if not math.isfinite(values[k]):  # this seed stops here, as SeedRun does; the others go on

@@ -1,24 +1,24 @@
 """Seed stacking: seed s trained in a stack is the model seed s trained alone (real HAR and names data)."""
 from __future__ import annotations
 
-import math
+from dataclasses import replace
 
 import pytest
 import torch
 
 from conftest import head
-from data import Task
+from data import Split, Task
 from search.stacked import StackedRun, use_stacked
 from search.train import SeedRun, TrialSpec, train_seeds
 
 SEEDS = [0, 1, 2]
 CPU = torch.device("cpu")
 # clipnorm 0.25 sits below the gradient norms of these runs (checked below), so clipping is active.
-COMMON = dict(epochs=2, batch_size=64, lr=3e-3, clipnorm=0.25, weight_decay=1e-2, dropout=0.0)
-CASES = {
-    "dense": TrialSpec(family="dense", width=16, layers=2, imbalance="class_weights", **COMMON),
+COMMON = dict(epochs=2, batch_size=64, lr=3e-3, clipnorm=0.25, weight_decay=1e-2)
+CASES = {  # dropout > 0: each stacked seed draws its own masks, the ones it draws alone
+    "dense": TrialSpec(family="dense", width=16, layers=2, dropout=0.3, imbalance="class_weights", **COMMON),
     "linear": TrialSpec(family="linear", imbalance="oversample", schedule="cosine", **COMMON),
-    "conv1d": TrialSpec(family="conv1d", width=16, layers=2, pool=2, kernel_size=3, **COMMON),
+    "conv1d": TrialSpec(family="conv1d", width=16, layers=2, pool=2, kernel_size=3, dropout=0.2, **COMMON),
 }
 
 
@@ -67,7 +67,7 @@ def test_stacked_seed_equals_seed_alone(small_har, family):
 
 
 def test_train_seeds_stacked_equals_sequential_with_callback_and_test(small_har):
-    spec = CASES["dense"]
+    spec = replace(CASES["dense"], dropout=0.0)  # nn.Dropout(0) stays in the model: no draws, even under vmap
     seen = {"off": [], "on": []}
 
     def on_epoch(stack):
@@ -84,7 +84,7 @@ def test_train_seeds_stacked_equals_sequential_with_callback_and_test(small_har)
 
 
 def test_stop_and_divergence_match_sequential(small_har):
-    spec = TrialSpec(family="linear", epochs=3, lr=1e38)  # weights overflow: the loss turns non-finite
+    spec = TrialSpec(family="linear", epochs=3, lr=1e37)  # weights overflow: the loss turns non-finite
     alone = train_seeds(spec, small_har, SEEDS, "cpu", stack="off")
     stacked = train_seeds(spec, small_har, SEEDS, "cpu", stack="on")
     assert all(r.status.startswith("diverged at epoch") for r in stacked)
@@ -97,24 +97,20 @@ def test_stop_and_divergence_match_sequential(small_har):
     assert_same_results(alone, stacked)
 
 
+def every(split: Split, k: int) -> Split:
+    """Every k-th example: the names splits are sorted by language, so a head would hold one class."""
+    return Split(split.x[::k], split.y[::k], split.lengths[::k])
+
+
 def test_variable_lengths_conv1d_names(names_task):
     """Surnames differ in length: each step's batches are cut to the longest among the seeds."""
-    task = Task("names", head(names_task.train, 400), head(names_task.val, 150), head(names_task.test, 10),
+    task = Task("names", every(names_task.train, 30), every(names_task.val, 12), head(names_task.test, 10),
                 list(names_task.class_names))
-    assert len(set(task.train.lengths.tolist())) > 1
-    spec = TrialSpec(family="conv1d", width=16, kernel_size=3, epochs=2, batch_size=32, clipnorm=1.0,
-                     weight_decay=1e-3, lr=3e-3)
+    assert len(set(task.train.lengths.tolist())) > 1 and len(set(task.train.y.tolist())) > 10
+    spec = TrialSpec(family="conv1d", width=16, layers=2, kernel_size=3, pool=2, dropout=0.25, epochs=2,
+                     batch_size=32, clipnorm=1.0, weight_decay=1e-3, lr=3e-3)
     assert_same_results(train_seeds(spec, task, [3, 4], "cpu", stack="off"),
                         train_seeds(spec, task, [3, 4], "cpu", stack="on"))
-
-
-def test_dropout_in_a_stack_is_independent_and_reproducible(small_har):
-    spec = TrialSpec(family="dense", width=16, dropout=0.3, epochs=1)
-    first = train_seeds(spec, small_har, [0, 1], "cpu", stack="on")
-    again = train_seeds(spec, small_har, [0, 1], "cpu", stack="on")
-    assert [r.history["train_loss"] for r in first] == [r.history["train_loss"] for r in again]
-    assert first[0].history["train_loss"] != first[1].history["train_loss"]
-    assert all(math.isfinite(r.history["val_loss"][-1]) for r in first)
 
 
 def test_use_stacked_rule(small_har):
@@ -122,7 +118,8 @@ def test_use_stacked_rule(small_har):
     assert use_stacked(dense, CPU, 3, "on") and not use_stacked(dense, CPU, 3, "off")
     assert not use_stacked(dense, CPU, 1, "on")  # one seed: nothing to stack
     assert not use_stacked(lstm, CPU, 3, "on")  # no vmap batching rule for aten::lstm
-    assert use_stacked(dense, torch.device("cuda"), 3, "auto")
+    assert use_stacked(dense, CPU, 3, "auto") and not use_stacked(replace(dense, width=256), CPU, 3, "auto")
+    assert use_stacked(replace(dense, width=256), torch.device("cuda"), 3, "auto")
     with pytest.raises(ValueError, match="stack must be one of"):
         use_stacked(dense, CPU, 3, "always")
     with pytest.raises(ValueError, match="stack must be one of.*'yes'"):
