@@ -26,11 +26,13 @@ def parser(task: str) -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="seeds per trial (default 3)")
     p.add_argument("--metric", choices=METRICS, default=None)
     p.add_argument("--strategy", choices=STRATEGIES, default="racing", help="how a trial spends seed-epochs")
-    p.add_argument("--pruner", choices=PRUNERS, default="median")
+    p.add_argument("--pruner", choices=PRUNERS, default="hyperband",
+                   help="racing + hyperband spent the fewest seed-epochs in bench/strategies.py (default %(default)s)")
     p.add_argument("--sampler-seed", type=int, default=None, help="makes the sampled parameters reproducible")
     p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: faster than 2 here, see bench/README.md; use more processes instead)")
     p.add_argument("--heartbeat", type=int, default=30,
                    help="seconds between trial heartbeats; a killed run's trial is failed after 4 (default 30)")
     p.add_argument("--data", default=None, help="data folder or archive (else $HAR_DATA/$NAMES_DATA, cache, download)")
@@ -74,10 +76,9 @@ def main(task: str, argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         config = config_from_args(task, args)
-        if args.threads is not None:
-            if args.threads < 1:
-                raise StudyError(f"--threads must be an int >= 1, got {args.threads}")
-            torch.set_num_threads(args.threads)
+        if args.threads < 1:
+            raise StudyError(f"--threads must be an int >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
         from .study import open_storage
         open_storage(config.storage, config.heartbeat)  # fail on a bad URL before loading data or training
         data = load_task(task, args.data)

@@ -55,19 +55,22 @@ class Objective:
             raise optuna.TrialPruned(ended)
         return summary["metric_mean"]
 
-    def _report(self, trial: optuna.Trial, epoch: int, results: list[SeedResult]) -> bool:
-        """Report the seeds' mean validation metric for this epoch; True when the pruner stops the trial."""
+    def _report(self, trial: optuna.Trial, epoch: int, results: list[SeedResult], epochs: int) -> bool:
+        """Report the seeds' mean validation metric for this epoch; True when the pruner stops the trial.
+
+        The last epoch is reported but never pruned: its training is already paid for, and a
+        complete trial's value still informs the sampler."""
         trial.report(mean_curve(results, f"val_{self.metric}"), epoch)
-        return trial.should_prune()
+        return epoch < epochs and trial.should_prune()
 
     def _lockstep(self, trial: optuna.Trial, spec: TrialSpec) -> tuple[list[SeedResult], str]:
         results = train_seeds(spec, self.task, self.seeds, self.device,
-                              on_epoch=lambda epoch, rs: self._report(trial, epoch, rs))
+                              on_epoch=lambda epoch, rs: self._report(trial, epoch, rs, spec.epochs))
         return results, self._ended(results)
 
     def _racing(self, trial: optuna.Trial, spec: TrialSpec) -> tuple[list[SeedResult], str]:
         results = train_seeds(spec, self.task, self.seeds[:1], self.device,
-                              on_epoch=lambda epoch, rs: self._report(trial, epoch, rs))
+                              on_epoch=lambda epoch, rs: self._report(trial, epoch, rs, spec.epochs))
         if self._ended(results) != "finished":
             return results, self._ended(results)
         finished = [t.value for t in trial.study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])]

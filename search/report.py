@@ -654,7 +654,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3, help="top configurations overall to evaluate (default 3)")
     p.add_argument("--out", default="reports", help="reports folder; writes OUT/<study>/report.md (default reports)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, see bench/README.md)")
     return p
 
 
@@ -663,10 +663,9 @@ def main(argv: list[str] | None = None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, matplotlib views
     try:
-        if args.threads is not None:
-            if args.threads < 1:
-                raise ReportError(f"--threads must be an int >= 1, got {args.threads}")
-            torch.set_num_threads(args.threads)
+        if args.threads < 1:
+            raise ReportError(f"--threads must be an int >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
         config = ReportConfig(task=args.task, storage=args.storage, study_name=args.study_name, data=args.data,
                               seeds=args.seeds, top=args.top, out=args.out, device=args.device)
         path, evaluations = build(config)

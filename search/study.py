@@ -33,7 +33,7 @@ class StudyConfig:
     seeds: int = 3
     metric: str | None = None
     strategy: str = "racing"
-    pruner: str = "median"
+    pruner: str = "hyperband"
     sampler_seed: int | None = None
     timeout: float | None = None
     device: str = "cpu"

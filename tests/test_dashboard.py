@@ -1,6 +1,6 @@
 """optuna-dashboard shows each trial's figures and notes, live, beside a running study.
 
-The module's study: `python -m search.har` (2 trials, dense width 16, 2 epochs, 2 seeds, real HAR
+The module's study: `python -m search.har` (4 trials, lockstep seeds, dense width 16, 2 epochs, 2 seeds, real HAR
 data) runs in a subprocess while `python -m search.dashboard` serves the same SQLite file and the
 test polls it. The tests then read that study through Chromium and through Optuna's API, and break
 the artifact folder of another (in-process) study mid-run.
@@ -36,7 +36,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 FAST = {"family": "dense", "width": 16, "layers": 1, "batch_size": 256, "epochs": 2}
-TRIALS = 2
+TRIALS = 4  # the dashboard caches trials for 2 s: enough trials that a poll sees one finished mid-study
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -111,7 +111,8 @@ def live(request, tmp_path_factory):
         har_cache = request.getfixturevalue("har_cache")
         request.getfixturevalue("har_task")  # parses the zip into har_cache while the dashboard starts
         wait_until_serving(dashboard, base, log)
-        args = ["--trials", str(TRIALS), "--seeds", "2", "--threads", "1", "--pruner", "none", "--sampler-seed", "0"]
+        args = ["--trials", str(TRIALS), "--seeds", "2", "--threads", "1", "--pruner", "none", "--sampler-seed", "0",
+                "--strategy", "lockstep"]  # all seeds report each epoch, so intermediate values are their mean
         args += [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]
         study = subprocess.Popen([sys.executable, "-m", "search.har", *args, "--storage", url, "--data", str(HAR_ZIP)],
                                  cwd=REPO, env={**os.environ, "DATA_CACHE": str(har_cache)},

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlite3
 
-from data import load_har
 from search.study import StudyConfig, create_study, run_study
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -19,6 +19,7 @@ HAR = DATA / "UCI_HAR_Dataset.zip"
 NAMES = DATA / "names"
 REQUIRED_ATTRS = {"spec", "seeds", "seed_metrics", "metric", "metric_mean", "metric_std", "curves", "confusion",
                   "params", "train_seconds", "seed_epochs", "strategy", "ended"}
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # in-process studies train as the CLI does: 1 thread
 CURVE_KEYS = {"train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1", "grad_norm"}
 
 
@@ -31,8 +32,9 @@ def cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def har(cache):
-    return load_har(HAR)
+def har(small_har):
+    """600 real training windows, 200 validation: enough to learn, fast enough for several studies."""
+    return small_har
 
 
 def search(*args: str, cache: Path, task: str = "har", check: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -169,34 +171,46 @@ def test_postgresql_storage(har):
         optuna.delete_study(study_name=name, storage=url)
 
 
-def _wait_for(db: Path, condition, timeout: float = 240):
+def _has_study(db: Path) -> bool:
+    """True once the run has created its study (reading earlier would race it creating the schema)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as connection:
+            return connection.execute("SELECT count(*) FROM studies").fetchone()[0] > 0
+    except sqlite3.OperationalError:
+        return False  # no file or no tables yet
+
+
+def _wait_for(db: Path, condition, process: subprocess.Popen, log: Path, timeout: float = 300):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if db.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"the study exited ({process.returncode}) first:\n{log.read_text()[-2000:]}")
+        if _has_study(db):
             try:
                 trials = optuna.load_study(study_name="har", storage=f"sqlite:///{db}").trials
                 if condition(trials):
                     return trials
             except KeyError:
-                pass
-        time.sleep(0.5)
-    raise AssertionError("condition not reached")
+                pass  # the study is not created yet
+        time.sleep(0.2)
+    raise AssertionError(f"no finished trials with one running within {timeout} s:\n{log.read_text()[-2000:]}")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_run_loses_no_finished_trial(tmp_path, cache, sig):
-    db = tmp_path / "studies.db"
+    db, log = tmp_path / "studies.db", tmp_path / "stderr.txt"
     args = [sys.executable, "-m", "search.har", "--data", str(HAR), "--storage", f"sqlite:///{db}", "--trials", "50",
             "--family", "dense", "--width", "16", "--epochs", "3", "--seeds", "1", "--heartbeat", "1"]
-    process = subprocess.Popen(args, env={**os.environ, "DATA_CACHE": str(cache)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(args, env={**os.environ, "DATA_CACHE": str(cache)},
+                                   stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     finished = _wait_for(db, lambda ts: sum(t.state == optuna.trial.TrialState.COMPLETE for t in ts) >= 2
-                         and ts[-1].state == optuna.trial.TrialState.RUNNING)
+                         and ts[-1].state == optuna.trial.TrialState.RUNNING, process, log)
     process.send_signal(sig)
     process.wait(timeout=60)
     done_before = {t.number for t in finished if t.state == optuna.trial.TrialState.COMPLETE}
     if sig == signal.SIGINT:
-        assert process.returncode == 130 and "finished trials are saved" in process.stderr.read()
+        assert process.returncode == 130 and "finished trials are saved" in log.read_text()
     else:
         time.sleep(5)  # let the killed run's heartbeat go stale (4 x 1 s)
         search(*args[5:7], "--trials", "1", *args[9:], cache=cache)
