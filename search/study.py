@@ -154,8 +154,9 @@ def progress(config: StudyConfig, write: Callable[[str], None]):
     return callback
 
 
-def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] = print) -> optuna.Study:
+def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] | None = None) -> optuna.Study:
     """Add config.trials trials to the study (created or continued) and return it."""
+    write = write or (lambda line: print(line, flush=True))  # one line per trial, visible through a pipe
     study = create_study(config)
     if config.grid:
         suggest = lambda trial: grid_suggest(trial, config.fixed, config.grid)  # noqa: E731
