@@ -45,8 +45,18 @@ def ranked(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return sorted(done, key=lambda t: (-t.value, t.number))
 
 
+def search_value(trial: optuna.trial.FrozenTrial) -> float:
+    """A trial's validation value: its objective if COMPLETE, else the last value it reported (pruned)."""
+    if trial.state == optuna.trial.TrialState.COMPLETE:
+        return trial.value
+    return trial.intermediate_values[max(trial.intermediate_values)]
+
+
 def select(study: optuna.Study, top: int) -> tuple[dict[str, optuna.trial.FrozenTrial], list[optuna.trial.FrozenTrial]]:
-    """The best trial of each family and the `top` best distinct configurations, by validation value only."""
+    """The best trial of each family and the `top` best distinct configurations, by validation value only.
+
+    A family none of whose trials completed (the pruner stopped them all) is represented by its
+    pruned trial with the best last reported value, so that every family searched is evaluated."""
     best: dict[str, optuna.trial.FrozenTrial] = {}
     leaders, seen = [], set()
     for trial in ranked(study):
@@ -55,6 +65,10 @@ def select(study: optuna.Study, top: int) -> tuple[dict[str, optuna.trial.Frozen
         if len(leaders) < top and spec not in seen:  # a repeated configuration is evaluated once
             seen.add(spec)
             leaders.append(trial)
+    pruned = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.PRUNED])
+              if t.intermediate_values and math.isfinite(search_value(t))]
+    for trial in sorted(pruned, key=lambda t: (-search_value(t), t.number)):
+        best.setdefault(spec_of(trial).family, trial)
     return best, leaders
 
 

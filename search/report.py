@@ -24,7 +24,7 @@ import torch
 
 from data import LOADERS, DataError, load_task
 from . import figures
-from .evaluate import Evaluations, ranked, select, spec_of, write_text
+from .evaluate import Evaluations, ranked, search_value, select, spec_of, write_text
 from .objective import METRICS
 from .space import RECURRENT
 from .study import DEFAULT_STORAGE, StudyError, open_storage
@@ -284,14 +284,17 @@ def leaderboard(c: Context) -> list[str]:
     def row(trial) -> list:
         entry = c.entry(trial)
         return ([spec_of(trial).family, f"#{trial.number}", f"`{describe(spec_of(trial))}`", f"{entry['params']:,}",
-                 f"{trial.value:.3f}"] + [fmt(val_values(entry, k)) for k in METRICS]
+                 f"{search_value(trial):.3f}" + ("" if trial.value is not None else " †")]
+                + [fmt(val_values(entry, k)) for k in METRICS]
                 + [fmt(test_values(entry, k)) for k in METRICS]
                 + [f"{statistics.fmean(r['seconds'] for r in entry['runs']):.1f}"])
 
     lines += ["### Best configuration of each family", ""]
     lines += table(header, [row(t) for t in c.families.values()])
-    lines += [f"*One row per family that completed a trial ({len(c.families)}), ordered by search value; "
-              f"{len(c.complete)} complete trials considered. Parameters: trainable parameter count of the model.*", ""]
+    lines += [f"*One row per family searched ({len(c.families)}); {len(c.complete)} complete trials considered. "
+              "† no trial of this family completed (all pruned): its row is the pruned trial with the best last "
+              "reported validation value, retrained here with its full epoch budget. "
+              "Parameters: trainable parameter count of the model.*", ""]
     lines += ["### Top configurations overall", ""]
     lines += table(header, [row(t) for t in c.leaders])
     lines += [f"*The {len(c.leaders)} best distinct configurations by search value.*", ""]

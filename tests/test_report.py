@@ -258,3 +258,23 @@ def test_issue_rules_flag_the_trials_that_break_them():
     assert found["High variance over seeds"] == ["#4"]
     assert found["Many pruned trials in one family"] == ["gru:"]
     assert math.isclose(report.mean_std([0.5, None, 0.7])[0], 0.6)
+
+
+def test_a_family_whose_trials_were_all_pruned_is_still_evaluated(tmp_path):
+    """select() takes, for a family without a COMPLETE trial, its pruned trial with the best last value."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from search.evaluate import search_value, select
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize")
+    family = {"family": CategoricalDistribution(["dense", "linear"])}
+    study.add_trial(create_trial(params={"family": "dense"}, distributions=family, value=0.9,
+                                 intermediate_values={1: 0.8, 2: 0.9}))
+    for last in (0.5, 0.7, 0.6):
+        study.add_trial(create_trial(params={"family": "linear"}, distributions=family, state=TrialState.PRUNED,
+                                     intermediate_values={1: last - 0.1, 2: last}))
+    families, leaders = select(study, top=3)
+    assert list(families) == ["dense", "linear"]
+    assert families["linear"].number == 2 and search_value(families["linear"]) == 0.7
+    assert [t.number for t in leaders] == [0]  # the top configurations stay COMPLETE trials only
