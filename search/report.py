@@ -268,6 +268,11 @@ def header(c: Context) -> list[str]:
     return lines
 
 
+def search_cell(trial: optuna.trial.FrozenTrial) -> str:
+    """The validation value the search saw; † marks a pruned trial (its last reported value)."""
+    return f"{search_value(trial):.3f}" + ("" if trial.state == optuna.trial.TrialState.COMPLETE else " †")
+
+
 def leaderboard(c: Context) -> list[str]:
     m = c.metric
     lines = [
@@ -284,7 +289,7 @@ def leaderboard(c: Context) -> list[str]:
     def row(trial) -> list:
         entry = c.entry(trial)
         return ([spec_of(trial).family, f"#{trial.number}", f"`{describe(spec_of(trial))}`", f"{entry['params']:,}",
-                 f"{search_value(trial):.3f}" + ("" if trial.value is not None else " †")]
+                 search_cell(trial)]
                 + [fmt(val_values(entry, k)) for k in METRICS]
                 + [fmt(test_values(entry, k)) for k in METRICS]
                 + [f"{statistics.fmean(r['seconds'] for r in entry['runs']):.1f}"])

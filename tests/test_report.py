@@ -278,3 +278,6 @@ def test_a_family_whose_trials_were_all_pruned_is_still_evaluated(tmp_path):
     assert list(families) == ["dense", "linear"]
     assert families["linear"].number == 2 and search_value(families["linear"]) == 0.7
     assert [t.number for t in leaders] == [0]  # the top configurations stay COMPLETE trials only
+
+    marks = {f: report.search_cell(t) for f, t in families.items()}
+    assert marks == {"dense": "0.900", "linear": "0.700 †"}
