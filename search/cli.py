@@ -4,15 +4,14 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import warnings
 
-import optuna
 import torch
 
 from data import DataError, load_task
 from .objective import METRICS, STRATEGIES
 from .space import FIELDS, parse_value
-from .study import DEFAULT_STORAGE, PRUNERS, StudyConfig, StudyError, run_study, summary
+from .study import DEFAULT_STORAGE, PRUNERS, StudyConfig, StudyError, prepare_study, quiet_optuna, run_study, summary
+from .workers import can_share, default_workers, run_workers
 
 
 def parser(task: str) -> argparse.ArgumentParser:
@@ -33,6 +32,9 @@ def parser(task: str) -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: faster than 2 here, see bench/README.md; use more processes instead)")
+    p.add_argument("--workers", type=int, default=default_workers(),
+                   help="processes sharing the study (default: one per core, here %(default)s); "
+                        "--sampler-seed S gives worker i the seed S+i")
     p.add_argument("--heartbeat", type=int, default=30,
                    help="seconds between trial heartbeats; a killed run's trial is failed after 4 (default 30)")
     p.add_argument("--data", default=None, help="data folder or archive (else $HAR_DATA/$NAMES_DATA, cache, download)")
@@ -60,12 +62,6 @@ def config_from_args(task: str, args: argparse.Namespace) -> StudyConfig:
                        artifact_dir=args.artifacts)
 
 
-def quiet_optuna() -> None:
-    """Our progress line replaces Optuna's per-trial log; its experimental-feature warnings are noise here."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
 def _interrupt(signum, frame):
     raise KeyboardInterrupt  # `kill` behaves like Ctrl-C: Optuna fails the running trial, keeps the rest
 
@@ -76,13 +72,25 @@ def main(task: str, argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         config = config_from_args(task, args)
-        if args.threads < 1:
-            raise StudyError(f"--threads must be an int >= 1, got {args.threads}")
+        for name in ("threads", "workers"):
+            if getattr(args, name) < 1:
+                raise StudyError(f"--{name} must be an int >= 1, got {getattr(args, name)}")
         torch.set_num_threads(args.threads)
         from .study import open_storage
         open_storage(config.storage, config.heartbeat)  # fail on a bad URL before loading data or training
-        data = load_task(task, args.data)
-        study = run_study(config, data)
+        data = load_task(task, args.data)  # also fills the cache before workers read it
+        workers = min(args.workers, config.trials or args.workers)
+        if workers > 1 and can_share(config.storage):
+            study = prepare_study(config, data)
+            print(f"{workers} workers x {args.threads} torch thread(s) on {config.storage}", flush=True)
+            code = run_workers(config, args.data, workers, args.threads)
+            if code == 130:
+                raise KeyboardInterrupt
+            if code:
+                print("error: a worker failed (its message is above); finished trials are saved", file=sys.stderr)
+                sys.exit(1)
+        else:
+            study = run_study(config, data)
     except (StudyError, DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -5,6 +5,8 @@ import math
 import os
 import shlex
 import sys
+import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -67,6 +69,12 @@ class StudyConfig:
                 grid_space(self.fixed, self.grid)
         except ValueError as exc:
             raise StudyError(str(exc)) from None
+
+
+def quiet_optuna() -> None:
+    """Our progress line replaces Optuna's per-trial log; its experimental-feature warnings are noise here."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def engine_options(url: str) -> dict:
@@ -154,10 +162,22 @@ def progress(config: StudyConfig, write: Callable[[str], None]):
     return callback
 
 
-def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] | None = None) -> optuna.Study:
-    """Add config.trials trials to the study (created or continued) and return it."""
-    write = write or (lambda line: print(line, flush=True))  # one line per trial, visible through a pipe
+def prepare_study(config: StudyConfig, task: Task) -> optuna.Study:
+    """Create (or continue) the study and record the task, data and command in its attributes."""
     study = create_study(config)
+    set_study_attrs(study, config, task)
+    return study
+
+
+def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] | None = None,
+              claim: Callable[[], bool] | None = None, setup: bool = True) -> optuna.Study:
+    """Add config.trials trials to the study (created or continued) and return it.
+
+    With `claim` (search/workers.py), trials run one at a time while claim() grants one, so several
+    processes share config.trials; `setup=False` there, since the parent already prepared the study.
+    """
+    write = write or (lambda line: print(line, flush=True))  # one line per trial, visible through a pipe
+    study = prepare_study(config, task) if setup else create_study(config)
     if config.grid:
         suggest = lambda trial: grid_suggest(trial, config.fixed, config.grid)  # noqa: E731
     else:
@@ -166,9 +186,14 @@ def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] | No
                           config.device, config.fixed, config.grid, suggest=suggest)
     for hook in trial_end_hooks(config, study):
         objective.on_trial_end.append(hook)
-    set_study_attrs(study, config, task)
-    study.optimize(objective, n_trials=config.trials, timeout=config.timeout,
-                   callbacks=[progress(config, write)], gc_after_trial=False)
+    callbacks = [progress(config, write)]
+    if claim is None:
+        study.optimize(objective, n_trials=config.trials, timeout=config.timeout, callbacks=callbacks,
+                       gc_after_trial=False)
+        return study
+    deadline = None if config.timeout is None else time.monotonic() + config.timeout
+    while (deadline is None or time.monotonic() < deadline) and claim():
+        study.optimize(objective, n_trials=1, callbacks=callbacks, gc_after_trial=False)
     return study
 
 
