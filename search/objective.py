@@ -9,6 +9,8 @@ Either way a completed trial's value is the mean over all K seeds.
 from __future__ import annotations
 
 import math
+import os
+import socket
 import statistics
 import time
 from dataclasses import asdict
@@ -113,6 +115,7 @@ class Objective:
             "seed_epochs": sum(len(r.history.get("train_loss", [])) for r in results),
             "strategy": self.strategy,
             "ended": ended,
+            "worker": f"{socket.gethostname()}:{os.getpid()}",  # several processes or machines may share a study
         }
         for key, value in summary.items():
             trial.set_user_attr(key, _finite(value))

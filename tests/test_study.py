@@ -80,6 +80,18 @@ def test_study_file_keeps_complete_trials_and_a_second_run_continues(tmp_path, c
     assert changed.stderr.count("\n") == 1
 
 
+def test_workers_share_one_study_and_its_trial_count(tmp_path, cache):
+    db = tmp_path / "studies.db"
+    result = search("--storage", f"sqlite:///{db}", "--trials", "8", "--workers", "2", "--family", "dense",
+                    "--width", "16", "--epochs", "3", "--seeds", "1", cache=cache)
+    assert result.stdout.startswith("2 workers x 1 torch thread(s)")
+    trials = optuna.load_study(study_name="har", storage=f"sqlite:///{db}").trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 8  # --trials 8 in all, not per worker
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
+    numbers = sorted(int(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("trial "))
+    assert numbers == list(range(8))  # one progress line per trial
+
+
 def test_fixed_family_restricts_the_sampled_space(tmp_path, har):
     config = StudyConfig("har", trials=3, storage=f"sqlite:///{tmp_path / 's.db'}", seeds=1, sampler_seed=3,
                          fixed={"family": "dense", "epochs": 1, "width": 16})
