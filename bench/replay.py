@@ -1,14 +1,16 @@
-"""What did pruning cost? Re-run a finished study's configurations without pruning and compare.
+"""What did pruning cost? Re-run a finished study's pruned configurations without pruning and compare.
 
     python bench/replay.py names [--storage sqlite:///studies.db] [--study-name names] [--data PATH]
-                                 [--workers N] [--threads 1]
+                                 [--workers N] [--threads 1] [--no-run]
 
-Every trial of the study (same parameters, fixed values and grid, same seeds, so the same training up to where the
-original stopped) is enqueued into a study named `<study>-unpruned` on the same storage and run
-with `--strategy lockstep --pruner none`: every configuration trains all its seeds for all its
-epochs. Printed: seed-epochs of both, their ratio, the best validation value of both and the gap
-in percentage points, and where each study's best configuration stands in the other. Re-running
-the command continues the replay (configurations already replayed are not run again).
+Every trial of the study that did not complete (pruned, raced out, failed) is enqueued, with
+the same parameters, fixed values, grid and seeds, into a study named `<study>-unpruned` on the
+same storage and run with `--strategy lockstep --pruner none`: all seeds, all epochs. A COMPLETE
+trial already trained all its seeds for all its epochs, and a seed fixes a run on this machine,
+so its value is what an unpruned run gives and it is not trained again. The unpruned study is
+then: the complete trials as they are, plus the replayed ones. Printed: seed-epochs of both,
+their ratio, the best validation value of both and the gap in percentage points, and where each
+best configuration stands in the other. Re-running the command continues the replay.
 """
 from __future__ import annotations
 
@@ -38,6 +40,11 @@ def key(params: dict) -> tuple:
     return tuple(sorted(params.items()))
 
 
+def ran(trial) -> bool:
+    """Finished after training (a queued trial failed by hand never ran)."""
+    return trial.state.is_finished() and "seed_epochs" in trial.user_attrs
+
+
 def spent(trials) -> int:
     return sum(t.user_attrs.get("seed_epochs", 0) for t in trials)
 
@@ -55,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", default=None)
     p.add_argument("--workers", type=int, default=default_workers())
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-run", action="store_true", help="only compare what has been replayed so far")
     args = p.parse_args(argv)
     quiet_optuna()
     torch.set_num_threads(args.threads)
@@ -76,33 +84,39 @@ def main(argv: list[str] | None = None) -> None:
         replay = prepare_study(config, task)
     except (DataError, StudyError) as exc:
         fail(str(exc))
-    done = {key(t.params) for t in replay.get_trials(deepcopy=False) if t.state.is_finished()}
-    todo = [t for t in trials if key(t.params) not in done]
-    for trial in todo:
-        replay.enqueue_trial(trial.params, user_attrs={"replays": trial.number})
-    print(f"command: {command}\nreplaying {len(todo)} of {len(trials)} configurations of study {name!r} "
-          f"({config.seeds} seeds, lockstep, no pruning) as {config.study_name!r}", flush=True)
-    if todo:
+    done = {key(t.params) for t in replay.get_trials(deepcopy=False) if ran(t)}
+    waiting = {key(t.params) for t in replay.get_trials(deepcopy=False, states=[optuna.trial.TrialState.WAITING])}
+    todo = [t for t in trials if t.state != COMPLETE and key(t.params) not in done]
+    print(f"command: {command}\nreplaying the {len(todo)} unfinished of {len(trials)} configurations of study "
+          f"{name!r} ({config.seeds} seeds, lockstep, no pruning) as {config.study_name!r}", flush=True)
+    if todo and not args.no_run:
+        for trial in todo:
+            if key(trial.params) not in waiting:  # an interrupted replay left these queued
+                replay.enqueue_trial(trial.params, user_attrs={"replays": trial.number})
         config.trials = len(todo)
         if run_workers(config, args.data, min(args.workers, len(todo)), args.threads):
             fail("the replay was interrupted or a worker failed; run the command again to continue it")
 
-    replayed = [t for t in replay.get_trials(deepcopy=False) if t.state.is_finished()]
-    by_config = {key(t.params): t for t in replayed}
-    ours, theirs = best(trials), best(replayed)
-    print(f"\n{'study':<22} {'trials':>6} {'seed-epochs':>11} {'share':>6} {'best':>7} {'trial':>6}")
-    for label, group, top in ((name, trials, ours), (config.study_name, replayed, theirs)):
-        print(f"{label:<22} {len(group):>6} {spent(group):>11} {spent(group) / spent(replayed):>6.2f} "
+    complete = [t for t in trials if t.state == COMPLETE]
+    replayed = [t for t in replay.get_trials(deepcopy=False) if ran(t)]
+    unpruned = complete + replayed  # one finished run of every configuration, all seeds, all epochs
+    if len(unpruned) < len(trials):
+        print(f"partial: {len(replayed)} of the {len(trials) - len(complete)} unfinished configurations replayed so far")
+    ours, theirs = best(trials), best(unpruned)
+    print(f"\n{'study':<30} {'configs':>7} {'seed-epochs':>11} {'share':>6} {'best':>7} {'trial':>6}")
+    for label, group, top in ((name, trials, ours), (f"{name} + {config.study_name}", unpruned, theirs)):
+        print(f"{label:<30} {len(group):>7} {spent(group):>11} {spent(group) / spent(unpruned):>6.2f} "
               f"{top.value if top else float('nan'):>7.4f} {('#%d' % top.number) if top else '-':>6}")
     if ours and theirs:
         print(f"\ngap: {100 * (ours.value - theirs.value):+.2f} points ({attrs.get('metric')}, validation)")
-        twin = [t for t in trials if key(t.params) == key(theirs.params)][0]
-        print(f"the unpruned best (#{theirs.number}) is trial #{twin.number} of {name!r}: "
-              f"{twin.state.name.lower()}, {twin.user_attrs.get('ended')}, value {twin.value}")
-        mirror = by_config.get(key(ours.params))
-        if mirror is not None:
-            print(f"the best of {name!r} (#{ours.number}, {ours.value:.4f}) scores {mirror.value:.4f} unpruned")
-
+        if theirs in replayed:
+            twin = [t for t in trials if key(t.params) == key(theirs.params)][0]
+            print(f"the unpruned best is {config.study_name!r} #{theirs.number}, a replay of {name!r} #{twin.number} "
+                  f"({twin.user_attrs.get('ended')}, last value {twin.user_attrs.get('metric_mean')})")
+        else:
+            print(f"the unpruned best is the best of {name!r}, #{theirs.number}: pruning lost nothing here")
+        values = sorted((t.value for t in unpruned if t.state == COMPLETE), reverse=True)
+        print(f"rank of the best of {name!r} among the {len(values)} unpruned values: {values.index(ours.value) + 1}")
 
 if __name__ == "__main__":
     main()

@@ -83,7 +83,7 @@ def test_study_file_keeps_complete_trials_and_a_second_run_continues(tmp_path, c
 def test_workers_share_one_study_and_its_trial_count(tmp_path, cache):
     db = tmp_path / "studies.db"
     result = search("--storage", f"sqlite:///{db}", "--trials", "8", "--workers", "2", "--family", "dense",
-                    "--width", "16", "--epochs", "3", "--seeds", "1", cache=cache)
+                    "--width", "16", "--epochs", "3", "--seeds", "1", "--pruner", "none", cache=cache)
     assert result.stdout.startswith("2 workers x 1 torch thread(s)")
     trials = optuna.load_study(study_name="har", storage=f"sqlite:///{db}").trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 8  # --trials 8 in all, not per worker
@@ -214,8 +214,10 @@ def test_interrupted_run_loses_no_finished_trial(tmp_path, cache, sig):
     args = [sys.executable, "-m", "search.har", "--data", str(HAR), "--storage", f"sqlite:///{db}", "--trials", "50",
             "--family", "dense", "--width", "16", "--epochs", "3", "--seeds", "1", "--heartbeat", "1"]
     with open(log, "w") as stderr:
+        # As from a terminal: a shell's background job (`pytest &`) would otherwise pass SIGINT on as ignored.
         process = subprocess.Popen(args, env={**os.environ, "DATA_CACHE": str(cache)},
-                                   stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+                                   stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     finished = _wait_for(db, lambda ts: sum(t.state == optuna.trial.TrialState.COMPLETE for t in ts) >= 2
                          and ts[-1].state == optuna.trial.TrialState.RUNNING, process, log)
     process.send_signal(sig)
