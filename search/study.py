@@ -4,7 +4,9 @@ from __future__ import annotations
 import math
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -162,6 +164,52 @@ def progress(config: StudyConfig, write: Callable[[str], None]):
     return callback
 
 
+class Interrupts:
+    """Ctrl-C and SIGTERM during a study, without leaving a trial RUNNING forever.
+
+    Inside the objective they raise KeyboardInterrupt: Optuna marks that trial FAIL and keeps the
+    finished ones. Between trials (while Optuna creates the next one, before its heartbeat starts)
+    an exception would leave the new trial RUNNING with nothing to fail it later, so there they only
+    ask the loop to stop; the next trial, if already created, fails at once.
+    """
+
+    def __init__(self):
+        self.in_trial = False
+        self.requested = False
+        self.previous: dict = {}
+
+    def __enter__(self) -> "Interrupts":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job keeps ignoring Ctrl-C
+                    self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        if self.in_trial:
+            raise KeyboardInterrupt
+
+    def guard(self, objective: Callable) -> Callable:
+        def run(trial: optuna.Trial):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.in_trial = True
+            try:
+                return objective(trial)
+            finally:
+                self.in_trial = False
+        return run
+
+    def stop_between_trials(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self.requested:
+            study.stop()
+
+
 def prepare_study(config: StudyConfig, task: Task) -> optuna.Study:
     """Create (or continue) the study and record the task, data and command in its attributes."""
     study = create_study(config)
@@ -186,14 +234,19 @@ def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] | No
                           config.device, config.fixed, config.grid, suggest=suggest)
     for hook in trial_end_hooks(config, study):
         objective.on_trial_end.append(hook)
-    callbacks = [progress(config, write)]
-    if claim is None:
-        study.optimize(objective, n_trials=config.trials, timeout=config.timeout, callbacks=callbacks,
-                       gc_after_trial=False)
-        return study
-    deadline = None if config.timeout is None else time.monotonic() + config.timeout
-    while (deadline is None or time.monotonic() < deadline) and claim():
-        study.optimize(objective, n_trials=1, callbacks=callbacks, gc_after_trial=False)
+    with Interrupts() as interrupts:
+        callbacks = [progress(config, write), interrupts.stop_between_trials]
+        guarded = interrupts.guard(objective)
+        if claim is None:
+            study.optimize(guarded, n_trials=config.trials, timeout=config.timeout, callbacks=callbacks,
+                           gc_after_trial=False)
+        else:
+            deadline = None if config.timeout is None else time.monotonic() + config.timeout
+            while (not interrupts.requested and (deadline is None or time.monotonic() < deadline)
+                   and claim()):
+                study.optimize(guarded, n_trials=1, callbacks=callbacks, gc_after_trial=False)
+    if interrupts.requested:
+        raise KeyboardInterrupt
     return study
 
 
