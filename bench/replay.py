@@ -118,5 +118,6 @@ def main(argv: list[str] | None = None) -> None:
         values = sorted((t.value for t in unpruned if t.state == COMPLETE), reverse=True)
         print(f"rank of the best of {name!r} among the {len(values)} unpruned values: {values.index(ours.value) + 1}")
 
+
 if __name__ == "__main__":
     main()

@@ -27,8 +27,7 @@ import torch  # noqa: E402
 
 from data import DataError, Split, Task, load_task  # noqa: E402
 from models import FAMILIES  # noqa: E402
-from search.study import quiet_optuna  # noqa: E402
-from search.study import StudyConfig, StudyError, run_study  # noqa: E402
+from search.study import StudyConfig, StudyError, quiet_optuna, run_study  # noqa: E402
 
 SHARED = {"har": "/work/shared/data/UCI_HAR_Dataset.zip", "names": "/work/shared/data/names"}
 REFERENCE = ("lockstep", "none")

@@ -10,7 +10,8 @@ import torch
 from data import DataError, load_task
 from .objective import METRICS, STRATEGIES
 from .space import FIELDS, parse_value
-from .study import DEFAULT_STORAGE, PRUNERS, StudyConfig, StudyError, prepare_study, quiet_optuna, run_study, summary
+from .study import (DEFAULT_STORAGE, PRUNERS, StudyConfig, StudyError, open_storage, prepare_study, quiet_optuna,
+                    raise_interrupt, run_study, summary)
 from .workers import can_share, default_workers, run_workers
 
 
@@ -62,21 +63,16 @@ def config_from_args(task: str, args: argparse.Namespace) -> StudyConfig:
                        artifact_dir=args.artifacts)
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt  # `kill` behaves like Ctrl-C: Optuna fails the running trial, keeps the rest
-
-
 def main(task: str, argv: list[str] | None = None) -> None:
     args = parser(task).parse_args(argv)
     quiet_optuna()
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         config = config_from_args(task, args)
         for name in ("threads", "workers"):
             if getattr(args, name) < 1:
                 raise StudyError(f"--{name} must be an int >= 1, got {getattr(args, name)}")
         torch.set_num_threads(args.threads)
-        from .study import open_storage
         open_storage(config.storage, config.heartbeat)  # fail on a bad URL before loading data or training
         data = load_task(task, args.data)  # also fills the cache before workers read it
         workers = min(args.workers, config.trials or args.workers)

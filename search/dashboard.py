@@ -14,8 +14,7 @@ import sqlalchemy
 from optuna_dashboard import run_server
 
 from .artifacts import AtomicFileStore, check_dir, default_dir
-from .study import quiet_optuna
-from .study import DEFAULT_STORAGE, StudyError, open_storage
+from .study import DEFAULT_STORAGE, StudyError, open_storage, quiet_optuna
 
 
 def parser() -> argparse.ArgumentParser:

@@ -164,6 +164,10 @@ def progress(config: StudyConfig, write: Callable[[str], None]):
     return callback
 
 
+def raise_interrupt(signum, frame):
+    raise KeyboardInterrupt  # `kill` behaves like Ctrl-C: Optuna fails the running trial, keeps the rest
+
+
 class Interrupts:
     """Ctrl-C and SIGTERM during a study, without leaving a trial RUNNING forever.
 

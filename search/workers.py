@@ -17,7 +17,7 @@ from dataclasses import replace
 import torch
 
 from data import load_task
-from .study import StudyConfig, quiet_optuna, run_study
+from .study import StudyConfig, quiet_optuna, raise_interrupt, run_study
 
 
 def default_workers() -> int:
@@ -30,10 +30,6 @@ def can_share(storage: str) -> bool:
     return not (storage.startswith("sqlite") and (":memory:" in storage or storage.rstrip("/") == "sqlite:"))
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt  # Optuna fails the running trial and keeps the finished ones
-
-
 def _exit_with_parent(parent: int) -> None:
     """A worker whose parent was killed (SIGKILL) interrupts itself instead of searching on alone."""
     while os.getppid() == parent:
@@ -42,7 +38,7 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _worker(config: StudyConfig, data: str | None, threads: int, index: int, started, parent: int) -> None:
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     torch.set_num_threads(threads)
     quiet_optuna()
