@@ -111,8 +111,10 @@ def live(request, tmp_path_factory):
         har_cache = request.getfixturevalue("har_cache")
         request.getfixturevalue("har_task")  # parses the zip into har_cache while the dashboard starts
         wait_until_serving(dashboard, base, log)
-        args = ["--trials", str(TRIALS), "--seeds", "2", "--threads", "1", "--pruner", "none", "--sampler-seed", "0",
-                "--strategy", "lockstep"]  # all seeds report each epoch, so intermediate values are their mean
+        # lockstep: all seeds report each epoch, so intermediate values are their mean; one worker: trials
+        # end one by one (two end in pairs), so some poll sees finished trials while others are to come.
+        args = ["--trials", str(TRIALS), "--seeds", "2", "--threads", "1", "--workers", "1", "--pruner", "none",
+                "--sampler-seed", "0", "--strategy", "lockstep"]
         args += [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]
         study = subprocess.Popen([sys.executable, "-m", "search.har", *args, "--storage", url, "--data", str(HAR_ZIP)],
                                  cwd=REPO, env={**os.environ, "DATA_CACHE": str(har_cache)},
