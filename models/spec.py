@@ -14,6 +14,7 @@ class ModelSpec:
     kernel_size: int = 5  # conv1d, and the recurrent families' conv front-end
     pool: int = 1  # max-pool size after each conv layer (1 = none): shortens long sequences
     frontend: int = 0  # recurrent only: channels of a Conv1d front-end before the recurrent layers (0 = none)
+    norm: bool = False  # batch norm after each convolution (conv1d, and the recurrent families' front-end)
 
     def __post_init__(self):
         check_int("layers", self.layers, 1)
@@ -23,8 +24,9 @@ class ModelSpec:
         check_int("frontend", self.frontend, 0)
         if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a float in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.bidirectional, bool):
-            raise ValueError(f"bidirectional must be a bool, got {self.bidirectional!r}")
+        for name in ("bidirectional", "norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
 
 
 def check_int(name: str, value, minimum: int) -> None:

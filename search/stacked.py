@@ -16,7 +16,7 @@ Each seed stays the model that `SeedRun` trains alone:
 - learning-rate schedule, divergence, history keys, confusion, status and test metrics: as train_seeds.
 So a stacked seed agrees with the seed trained alone to float rounding (tests/test_stacked.py).
 
-Recurrent families are never stacked: vmap has no batching rule for aten::rnn_tanh, aten::gru or
+Recurrent families, and models with batch norm, are never stacked: vmap has no batching rule for aten::rnn_tanh, aten::gru or
 aten::lstm (and their forward branches on the lengths). epoch_seconds of a stacked seed is the
 stack's epoch time divided by K, so the seeds' times still add up to the wall time.
 """
@@ -51,7 +51,8 @@ def use_stacked(spec: TrialSpec, device: str | torch.device, seeds: int, stack: 
     """
     if stack not in STACK_MODES:
         raise ValueError(f"stack must be one of {list(STACK_MODES)}, got {stack!r}")
-    if stack == "off" or seeds < 2 or spec.family not in STACKABLE:
+    # Batch norm updates its running statistics in place, which vmap cannot batch.
+    if stack == "off" or seeds < 2 or spec.family not in STACKABLE or spec.norm:
         return False
     if stack == "on" or torch.device(device).type == "cuda":
         return True

@@ -46,6 +46,19 @@ def test_closed_form_count_equals_the_built_module(har_task, names_task):
     assert checked == len(FAMILIES) * 3 * 3 * 2 * 3 * 2
 
 
+@pytest.mark.parametrize("norm", [False, True])
+def test_closed_form_count_with_conv_front_ends_and_batch_norm(norm):
+    specs = [ModelSpec("conv1d", layers=layers, width=width, kernel_size=kernel, norm=norm)
+             for layers in (1, 3) for width in (1, 33) for kernel in (1, 5)]
+    specs += [ModelSpec(family, layers=2, width=8, frontend=frontend, kernel_size=3, bidirectional=True, norm=norm)
+              for family in ("rnn", "lstm", "gru") for frontend in (0, 7)]
+    for spec in specs:
+        assert param_count(spec, 9, 6, 128) == module_param_count(create_model(spec, 9, 6, 128)), spec
+    # Batch norm adds a scale and a shift per channel of each convolution, nothing else.
+    plain, normed = ModelSpec("conv1d", layers=3, width=10), ModelSpec("conv1d", layers=3, width=10, norm=True)
+    assert param_count(normed, 9, 6, 128) - param_count(plain, 9, 6, 128) == 3 * 2 * 10
+
+
 def test_recurrent_formula_by_hand():
     # One-layer LSTM, 9 inputs, 20 units, 6 classes: 4 gates x (20*9 + 20*20 + 2*20), then 20*6 + 6.
     assert recurrent_params(4, 9, [20], 6) == 4 * (180 + 400 + 40) + 126 == 2606
@@ -75,6 +88,7 @@ def test_unknown_family_lists_the_known_ones():
     ("dropout", 1.0, "dropout must be a float in [0, 1), got 1.0"),
     ("dropout", -0.1, "dropout must be a float in [0, 1), got -0.1"),
     ("bidirectional", "yes", "bidirectional must be a bool, got 'yes'"),
+    ("norm", 1, "norm must be a bool, got 1"),
 ])
 def test_bad_spec_values_name_the_field(field, value, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -84,11 +98,13 @@ def test_bad_spec_values_name_the_field(field, value, message):
 PADDING_SPECS = [ModelSpec(family, layers=layers, width=12, bidirectional=bidirectional)
                  for family in ("rnn", "lstm", "gru") for layers in (1, 2) for bidirectional in (False, True)]
 PADDING_SPECS += [ModelSpec("conv1d", layers=2, width=12, kernel_size=k) for k in (3, 4)]
+PADDING_SPECS += [ModelSpec("conv1d", layers=2, width=12, kernel_size=3, pool=2, norm=True),
+                  ModelSpec("gru", width=12, frontend=8, kernel_size=3, norm=True)]
 PADDING_SPECS += [ModelSpec("dense", layers=2, width=12), ModelSpec("linear")]
 
 
 def spec_id(spec: ModelSpec) -> str:
-    return f"{spec.family}-l{spec.layers}-bi{int(spec.bidirectional)}-k{spec.kernel_size}"
+    return f"{spec.family}-l{spec.layers}-bi{int(spec.bidirectional)}-k{spec.kernel_size}" + ("-norm" if spec.norm else "")
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
@@ -98,7 +114,10 @@ def test_padding_does_not_change_the_prediction(spec, names_task):
     short = int(torch.nonzero(part.lengths == 4)[0])
     longer = [int(torch.nonzero(part.lengths == n)[0]) for n in (9, 12)]
     torch.manual_seed(0)
-    model = create_model(spec, *shapes(names_task)).eval()
+    model = create_model(spec, *shapes(names_task))
+    with torch.no_grad():
+        model(part.x[:64], part.lengths[:64])  # a training-mode batch: batch norm gets real running statistics
+    model.eval()
     with torch.no_grad():
         alone = model(part.x[short:short + 1, :4], part.lengths[short:short + 1])
         index = torch.tensor([longer[0], short, longer[1]])  # the short name in the middle of the batch

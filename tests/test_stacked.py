@@ -118,6 +118,9 @@ def test_use_stacked_rule(small_har):
     assert use_stacked(dense, CPU, 3, "on") and not use_stacked(dense, CPU, 3, "off")
     assert not use_stacked(dense, CPU, 1, "on")  # one seed: nothing to stack
     assert not use_stacked(lstm, CPU, 3, "on")  # no vmap batching rule for aten::lstm
+    normed = TrialSpec(family="conv1d", width=8, norm=True)
+    assert not use_stacked(normed, CPU, 3, "on")  # vmap cannot update batch norm's running statistics in place
+    assert use_stacked(replace(normed, norm=False), CPU, 3, "on")
     assert use_stacked(dense, CPU, 3, "auto") and not use_stacked(replace(dense, width=256), CPU, 3, "auto")
     assert use_stacked(replace(dense, width=256), torch.device("cuda"), 3, "auto")
     with pytest.raises(ValueError, match="stack must be one of"):
