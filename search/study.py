@@ -168,13 +168,23 @@ def raise_interrupt(signum, frame):
     raise KeyboardInterrupt  # `kill` behaves like Ctrl-C: Optuna fails the running trial, keeps the rest
 
 
+def in_storage(frame) -> bool:
+    """Whether the interrupted code is inside SQLAlchemy or Optuna's storage layer."""
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(("sqlalchemy", "optuna.storages", "sqlite3")):
+            return True
+        frame = frame.f_back
+    return False
+
+
 class Interrupts:
     """Ctrl-C and SIGTERM during a study, without leaving a trial RUNNING forever.
 
     Inside the objective they raise KeyboardInterrupt: Optuna marks that trial FAIL and keeps the
-    finished ones. Between trials (while Optuna creates the next one, before its heartbeat starts)
-    an exception would leave the new trial RUNNING with nothing to fail it later, so there they only
-    ask the loop to stop; the next trial, if already created, fails at once.
+    finished ones (never inside a database call: there it is retried every 50 ms). Between trials
+    (while Optuna creates the next one, before its heartbeat starts) an exception would leave the new
+    trial RUNNING with nothing to fail it later, so there they only ask the loop to stop; the next
+    trial, if already created, fails at once.
     """
 
     def __init__(self):
@@ -187,16 +197,28 @@ class Interrupts:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job keeps ignoring Ctrl-C
                     self.previous[sig] = signal.signal(sig, self._handle)
+            self.previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._retry)
         return self
 
     def __exit__(self, *exc) -> None:
+        if signal.SIGALRM in self.previous:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
-        if self.in_trial:
-            raise KeyboardInterrupt
+        self._retry(signum, frame)
+
+    def _retry(self, signum, frame) -> None:
+        if not (self.requested and self.in_trial):
+            return
+        if in_storage(frame):
+            # An exception inside a database call can leave its SQLite write lock held, so the other
+            # workers (and this one, failing the trial) wait 60 s and fail: retry 50 ms later.
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            return
+        raise KeyboardInterrupt
 
     def guard(self, objective: Callable) -> Callable:
         def run(trial: optuna.Trial):

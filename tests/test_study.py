@@ -11,8 +11,9 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlite3
+import sqlalchemy
 
-from search.study import StudyConfig, create_study, run_study
+from search.study import StudyConfig, create_study, in_storage, run_study
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HAR = DATA / "UCI_HAR_Dataset.zip"
@@ -221,14 +222,30 @@ def test_interrupted_run_loses_no_finished_trial(tmp_path, cache, sig):
     finished = _wait_for(db, lambda ts: sum(t.state == optuna.trial.TrialState.COMPLETE for t in ts) >= 2
                          and ts[-1].state == optuna.trial.TrialState.RUNNING, process, log)
     process.send_signal(sig)
-    process.wait(timeout=150)  # workers finish or fail their running trial first
+    try:
+        process.wait(timeout=150)  # workers finish or fail their running trial first
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"the study did not stop within 150 s of {sig.name}:\n{log.read_text()[-2000:]}")
     done_before = {t.number for t in finished if t.state == optuna.trial.TrialState.COMPLETE}
     if sig == signal.SIGINT:
-        assert process.returncode == 130 and "finished trials are saved" in log.read_text()
+        assert process.returncode == 130 and "finished trials are saved" in log.read_text(), log.read_text()[-2000:]
     else:
         time.sleep(5)  # let the killed run's heartbeat go stale (4 x 1 s)
         search(*args[5:7], "--trials", "1", *args[9:], cache=cache)
     trials = optuna.load_study(study_name="har", storage=f"sqlite:///{db}").trials
     complete = {t.number for t in trials if t.state == optuna.trial.TrialState.COMPLETE}
     assert done_before <= complete
-    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    running = [(t.number, t.user_attrs.get("worker")) for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert not running, f"left RUNNING: {running}\n{log.read_text()[-2000:]}"
+
+
+def test_interrupts_wait_for_database_calls_to_return(tmp_path):
+    """Ctrl-C is never raised inside SQLAlchemy: an exception there can leave SQLite's write lock held."""
+    seen = []
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'lock.db'}")
+    sqlalchemy.event.listen(engine, "connect", lambda *_: seen.append(in_storage(sys._getframe())))
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("select 1"))
+    assert seen == [True]
+    assert not in_storage(sys._getframe())
