@@ -45,15 +45,14 @@ class Conv1dClassifier(nn.Module):
         self.convs = nn.ModuleList(
             nn.Conv1d(c_in, c_out, spec.kernel_size, padding="same") for c_in, c_out in zip(channels, channels[1:]))
         # Batch norm: HAR validation accuracy 0.936 -> 0.939 (3 seeds, the best conv1d of the first study).
-        self.norms = nn.ModuleList(nn.BatchNorm1d(c) for c in channels[1:]) if spec.norm else None
+        self.norms = nn.ModuleList(nn.BatchNorm1d(c) for c in channels[1:]) if spec.norm else [None] * spec.layers
         self.pool = spec.pool
         self.dropout = nn.Dropout(spec.dropout)
         self.head = nn.Linear(2 * spec.width, num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         h = x.transpose(1, 2)
-        for i, conv in enumerate(self.convs):
-            norm = self.norms[i] if self.norms is not None else None
+        for conv, norm in zip(self.convs, self.norms):
             h, lengths, mask = conv_block(conv, h, lengths, self.pool, self.dropout, norm)
         mean = h.sum(2) / lengths[:, None].clamp(min=1)
         peak = h.masked_fill(~mask, float("-inf")).amax(2)

@@ -16,8 +16,9 @@ Each seed stays the model that `SeedRun` trains alone:
 - learning-rate schedule, divergence, history keys, confusion, status and test metrics: as train_seeds.
 So a stacked seed agrees with the seed trained alone to float rounding (tests/test_stacked.py).
 
-Recurrent families, and models with batch norm, are never stacked: vmap has no batching rule for aten::rnn_tanh, aten::gru or
-aten::lstm (and their forward branches on the lengths). epoch_seconds of a stacked seed is the
+Recurrent families are never stacked: vmap has no batching rule for aten::rnn_tanh, aten::gru or
+aten::lstm (and their forward branches on the lengths). Nor are models with batch norm: its running
+statistics are updated in place, which vmap cannot batch. epoch_seconds of a stacked seed is the
 stack's epoch time divided by K, so the seeds' times still add up to the wall time.
 """
 from __future__ import annotations

@@ -240,8 +240,8 @@ def test_interrupted_run_loses_no_finished_trial(tmp_path, cache, sig):
     assert not running, f"left RUNNING: {running}\n{log.read_text()[-2000:]}"
 
 
-def test_interrupts_wait_for_database_calls_to_return(tmp_path):
-    """Ctrl-C is never raised inside SQLAlchemy: an exception there can leave SQLite's write lock held."""
+def test_in_storage_recognises_frames_inside_sqlalchemy(tmp_path):
+    """Interrupts defers Ctrl-C while in_storage: an exception inside SQLAlchemy can leave SQLite's write lock held."""
     seen = []
     engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'lock.db'}")
     sqlalchemy.event.listen(engine, "connect", lambda *_: seen.append(in_storage(sys._getframe())))
