@@ -63,6 +63,7 @@ class SeedResult:
     status: str = "running"  # finished | stopped at epoch N | diverged at epoch N
     seconds: float = 0.0
     test: dict | None = None  # metrics and confusion on the test split, only when asked for
+    model: torch.nn.Module | None = field(default=None, repr=False, compare=False)  # with keep_models=True
 
     @property
     def final(self) -> dict[str, float]:
@@ -216,17 +217,18 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def train_seeds(spec: TrialSpec, task: Task, seeds: list[int], device: str | torch.device = "cpu",
                 on_epoch: Callable[[int, list[SeedResult]], bool] | None = None,
-                test: bool = False, stack: str = "auto") -> list[SeedResult]:
+                test: bool = False, stack: str = "auto", keep_models: bool = False) -> list[SeedResult]:
     """Train one model per seed in lockstep for spec.epochs epochs.
 
     After every epoch, on_epoch(epoch, results) may return True to stop all seeds (pruning).
     A non-finite loss stops the run; the results say "diverged at epoch N".
     With test=True (final evaluation only), each result gets its test-split metrics.
+    With keep_models=True, each result keeps its trained model (result.model, in eval mode).
     stack: auto|on|off, whether the seeds train as one vmapped computation (search/stacked.py).
     """
     device = device if isinstance(device, torch.device) else resolve_device(device)
     from .stacked import train_stacked, use_stacked  # stacked.py builds on this module
-    if use_stacked(spec, device, len(seeds), stack):
+    if use_stacked(spec, device, len(seeds), stack) and not keep_models:
         return train_stacked(spec, task, seeds, device, on_epoch, test)
     runs = [SeedRun(spec, task, seed, device) for seed in seeds]
     for epoch in range(1, spec.epochs + 1):
@@ -243,6 +245,8 @@ def train_seeds(spec: TrialSpec, task: Task, seeds: list[int], device: str | tor
             run.result.status = "finished"
         if test and not run.diverged:
             run.result.test = run.test()
+        if keep_models:
+            run.result.model = run.model.eval()
     return [run.result for run in runs]
 
 

@@ -1,0 +1,18 @@
+"""Defaults shared by the library and the command lines, defined once."""
+from __future__ import annotations
+
+STORAGE = "sqlite:///studies.db"
+METRIC = {"har": "accuracy", "names": "balanced_accuracy"}  # what a study maximises on validation
+SEEDS = 3  # seeds per trial during the search: 0, 1, ..., SEEDS - 1
+FINAL_SEED_BASE = 100  # final evaluations train on seeds 100, 101, ...: never a search seed
+FINAL_SEEDS = 5
+STRATEGY = "racing"  # bench/README.md: racing + hyperband spent the fewest seed-epochs for the same best value
+PRUNER = "hyperband"
+DEVICE = "auto"
+THREADS = 1  # one torch thread per process: faster than two on the shared cores (bench/README.md)
+HEARTBEAT = 30  # seconds
+
+
+def final_seeds(count: int = FINAL_SEEDS) -> list[int]:
+    """The seeds of a final evaluation or export, disjoint from every search seed (0 .. seeds-1)."""
+    return list(range(FINAL_SEED_BASE, FINAL_SEED_BASE + count))
