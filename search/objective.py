@@ -33,7 +33,8 @@ def mean_curve(results: list[SeedResult], key: str) -> float:
 class Objective:
     def __init__(self, task: Task, space: Callable[[Suggest], None], seeds: int = 3, metric: str = "accuracy",
                  strategy: str = "lockstep", device: str = "cpu", fixed: dict | None = None,
-                 grid: dict | None = None, suggest: Callable[[optuna.Trial], Suggest] | None = None):
+                 grid: dict | None = None, suggest: Callable[[optuna.Trial], Suggest] | None = None,
+                 on_progress: Callable[[dict], None] | None = None):
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
         if strategy not in STRATEGIES:
@@ -42,6 +43,8 @@ class Objective:
         self.seeds = list(range(seeds))
         self.suggest = suggest or (lambda trial: Suggest(trial, fixed, grid))
         self.on_trial_end: list[Callable[[optuna.Trial, dict], None]] = []  # e.g. dashboard artifacts
+        # After every seed-epoch: {"trial", "seed", "epoch", "epochs", "metric", "value"} (progress lines).
+        self.on_progress = on_progress or (lambda event: None)
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.space(self.suggest(trial))
@@ -57,11 +60,18 @@ class Objective:
             raise optuna.TrialPruned(ended)
         return summary["metric_mean"]
 
+    def _progress(self, trial: optuna.Trial, epoch: int, results: list[SeedResult], epochs: int) -> bool:
+        for r in results:
+            self.on_progress({"trial": trial.number, "seed": r.seed, "epoch": epoch, "epochs": epochs,
+                              "metric": self.metric, "value": r.history[f"val_{self.metric}"][-1]})
+        return False
+
     def _report(self, trial: optuna.Trial, epoch: int, results: list[SeedResult], epochs: int) -> bool:
         """Report the seeds' mean validation metric for this epoch; True when the pruner stops the trial.
 
         The last epoch is reported but never pruned: its training is already paid for, and a
         complete trial's value still informs the sampler."""
+        self._progress(trial, epoch, results, epochs)
         trial.report(mean_curve(results, f"val_{self.metric}"), epoch)
         return epoch < epochs and trial.should_prune()
 
@@ -81,7 +91,8 @@ class Objective:
             running = statistics.fmean(r.final[self.metric] for r in results)
             if running < bar:
                 return results, f"raced out after {len(results)} of {len(self.seeds)} seeds"
-            results += train_seeds(spec, self.task, [seed], self.device)
+            results += train_seeds(spec, self.task, [seed], self.device,
+                                   on_epoch=lambda epoch, rs: self._progress(trial, epoch, rs, spec.epochs))
             if self._ended(results) != "finished":
                 break
         return results, self._ended(results)
