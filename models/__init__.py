@@ -1,8 +1,10 @@
 """Model zoo: every family is many-to-one and built by create_model(spec, input_size, num_classes, seq_len)."""
 from . import conv1d, dense, gru, linear, lstm, rnn  # noqa: F401  (each registers its family)
 from .recurrent import recurrent_params
-from .registry import FAMILIES, create_model, module_param_count, param_count, register
+from .registry import FAMILIES, create_model, is_recurrent, module_param_count, param_count, register
 from .spec import ModelSpec
 
-__all__ = ["FAMILIES", "ModelSpec", "create_model", "module_param_count", "param_count",
+RECURRENT = tuple(name for name in FAMILIES if is_recurrent(name))  # ("rnn", "lstm", "gru")
+
+__all__ = ["FAMILIES", "ModelSpec", "RECURRENT", "create_model", "is_recurrent", "module_param_count", "param_count",
            "recurrent_params", "register"]

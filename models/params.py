@@ -9,9 +9,11 @@ import argparse
 from torch import nn
 
 from .recurrent import recurrent_params
+from .registry import FAMILIES, is_recurrent
 
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
-CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+# Gate counts and cells are the families' own (models/rnn.py, gru.py, lstm.py): defined once.
+GATES = {name: cls.gates for name, cls in FAMILIES.items() if is_recurrent(name)}
+CELLS = {name: cls.cell for name, cls in FAMILIES.items() if is_recurrent(name)}
 
 
 def built_count(family: str, input_size: int, hidden: list[int], classes: int) -> int:

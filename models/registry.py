@@ -15,6 +15,11 @@ def register(name: str):
     return add
 
 
+def is_recurrent(family: str) -> bool:
+    """Whether a family is a recurrence over time (its modules say so with a `gates` count)."""
+    return hasattr(FAMILIES.get(family), "gates")
+
+
 def _family(spec: ModelSpec) -> type:
     if spec.family not in FAMILIES:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {spec.family!r}")

@@ -3,7 +3,8 @@
 The public names below are light to import; the report (`search.report`), figures and the
 dashboard pull in matplotlib and optuna-dashboard and are imported from their modules.
 """
-from .objective import METRICS, STRATEGIES, Objective
+from .objective import STRATEGIES, Objective
+from .train import METRICS
 from .space import SPACES, Suggest, har_space, names_space
 from .study import DEFAULT_STORAGE, StudyConfig, StudyError, create_study, prepare_study, run_study
 from .train import SeedResult, TrialSpec, train_seeds

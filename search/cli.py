@@ -8,7 +8,8 @@ import sys
 import torch
 
 from data import DataError, load_task
-from .objective import METRICS, STRATEGIES
+from .objective import STRATEGIES
+from .train import METRICS
 from .space import FIELDS, parse_value
 from .study import (DEFAULT_STORAGE, PRUNERS, StudyConfig, StudyError, open_storage, prepare_study, quiet_optuna,
                     raise_interrupt, run_study, summary)

@@ -5,6 +5,10 @@ Budget strategies (how a trial spends its seed-epochs; the pruner decides on wha
 - racing:   seed 1 trains alone with per-epoch pruning on its curve; each further seed is
             added only while the running mean stays at or above the median of finished trials.
 Either way a completed trial's value is the mean over all K seeds.
+
+Pruning is fair across epoch budgets: a trial reports at step = epoch * max_epochs / its epochs,
+so a 20-epoch trial and a 10-epoch trial are compared at the same share of their budget (and
+schedule), never a slow but better curve against one that is further along.
 """
 from __future__ import annotations
 
@@ -19,32 +23,35 @@ from typing import Callable
 import optuna
 
 from data import Task
+from . import defaults
+from .decision import choose_tau
 from .space import Suggest
-from .train import SeedResult, TrialSpec, parameter_count, train_seeds
+from .train import METRICS, SeedResult, TrialSpec, log_prior, parameter_count, train_seeds
+from .util import json_safe
 
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 STRATEGIES = ("lockstep", "racing")
 
 
-def mean_curve(results: list[SeedResult], key: str) -> float:
-    return statistics.fmean(r.history[key][-1] for r in results)
-
-
 class Objective:
-    def __init__(self, task: Task, space: Callable[[Suggest], None], seeds: int = 3, metric: str = "accuracy",
-                 strategy: str = "lockstep", device: str = "cpu", fixed: dict | None = None,
-                 grid: dict | None = None, suggest: Callable[[optuna.Trial], Suggest] | None = None,
-                 on_progress: Callable[[dict], None] | None = None):
+    def __init__(self, task: Task, space: Callable[[Suggest], None], seeds: int = defaults.SEEDS,
+                 metric: str = "accuracy", strategy: str = defaults.STRATEGY, device: str = "cpu",
+                 fixed: dict | None = None, grid: dict | None = None,
+                 suggest: Callable[[optuna.Trial], Suggest] | None = None, max_epochs: int = 10,
+                 on_progress: Callable[[dict], None] | None = None,
+                 should_stop: Callable[[], bool] = lambda: False):
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
         self.task, self.space, self.metric, self.strategy, self.device = task, space, metric, strategy, device
         self.seeds = list(range(seeds))
+        self.max_epochs = max_epochs  # the pruner's max_resource: steps are epochs of the longest budget
         self.suggest = suggest or (lambda trial: Suggest(trial, fixed, grid))
+        self.log_prior = log_prior(task.train, task.num_classes)
         self.on_trial_end: list[Callable[[optuna.Trial, dict], None]] = []  # e.g. dashboard artifacts
         # After every seed-epoch: {"trial", "seed", "epoch", "epochs", "metric", "value"} (progress lines).
         self.on_progress = on_progress or (lambda event: None)
+        self.should_stop = should_stop  # asked between batches (Ctrl-C, SIGTERM)
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.space(self.suggest(trial))
@@ -60,39 +67,43 @@ class Objective:
             raise optuna.TrialPruned(ended)
         return summary["metric_mean"]
 
-    def _progress(self, trial: optuna.Trial, epoch: int, results: list[SeedResult], epochs: int) -> bool:
-        for r in results:
-            self.on_progress({"trial": trial.number, "seed": r.seed, "epoch": epoch, "epochs": epochs,
-                              "metric": self.metric, "value": r.history[f"val_{self.metric}"][-1]})
-        return False
+    def values(self, spec: TrialSpec, results: list[SeedResult]) -> tuple[float, list[float]]:
+        """(decision tau, each seed's validation metric after its last epoch) under the trial's decision rule."""
+        if spec.decision == "argmax":
+            return 0.0, [r.history[f"val_{self.metric}"][-1] for r in results]
+        return choose_tau([r.logits["val"] for r in results], self.task.val.y, self.log_prior, self.metric)
 
-    def _report(self, trial: optuna.Trial, epoch: int, results: list[SeedResult], epochs: int) -> bool:
-        """Report the seeds' mean validation metric for this epoch; True when the pruner stops the trial.
+    def _train(self, trial: optuna.Trial, spec: TrialSpec, seeds: list[int], prune: bool) -> list[SeedResult]:
+        def on_epoch(epoch: int, results: list[SeedResult]) -> bool:
+            tau, values = self.values(spec, results)
+            for r, value in zip(results, values):
+                self.on_progress({"trial": trial.number, "seed": r.seed, "epoch": epoch, "epochs": spec.epochs,
+                                  "metric": self.metric, "value": value})
+            if not prune:
+                return False
+            trial.report(statistics.fmean(values), self.step(epoch, spec.epochs))
+            # The last epoch is reported but never pruned: its training is already paid for, and a
+            # complete trial's value still informs the sampler.
+            return epoch < spec.epochs and trial.should_prune()
+        return train_seeds(spec, self.task, seeds, self.device, on_epoch=on_epoch, should_stop=self.should_stop)
 
-        The last epoch is reported but never pruned: its training is already paid for, and a
-        complete trial's value still informs the sampler."""
-        self._progress(trial, epoch, results, epochs)
-        trial.report(mean_curve(results, f"val_{self.metric}"), epoch)
-        return epoch < epochs and trial.should_prune()
+    def step(self, epoch: int, epochs: int) -> int:
+        return round(epoch * self.max_epochs / epochs)
 
     def _lockstep(self, trial: optuna.Trial, spec: TrialSpec) -> tuple[list[SeedResult], str]:
-        results = train_seeds(spec, self.task, self.seeds, self.device,
-                              on_epoch=lambda epoch, rs: self._report(trial, epoch, rs, spec.epochs))
+        results = self._train(trial, spec, self.seeds, prune=True)
         return results, self._ended(results)
 
     def _racing(self, trial: optuna.Trial, spec: TrialSpec) -> tuple[list[SeedResult], str]:
-        results = train_seeds(spec, self.task, self.seeds[:1], self.device,
-                              on_epoch=lambda epoch, rs: self._report(trial, epoch, rs, spec.epochs))
+        results = self._train(trial, spec, self.seeds[:1], prune=True)
         if self._ended(results) != "finished":
             return results, self._ended(results)
         finished = [t.value for t in trial.study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])]
         bar = statistics.median(finished) if len(finished) >= 5 else -math.inf
         for seed in self.seeds[1:]:
-            running = statistics.fmean(r.final[self.metric] for r in results)
-            if running < bar:
+            if statistics.fmean(self.values(spec, results)[1]) < bar:
                 return results, f"raced out after {len(results)} of {len(self.seeds)} seeds"
-            results += train_seeds(spec, self.task, [seed], self.device,
-                                   on_epoch=lambda epoch, rs: self._progress(trial, epoch, rs, spec.epochs))
+            results += self._train(trial, spec, [seed], prune=False)
             if self._ended(results) != "finished":
                 break
         return results, self._ended(results)
@@ -109,18 +120,22 @@ class Objective:
                seconds: float) -> dict:
         """Keep in the trial what reports and the dashboard need."""
         per_seed = {m: [r.final.get(m, math.nan) for r in results] for m in METRICS}
+        tau = 0.0
+        if not ended.startswith("diverged"):
+            tau, per_seed[self.metric] = self.values(spec, results)
         values = [v for v in per_seed[self.metric] if math.isfinite(v)]
         confusion = [[sum(r.confusion[i][j] for r in results if r.confusion) for j in range(self.task.num_classes)]
                      for i in range(self.task.num_classes)]
         summary = {
             "spec": asdict(spec),
             "seeds": [r.seed for r in results],
-            "seed_metrics": per_seed,
+            "seed_metrics": per_seed,  # the study metric under the decision rule; the others plain argmax
             "metric": self.metric,
             "metric_mean": statistics.fmean(values) if values else math.nan,
             "metric_std": statistics.pstdev(values) if len(values) > 1 else 0.0,
+            "decision_tau": tau,
             "curves": [r.history for r in results],
-            "confusion": confusion,  # validation, summed over seeds
+            "confusion": confusion,  # validation, summed over seeds, plain argmax
             "params": parameter_count(spec, self.task),
             "train_seconds": round(seconds, 2),
             "seed_epochs": sum(len(r.history.get("train_loss", [])) for r in results),
@@ -129,16 +144,5 @@ class Objective:
             "worker": f"{socket.gethostname()}:{os.getpid()}",  # several processes or machines may share a study
         }
         for key, value in summary.items():
-            trial.set_user_attr(key, _finite(value))
+            trial.set_user_attr(key, json_safe(value))
         return summary
-
-
-def _finite(value):
-    """JSON has no NaN: Optuna's storage would refuse it, so NaN/inf become None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

@@ -25,8 +25,8 @@ import torch
 from data import LOADERS, DataError, load_task
 from . import figures
 from .evaluate import Evaluations, ranked, search_value, select, spec_of, write_text
-from .objective import METRICS
-from .space import RECURRENT
+from .train import METRICS
+from models import RECURRENT
 from .study import DEFAULT_STORAGE, StudyError, open_storage
 from .train import IMBALANCE, TrialSpec
 

@@ -9,10 +9,10 @@ from dataclasses import fields
 
 import optuna
 
-from models import FAMILIES
+from models import FAMILIES, RECURRENT
 from .train import TrialSpec
 
-RECURRENT = ("rnn", "lstm", "gru")
+EPOCHS = {"har": [10, 20], "names": [10]}  # epoch budgets each space samples from
 CLIPNORMS = [0.0, 0.25, 1.0, 4.0]  # 0 = no clipping; else log-spaced max gradient norms
 
 
@@ -68,7 +68,7 @@ def _model(s: Suggest, families: list[str], max_width: int, frontends: list[int]
     return family
 
 
-def _training(s: Suggest, epochs: list[int], imbalance: list[str]) -> None:
+def _training(s: Suggest, epochs: list[int], imbalance: list[str], decisions: list[str]) -> None:
     s.categorical("clipnorm", CLIPNORMS)
     s.float("lr", 3e-4, 1e-2, log=True)
     s.categorical("batch_size", [32, 64, 128, 256])
@@ -76,6 +76,7 @@ def _training(s: Suggest, epochs: list[int], imbalance: list[str]) -> None:
     s.categorical("schedule", ["constant", "cosine"])
     s.float("weight_decay", 1e-6, 1e-2, log=True)
     s.categorical("imbalance", imbalance)
+    s.categorical("decision", decisions)
 
 
 def har_space(s: Suggest) -> None:
@@ -85,17 +86,28 @@ def har_space(s: Suggest) -> None:
            pools=[1, 2, 4], norms=[False, True], max_recurrent_width=64)
     # 20 epochs: with batch norm, the best conv1d of the first study reached 0.945 validation accuracy
     # after 20 epochs and 0.939 after 10 (3 seeds); without it, 30 epochs did no better than 10.
-    _training(s, epochs=[10, 20], imbalance=["none", "class_weights", "oversample"])
+    _training(s, epochs=EPOCHS["har"], imbalance=["none", "class_weights", "oversample"], decisions=["argmax"])
 
 
 def names_space(s: Suggest) -> None:
     # No batch norm for names yet: its 100-trial time (22 min of a 30 min target) was measured without it.
     _model(s, ["rnn", "lstm", "gru", "conv1d"], max_width=256, frontends=[0, 64], pools=[1], norms=[False])
-    _training(s, epochs=[10], imbalance=["none", "class_weights", "oversample"])
+    # Logit adjustment both ways: in the loss (imbalance) and as a decision rule with tau chosen on validation.
+    _training(s, epochs=EPOCHS["names"], imbalance=["none", "class_weights", "oversample", "logit_adjust"],
+              decisions=["argmax", "logit_adjust"])
 
 
 SPACES = {"har": har_space, "names": names_space}
 FIELDS = {f.name: f for f in fields(TrialSpec)}
+
+
+def max_epochs(task: str, fixed: dict, grid: dict) -> int:
+    """The longest epoch budget a study can sample: the pruner's max_resource."""
+    if "epochs" in fixed:
+        return fixed["epochs"]
+    if "epochs" in grid:
+        return max(grid["epochs"])
+    return TrialSpec.epochs if grid else max(EPOCHS[task])  # a grid keeps TrialSpec's default
 
 
 def parse_value(name: str, text: str):

@@ -16,8 +16,9 @@ import optuna
 import sqlalchemy.exc
 
 from data import Task
-from .objective import METRICS, STRATEGIES, Objective
-from .space import SPACES, check_fixed, grid_space, grid_suggest
+from .objective import STRATEGIES, Objective
+from .train import METRICS
+from .space import SPACES, check_fixed, grid_space, grid_suggest, max_epochs
 
 DEFAULT_STORAGE = "sqlite:///studies.db"
 DEFAULT_METRIC = {"har": "accuracy", "names": "balanced_accuracy"}
@@ -102,7 +103,9 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     return {
         "median": median,
         "percentile": optuna.pruners.PercentilePruner(33.0, n_startup_trials=5, n_warmup_steps=3),
-        "hyperband": optuna.pruners.HyperbandPruner(min_resource=2, max_resource=max_epochs, reduction_factor=3),
+        # Steps are epochs of the longest budget (search/objective.py): the first rung is at a fifth of it.
+        "hyperband": optuna.pruners.HyperbandPruner(min_resource=max(1, max_epochs // 5), max_resource=max_epochs,
+                                                    reduction_factor=3),
         "successive_halving": optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=3),
         "patient": optuna.pruners.PatientPruner(median, patience=2),
         "none": optuna.pruners.NopPruner(),
@@ -119,7 +122,7 @@ def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
 
 def create_study(config: StudyConfig) -> optuna.Study:
     storage = open_storage(config.storage, config.heartbeat)
-    epochs = config.fixed.get("epochs") or max(config.grid.get("epochs", [10]))
+    epochs = max_epochs(config.task, config.fixed, config.grid)
     study = optuna.create_study(storage=storage, study_name=config.study_name, direction="maximize",
                                 sampler=make_sampler(config), pruner=make_pruner(config.pruner, epochs),
                                 load_if_exists=True)
@@ -257,7 +260,8 @@ def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] | No
     else:
         suggest = None
     objective = Objective(task, SPACES[config.task], config.seeds, config.metric, config.strategy,
-                          config.device, config.fixed, config.grid, suggest=suggest)
+                          config.device, config.fixed, config.grid, suggest=suggest,
+                          max_epochs=max_epochs(config.task, config.fixed, config.grid))
     for hook in trial_end_hooks(config, study):
         objective.on_trial_end.append(hook)
     with Interrupts() as interrupts:
