@@ -10,7 +10,9 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from conftest import head
 from data import Split, Task
-from search.train import TrialSpec, epoch_order, metrics, train_seeds
+from models import create_model
+from search.decision import choose_tau, decide, frontier
+from search.train import BUCKET, TrialSpec, batches, epoch_order, log_prior, scores, train_seeds
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -99,7 +101,7 @@ def imbalanced(small_har) -> Task:
     return Task("har", train, head(small_har.val, 200), head(small_har.test, 200), small_har.class_names)
 
 
-@pytest.mark.parametrize("imbalance", ["oversample", "class_weights"])
+@pytest.mark.parametrize("imbalance", ["oversample", "class_weights", "logit_adjust"])
 def test_imbalance_handling_changes_training_only(imbalance, small_har):
     task = imbalanced(small_har)
     val_x, val_y, val_counts = task.val.x.clone(), task.val.y.clone(), task.counts()["val"]
@@ -129,35 +131,106 @@ def labels_of(confusion: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([t for t, _ in pairs]), np.array([p for _, p in pairs])
 
 
-def test_metrics_of_a_hand_made_confusion_matrix():
+def test_scores_of_a_hand_made_confusion_matrix():
     confusion = [[5, 1, 0],
                  [2, 3, 1],
                  [0, 0, 4]]
-    found = metrics(torch.tensor(confusion))
-    y_true, y_pred = labels_of(confusion)
-    assert found["accuracy"] == pytest.approx(12 / 16) == pytest.approx(accuracy_score(y_true, y_pred))
+    found = scores(*labels_of(confusion), num_classes=3)
+    assert found["confusion"] == confusion
+    assert found["accuracy"] == pytest.approx(12 / 16)
     assert found["balanced_accuracy"] == pytest.approx((5 / 6 + 3 / 6 + 4 / 4) / 3)
-    assert found["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
-    assert found["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
     # By hand, class 0: precision 5/7, recall 5/6 -> F1 = 2*5/(7+6) = 10/13.
     assert found["macro_f1"] == pytest.approx((10 / 13 + 6 / 10 + 8 / 9) / 3)
 
 
-def test_metrics_average_over_classes_present_in_the_truth():
+def test_scores_average_over_classes_present_in_the_truth():
     # Class 1 never occurs in the truth (but is predicted once); class 3 occurs but is never predicted.
     confusion = [[3, 1, 0, 0],
                  [0, 0, 0, 0],
                  [1, 0, 2, 0],
                  [0, 0, 2, 0]]
-    found = metrics(torch.tensor(confusion))
-    y_true, y_pred = labels_of(confusion)
-    present = [0, 2, 3]
-    with pytest.warns(UserWarning):  # sklearn warns that y_pred has a class y_true lacks
-        expected_balanced = balanced_accuracy_score(y_true, y_pred)
-    assert found["balanced_accuracy"] == pytest.approx(expected_balanced) == pytest.approx((3 / 4 + 2 / 3 + 0) / 3)
-    assert found["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, labels=present, average="macro",
-                                                       zero_division=0))
+    found = scores(*labels_of(confusion), num_classes=4)
+    assert found["balanced_accuracy"] == pytest.approx((3 / 4 + 2 / 3 + 0) / 3)
+    # F1 = 2 TP / (support + predicted): class 0 6/8, class 2 4/7, class 3 0.
+    assert found["macro_f1"] == pytest.approx((6 / 8 + 4 / 7 + 0) / 3)
     assert found["accuracy"] == pytest.approx(5 / 9)
+
+
+def test_logit_adjustment_with_tau_zero_is_the_plain_argmax():
+    logits = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
+    prior = torch.tensor([0.7, 0.2, 0.05, 0.05]).log()
+    assert np.array_equal(decide(logits, prior, 0.0), logits.argmax(1).numpy())
+
+
+def test_larger_tau_raises_minority_recall():
+    """A constructed case: the rare class scores half a logit behind on its own examples, and 15 common
+    examples look exactly like them."""
+    y = np.array([0] * 90 + [1] * 10)
+    logits = torch.zeros(100, 2)
+    logits[:, 0] = 3.0
+    logits[75:, 0], logits[75:, 1] = 1.0, 0.5
+    prior = log_prior(Split(torch.zeros(100, 1, 1), torch.as_tensor(y), torch.ones(100, dtype=torch.long)), 2)
+    points = {p["tau"]: p for p in frontier(logits, y, prior, taus=(0.0, 0.25, 1.0))}
+    recall_rare = {tau: float((decide(logits, prior, tau)[90:] == 1).mean()) for tau in points}
+    assert recall_rare[0.0] == 0.0 and recall_rare[0.25] == recall_rare[1.0] == 1.0
+    assert points[1.0]["balanced_accuracy"] > points[0.0]["balanced_accuracy"]
+    assert points[1.0]["accuracy"] < points[0.0]["accuracy"]  # bought with accuracy on the common class
+    tau, values = choose_tau([logits], y, prior, "balanced_accuracy", taus=(0.0, 0.25, 1.0))
+    assert tau == 0.25 and values == [points[0.25]["balanced_accuracy"]]  # ties: the smallest tau
+    assert choose_tau([logits], y, prior, "accuracy", taus=(0.0, 0.25, 1.0))[0] == 0.0
+
+
+def reference_history(spec: TrialSpec, task: Task, seed: int) -> dict[str, list[float]]:
+    """The training loop as it was before the device-resident rewrite: a host read after every batch."""
+    torch.manual_seed(seed)
+    model = create_model(spec, task.input_size, task.num_classes, task.seq_len)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    history = {"train_loss": [], "grad_norm": [], "val_accuracy": []}
+    for epoch in range(spec.epochs):
+        torch.manual_seed(seed * 100_003 + epoch)
+        model.train()
+        losses, norms, count = 0.0, [], 0
+        for index in batches(epoch_order(task.train, task.num_classes, False, generator), task.train.lengths,
+                             spec.batch_size, generator):
+            width = int(task.train.lengths[index].max())
+            x, y, lengths = task.train.x[index, :width], task.train.y[index], task.train.lengths[index]
+            loss = torch.nn.functional.cross_entropy(model(x, lengths), y)
+            optimizer.zero_grad()
+            loss.backward()
+            norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), spec.clipnorm or math.inf).item())
+            optimizer.step()
+            losses += loss.item() * len(y)
+            count += len(y)
+        model.eval()
+        with torch.no_grad():
+            predicted = model(task.val.x, task.val.lengths).argmax(1)
+        history["train_loss"].append(losses / count)
+        history["grad_norm"].append(sum(norms) / len(norms))
+        history["val_accuracy"].append((predicted == task.val.y).float().mean().item())
+    return history
+
+
+@pytest.mark.parametrize("spec", [rnn(clipnorm=0.5), TrialSpec(family="conv1d", width=16, epochs=2, norm=True,
+                                                                   dropout=0.2, batch_size=64)])
+def test_sync_free_loop_matches_a_per_batch_reference(spec, small_har):
+    task = Task("har", head(small_har.train, 300), head(small_har.val, 200), small_har.test, small_har.class_names)
+    (result,) = train_seeds(spec, task, [5])
+    expected = reference_history(spec, task, 5)
+    for key, values in expected.items():
+        assert result.history[key] == pytest.approx(values, rel=1e-5, abs=1e-6), key
+
+
+def test_should_stop_interrupts_between_batches(small_har):
+    asked = []
+
+    def stop() -> bool:
+        asked.append(True)
+        return len(asked) > 2  # the third batch
+
+    with pytest.raises(KeyboardInterrupt):
+        train_seeds(rnn(epochs=1), small_har, [0], should_stop=stop)
+    assert len(asked) == 3
 
 
 def test_test_split_only_when_asked(small_har):
