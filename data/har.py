@@ -181,3 +181,24 @@ def load_har(path: str | os.PathLike | None = None, val_subjects: tuple[int, ...
         class_names=["WALKING", "WALKING_UPSTAIRS", "WALKING_DOWNSTAIRS", "SITTING", "STANDING", "LAYING"],
         info=info,
     )
+
+
+def read_signals(folder: str | os.PathLike) -> np.ndarray:
+    """Raw (N, 128, 9) windows from an `Inertial Signals` folder: {channel}_<split>.txt, one window per row.
+
+    For prediction on new recordings in the UCI layout; channels come out in CHANNELS order, unstandardised.
+    """
+    folder = Path(folder)
+    found = sorted(folder.glob(f"{CHANNELS[0]}_*.txt"))
+    if not found:
+        raise DataError(f"{folder}: no {CHANNELS[0]}_<split>.txt (expected a UCI HAR 'Inertial Signals' folder)")
+    split = found[0].name[len(CHANNELS[0]) + 1:-len(".txt")]
+    tables = []
+    for channel in CHANNELS:
+        file = folder / f"{channel}_{split}.txt"
+        if not file.is_file():
+            raise DataError(f"{file}: missing (an 'Inertial Signals' folder holds all 9 channels)")
+        tables.append(_read_table(file.read_bytes(), str(file), STEPS, np.float32))
+        if len(tables[-1]) != len(tables[0]):
+            raise DataError(f"{file}: {len(tables[-1])} rows but {found[0]} has {len(tables[0])}")
+    return np.stack(tables, axis=2)
