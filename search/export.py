@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -29,16 +30,19 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import sqlalchemy
+import sqlalchemy.exc
 import torch
 
-from data import LOADERS, DataError, Task
+from data import LOADERS, DataError, Task, load_task
 from data.har import CHANNELS, STEPS
 from data.names import encode, normalise
 from models import create_model, module_param_count
 from . import defaults
-from .evaluate import finite, spec_of
-from .decision import choose_tau, decide, ensemble_log_probs
+from .decision import choose_tau, decide
+from .evaluate import spec_of
 from .train import TrialSpec, log_prior, per_class, scores, train_seeds
+from .util import json_safe
 
 FORMAT = 1
 WEIGHTS = "weights"
@@ -223,7 +227,7 @@ def save_model(folder, spec: TrialSpec, task: Task, models: list[torch.nn.Module
     """Write a model folder (replacing an old one only once the new one is complete); return its path.
 
     decision: {"tau": float}; the training prior is added here. metrics: the test metrics to record
-    (see `test_metrics`); a "confusion" matrix in it (rows: true class, summed over seeds) gives the
+    (see `final_metrics`); a "confusion" matrix in it (rows: true class, summed over seeds) gives the
     card's known confusions. source: where the model came from (study, trial, data); a "command"
     in it is how to produce the folder again, quoted when the weights are missing.
     """
@@ -251,9 +255,9 @@ def save_model(folder, spec: TrialSpec, task: Task, models: list[torch.nn.Module
         "decision": {**decision, "tau": float(tau), **prior_of(task),
                      "rule": "argmax(log p - tau * log prior); p = mean of the seeds' softmax probabilities"},
         "preprocessing": preprocessing,
-        "metrics": finite(metrics),
+        "metrics": json_safe(metrics),
         "data": data_description(task),
-        "source": finite(source),
+        "source": json_safe(source),
         "versions": {"torch": torch.__version__.split("+")[0], "optuna": optuna.__version__},
         "weights": [],
     }
@@ -340,7 +344,7 @@ def how_to_produce(card: dict) -> str:
 # Test metrics and the card
 
 
-def test_metrics(models: list[torch.nn.Module], task: Task, tau: float = 0.0) -> dict:
+def final_metrics(models: list[torch.nn.Module], task: Task, tau: float = 0.0) -> dict:
     """Test-split metrics under the decision rule (tau): each seed, their mean and std, and the ensemble.
 
     "confusion" is summed over the seeds (rows: true class; the card's known confusions come from
@@ -365,25 +369,17 @@ def test_metrics(models: list[torch.nn.Module], task: Task, tau: float = 0.0) ->
     }
 
 
-def choose_ensemble_tau(results, task: Task, metric: str) -> float:
-    """tau for a logit-adjusted trial: the one whose ensemble validation metric is best (never the test split)."""
-    val_log_probs = ensemble_log_probs([r.logits["val"] for r in results])
-    tau, _ = choose_tau([val_log_probs], task.val.y, log_prior(task.train, task.num_classes), metric)
-    return tau
-
-
 def model_card(card: dict, folder: Path) -> str:
     """model.md: what the model is, how to use it, test metrics, known confusions, what it is (not) for."""
     task, spec, names, pre = card["task"], card["spec"], card["class_names"], card["preprocessing"]
     seeds, metrics, source, decision = card["seeds"], card["metrics"] or {}, card["source"] or {}, card["decision"]
-    from .report import describe  # noqa: PLC0415  (report.py pulls in matplotlib; only the card needs it)
-    shown = describe(TrialSpec(**spec))
+    setting = " ".join(f"{k}={v}" for k, v in spec.items() if k != "family")
     where = f"trial #{source['trial']} of study {source.get('study')!r}" if "trial" in source else "a study"
     lines = [f"# {task} model: {spec['family']} ensemble of {len(seeds)} seeds", "",
              f"An ensemble of {len(seeds)} `{spec['family']}` networks ({card['params']:,} parameters each), the "
              f"configuration of {where}, retrained on seeds {', '.join(map(str, seeds))} (the final seeds, never "
              f"the search's). It predicts one of {len(names)} classes: {', '.join(names)}.", "",
-             f"Configuration: `{shown}`.", "",
+             f"Configuration: `{setting}`.", "",
              f"Probabilities are the mean of the seeds' softmax outputs; the label is "
              f"argmax(log p - tau * log prior) with tau = {decision['tau']:g} and prior = the training class "
              f"frequencies{' (tau 0: the most probable class)' if not decision['tau'] else ''}.", "",
@@ -493,32 +489,82 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class ExportError(Exception):
+    """A bad argument, a missing study or trial, or data that differs from the study's: one line."""
+
+
+def shown(url: str) -> str:
+    """The storage URL without its password, for messages and the model's source."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return url
+
+
+def open_study(storage: str, name: str) -> optuna.Study:
+    try:
+        url = sqlalchemy.engine.make_url(storage)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        raise ExportError(f"--storage {storage!r} is not a valid SQLAlchemy URL") from None
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+            and not Path(url.database).exists():  # looking must not create an empty database file
+        raise ExportError(f"study {name!r} not found in {shown(storage)} (no such database file)")
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = sorted(optuna.get_all_study_names(storage))
+        raise ExportError(f"study {name!r} not found in {shown(storage)} "
+                          f"({'studies there: ' + ', '.join(names) if names else 'no study there'})") from None
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ExportError(f"--storage {shown(storage)!r}: cannot open the study ({detail})") from None
+
+
+def load_checked(task_name: str, data: str | None, attrs: dict) -> Task:
+    """The data to retrain on: --data, else the source the study recorded, else the loader's default;
+    refused if its examples per class and split differ from the study's."""
+    recorded = (attrs.get("data") or {}).get("source")
+    source = data or (recorded if recorded and Path(recorded).exists() else None)
+    task = load_task(task_name, source)
+    if attrs.get("counts") is not None and task.counts() != attrs["counts"]:
+        raise ExportError(f"--data {source}: examples per class and split differ from those the study recorded; "
+                          "pass the data the study was run on")
+    return task
+
+
+def chosen_tau(results, task: Task, metric: str) -> float:
+    """tau of a logit-adjusted trial, chosen as the search and the report do: the seeds' mean validation metric."""
+    prior = log_prior(task.train, task.num_classes)
+    return choose_tau([r.logits["val"] for r in results], task.val.y.numpy(), prior, metric)[0]
+
+
 def export(args: argparse.Namespace, write=lambda line: print(line, file=sys.stderr, flush=True)) -> Path:
-    from .report import ReportConfig, ReportError, hide_password, load_checked, open_study, safe_name
+    """Retrain trial args.trial of the study on the final seeds and write its model folder."""
     for name, minimum in (("seeds", 1), ("trial", 0), ("threads", 1)):
         if getattr(args, name) < minimum:
-            raise ReportError(f"--{name} must be an int >= {minimum}, got {getattr(args, name)}")
+            raise ExportError(f"--{name} must be an int >= {minimum}, got {getattr(args, name)}")
     if args.tau is not None and not math.isfinite(args.tau):
-        raise ReportError(f"--tau must be a finite number, got {args.tau}")
+        raise ExportError(f"--tau must be a finite number, got {args.tau}")
     if args.data is not None and not Path(args.data).exists():
-        raise ReportError(f"--data {args.data!r}: no such file or folder")
-    config = ReportConfig(task=args.task, storage=args.storage, study_name=args.study_name, data=args.data)
-    study = open_study(config.storage, config.study_name)
+        raise ExportError(f"--data {args.data!r}: no such file or folder")
+    study_name = args.study_name or args.task
+    study = open_study(args.storage, study_name)
     attrs = study.user_attrs
     if attrs.get("task", args.task) != args.task:
-        raise ReportError(f"study {config.study_name!r} is a {attrs['task']} study, not {args.task}")
+        raise ExportError(f"study {study_name!r} is a {attrs['task']} study, not {args.task}")
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if args.trial not in trials:
         span = f"0-{max(trials)}" if trials else "none"
-        raise ReportError(f"--trial {args.trial}: no such trial in study {config.study_name!r} (trials: {span})")
+        raise ExportError(f"--trial {args.trial}: no such trial in study {study_name!r} (trials: {span})")
     trial = trials[args.trial]
     State = optuna.trial.TrialState
     if trial.state not in (State.COMPLETE, State.PRUNED):
-        raise ReportError(f"--trial {args.trial} is {trial.state.name} (only COMPLETE or PRUNED trials have a "
+        raise ExportError(f"--trial {args.trial} is {trial.state.name} (only COMPLETE or PRUNED trials have a "
                           "configuration that trained)")
     spec = spec_of(trial)
-    out = Path(args.out) if args.out else Path("reports") / safe_name(study.study_name) / f"model-trial-{trial.number}"
-    task = load_checked(config, attrs)
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study.study_name).strip("._") or "study"
+    out = Path(args.out) if args.out else Path("reports") / safe / f"model-trial-{trial.number}"
+    task = load_checked(args.task, args.data, attrs)
     seeds = defaults.final_seeds(args.seeds)
     torch.set_num_threads(args.threads)
     write(f"training trial #{trial.number} ({spec.family}) on seeds {seeds[0]}-{seeds[-1]}, {spec.epochs} epochs")
@@ -528,35 +574,33 @@ def export(args: argparse.Namespace, write=lambda line: print(line, file=sys.std
         return False  # never stop early
 
     results = train_seeds(spec, task, seeds, args.device, on_epoch=on_epoch, test=True, keep_models=True)
-    diverged = [f"seed {r.seed} {r.status}" for r in results if not r.status == "finished"]
-    if diverged:
-        raise RuntimeError(f"trial #{trial.number} did not train: {'; '.join(diverged)}; nothing written")
-    models = [r.model for r in results]
+    failed = [f"seed {r.seed} {r.status}" for r in results if r.status != "finished"]
+    if failed:
+        raise RuntimeError(f"trial #{trial.number} did not train: {'; '.join(failed)}; nothing written")
     metric = attrs.get("metric") or defaults.METRIC[args.task]
     tau = args.tau if args.tau is not None else \
-        choose_ensemble_tau(results, task, metric) if spec.decision == "logit_adjust" else 0.0
-    metrics = test_metrics(models, task, tau)
-    command = ["python -m search.export", args.task, "--trial", str(trial.number), "--storage",
-               hide_password(config.storage), "--study-name", config.study_name, "--seeds", str(args.seeds),
-               "--out", str(out)] + (["--data", args.data] if args.data else []) \
-        + (["--tau", f"{args.tau:g}"] if args.tau is not None else [])
-    source = {"study": study.study_name, "storage": hide_password(config.storage), "trial": trial.number,
+        chosen_tau(results, task, metric) if spec.decision == "logit_adjust" else 0.0
+    models = [r.model for r in results]
+    command = ["python -m search.export", args.task, "--trial", str(trial.number), "--storage", shown(args.storage),
+               "--study-name", study_name, "--seeds", str(args.seeds), "--out", str(out)] \
+        + (["--data", args.data] if args.data else []) + (["--tau", f"{args.tau:g}"] if args.tau is not None else [])
+    source = {"study": study.study_name, "storage": shown(args.storage), "trial": trial.number,
               "state": trial.state.name, "search_metric": metric,
-              "tau_from": "--tau" if args.tau is not None else "chosen on validation" if spec.decision == "logit_adjust" else "argmax",
               "search_value": trial.value if trial.state == State.COMPLETE else None,
-              "search_seeds": trial.user_attrs.get("seeds"), "study_commands": attrs.get("commands", []),
+              "search_seeds": trial.user_attrs.get("seeds"),
+              "tau_from": "--tau" if args.tau is not None else
+              "validation split" if spec.decision == "logit_adjust" else "argmax rule",
+              "study_commands": [shown(c) for c in attrs.get("commands", [])],
               "command": " ".join(command[:1] + [shlex.quote(a) for a in command[1:]])}
-    return save_model(out, spec, task, models, seeds, {"tau": tau}, metrics, source)
+    return save_model(out, spec, task, models, seeds, {"tau": tau}, final_metrics(models, task, tau), source)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .report import ReportError
-    from .study import StudyError, quiet_optuna
     args = parser().parse_args(argv)
-    quiet_optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         folder = export(args)
-    except (ReportError, StudyError, DataError, ValueError) as exc:
+    except (ExportError, DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except RuntimeError as exc:
