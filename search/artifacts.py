@@ -13,6 +13,7 @@ import inspect
 import math
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -20,34 +21,37 @@ from typing import BinaryIO, Callable
 
 import numpy as np
 import optuna
-import sqlalchemy
 from matplotlib.figure import Figure  # no pyplot: no global state, renders with Agg
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna_dashboard import save_note
 
+from .storage import hide_password
+
 MISSING = "Artifact missing"  # starts the line of a trial's note that names a figure not saved, and why
 
 
-def default_dir(storage: str) -> str:
-    """artifacts/ beside the SQLite file of sqlite:///path/studies.db; ./artifacts for other storages."""
-    try:
-        url = sqlalchemy.engine.make_url(storage)
-    except sqlalchemy.exc.ArgumentError:
-        return "artifacts"
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        return os.path.join(os.path.dirname(url.database), "artifacts")
-    return "artifacts"
+def check_dir(folder: str, create: bool, option: str = "--artifacts", writable: bool = True) -> None:
+    """Fail early, naming the option, on a path that cannot be (or become) a writable folder.
 
-
-def check_dir(folder: str, create: bool) -> None:
-    """Fail early, naming --artifacts, on a path that cannot be the artifact folder."""
+    create=False checks without creating anything: an existing folder must be writable, a missing
+    one must have a writable parent folder, so it can be created when the first figure is written.
+    """
     if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ValueError(f"--artifacts {folder!r} must be a folder, but it is a file")
+        raise ValueError(f"{option} {folder!r} must be a folder, but it is a file")
+    if os.path.isdir(folder) or not writable:
+        if writable and not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"{option} {folder!r}: the folder is read-only")
+        return
+    parent = os.path.dirname(os.path.abspath(folder))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {folder!r}: cannot create the folder ({parent} is not a writable folder)")
     if create:
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as exc:
-            raise ValueError(f"--artifacts {folder!r}: cannot create the folder ({exc.strerror})") from None
+            raise ValueError(f"{option} {folder!r}: cannot create the folder ({exc.strerror})") from None
 
 
 class AtomicFileStore(FileSystemArtifactStore):
@@ -178,7 +182,7 @@ def study_note(study: optuna.Study, space: Callable, grid: dict) -> str:
         f"sampler seed {a.get('sampler_seed')}",
         "",
         "### Data",
-        f"source: `{data.get('source', '?')}`",
+        f"source: `{os.path.basename(str(data.get('source', '?')).rstrip('/'))}`",
         "",
         f"split: {data.get('split', '?')}",
         "",
@@ -194,20 +198,25 @@ def study_note(study: optuna.Study, space: Callable, grid: dict) -> str:
                      + "; every other parameter fixed or TrialSpec's default")
     else:
         lines += ["```python", space_source(space), "```"]
-    lines += ["", "### Commands that ran this study"] + [f"- `{c}`" for c in a.get("commands", [])]
+    lines += ["", "### Commands that ran this study"] + [f"- `{hide_password(c)}`" for c in a.get("commands", [])]
     return "\n".join(lines)
 
 
 # ---- the hook ----------------------------------------------------------------------------------
 
 class TrialArtifacts:
-    """Objective.on_trial_end hook: figures to the artifact store and notes, for every finished trial."""
+    """Objective.on_trial_end hook: figures to the artifact store and notes, for every finished trial.
+
+    A figure that cannot be written leaves no artifact entry (the dashboard would show a broken
+    image): its note says why, and stderr says so once per run.
+    """
 
     def __init__(self, folder: str, space: Callable, grid: dict | None = None):
         check_dir(folder, create=True)
         self.folder, self.space, self.grid = folder, space, grid or {}
         self.store = AtomicFileStore(folder)
         self.study_noted = False
+        self.warned = False
 
     def __call__(self, trial: optuna.Trial, summary: dict) -> None:
         if not self.study_noted:  # once per run: the study's attrs (data, commands) are set by then
@@ -225,14 +234,24 @@ class TrialArtifacts:
                     self.upload(draw, Path(tmp) / filename, trial)
                     saved.append(filename)
                 except OSError as exc:
-                    missing.append(f"`{filename}` was not saved to {self.folder} "
-                                   f"({type(exc).__name__}: {exc.strerror or exc})")
+                    reason = f"{type(exc).__name__}: {exc.strerror or exc}"
+                    missing.append(f"`{filename}` was not saved to {self.folder} ({reason})")
+                    if not self.warned:
+                        print(f"warning: figures cannot be written to {self.folder} ({reason}); trials go on "
+                              "without them, and their notes say so", file=sys.stderr, flush=True)
+                        self.warned = True
         save_note(trial, trial_note(trial.number, summary, saved, missing))
 
     def upload(self, draw: Callable[[], Figure], path: Path, trial: optuna.Trial) -> None:
-        # upload_artifact records the artifact in the trial before it writes the file: check the
-        # folder first, so a removed or replaced folder leaves no broken entry in the dashboard.
-        if not os.path.isdir(self.folder):
-            raise NotADirectoryError("the folder was removed or replaced by a file")
+        # upload_artifact records the artifact in the trial before it writes the file. So the file is
+        # first written once beside its final place (a removed folder is re-created): a folder that
+        # cannot take it fails here, before any entry exists.
+        if os.path.exists(self.folder) and not os.path.isdir(self.folder):
+            raise NotADirectoryError(f"{self.folder} was replaced by a file")
+        os.makedirs(self.folder, exist_ok=True)
         draw().savefig(path, dpi=90)
+        with tempfile.NamedTemporaryFile(dir=self.folder, prefix=".probe-") as probe, open(path, "rb") as png:
+            shutil.copyfileobj(png, probe)
+            probe.flush()
+            os.fsync(probe.fileno())
         upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial)

@@ -4,41 +4,46 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from dataclasses import replace
 
 import torch
 
 from data import DataError, load_task
+from . import defaults
 from .objective import STRATEGIES
-from .train import METRICS
 from .space import FIELDS, parse_value
-from .study import (DEFAULT_STORAGE, PRUNERS, StudyConfig, StudyError, open_storage, prepare_study, quiet_optuna,
-                    raise_interrupt, run_study, summary)
-from .workers import can_share, default_workers, run_workers
+from .storage import StorageError, can_share, check_reachable, hide_password
+from .study import (PRUNERS, StudyConfig, StudyError, prepare_study, quiet_optuna, raise_interrupt, run_study,
+                    summary, trials_to_run)
+from .train import METRICS
+from .workers import default_workers, run_workers
 
 
 def parser(task: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m search.{task}",
                                 description=f"Run (or continue) an Optuna study on the {task} task.")
     p.add_argument("--trials", type=int, default=100, help="trials to ADD to the study in this run (default 100)")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help="any SQLAlchemy URL (default %(default)s)")
+    p.add_argument("--storage", default=defaults.STORAGE, help="any SQLAlchemy URL (default %(default)s)")
     p.add_argument("--artifacts", default=None, metavar="DIR",
                    help="folder for the dashboard's figures (default: artifacts/ beside a SQLite file, else ./artifacts)")
     p.add_argument("--study-name", default=None, help=f"default: {task}")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per trial (default 3)")
-    p.add_argument("--metric", choices=METRICS, default=None)
-    p.add_argument("--strategy", choices=STRATEGIES, default="racing", help="how a trial spends seed-epochs")
-    p.add_argument("--pruner", choices=PRUNERS, default="hyperband",
+    p.add_argument("--seeds", type=int, default=defaults.SEEDS, help="seeds per trial (default %(default)s)")
+    p.add_argument("--metric", choices=METRICS, default=None, help=f"default {defaults.METRIC[task]}")
+    p.add_argument("--strategy", choices=STRATEGIES, default=defaults.STRATEGY,
+                   help="how a trial spends seed-epochs (default %(default)s)")
+    p.add_argument("--pruner", choices=PRUNERS, default=defaults.PRUNER,
                    help="racing + hyperband spent the fewest seed-epochs in bench/strategies.py (default %(default)s)")
     p.add_argument("--sampler-seed", type=int, default=None, help="makes the sampled parameters reproducible")
     p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.DEVICE)
+    p.add_argument("--threads", type=int, default=defaults.THREADS,
                    help="torch threads (default 1: faster than 2 here, see bench/README.md; use more processes instead)")
     p.add_argument("--workers", type=int, default=default_workers(),
                    help="processes sharing the study (default: one per core, here %(default)s); "
                         "--sampler-seed S gives worker i the seed S+i")
-    p.add_argument("--heartbeat", type=int, default=30,
-                   help="seconds between trial heartbeats; a killed run's trial is failed after 4 (default 30)")
+    p.add_argument("--heartbeat", type=int, default=defaults.HEARTBEAT,
+                   help="seconds between trial heartbeats; a trial of a run killed on another machine is failed "
+                        "after 4 (default %(default)s)")
     p.add_argument("--data", default=None, help="data folder or archive (else $HAR_DATA/$NAMES_DATA, cache, download)")
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="run a plain grid over these values (repeatable); other parameters fixed or default")
@@ -56,6 +61,10 @@ def config_from_args(task: str, args: argparse.Namespace) -> StudyConfig:
         name, sep, values = item.partition("=")
         if not sep or not values:
             raise StudyError(f"--grid takes NAME=V1,V2,..., got {item!r}")
+        if name in grid:
+            raise StudyError(f"--grid {name} is given twice; list all its values once: --grid {name}=V1,V2,...")
+        if name in fixed:
+            raise StudyError(f"--{name.replace('_', '-')} and --grid {name} both given; use one")
         grid[name] = [parse_value(name, v) for v in values.split(",")]
     return StudyConfig(task=task, trials=args.trials, storage=args.storage, study_name=args.study_name,
                        seeds=args.seeds, metric=args.metric, strategy=args.strategy, pruner=args.pruner,
@@ -67,31 +76,37 @@ def config_from_args(task: str, args: argparse.Namespace) -> StudyConfig:
 def main(task: str, argv: list[str] | None = None) -> None:
     args = parser(task).parse_args(argv)
     quiet_optuna()
-    signal.signal(signal.SIGTERM, raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)  # until the trials run: `kill` is Ctrl-C
     try:
         config = config_from_args(task, args)
         for name in ("threads", "workers"):
             if getattr(args, name) < 1:
                 raise StudyError(f"--{name} must be an int >= 1, got {getattr(args, name)}")
         torch.set_num_threads(args.threads)
-        open_storage(config.storage, config.heartbeat)  # fail on a bad URL before loading data or training
+        check_reachable(config.storage)  # a bad URL or an unwritable file: one line before loading data
         data = load_task(task, args.data)  # also fills the cache before workers read it
-        workers = min(args.workers, config.trials or args.workers)
-        if workers > 1 and can_share(config.storage):
-            study = prepare_study(config, data)
-            print(f"{workers} workers x {args.threads} torch thread(s) on {config.storage}", flush=True)
-            code = run_workers(config, args.data, workers, args.threads)
-            if code == 130:
-                raise KeyboardInterrupt
-            if code:
-                print("error: a worker failed (its message is above); finished trials are saved", file=sys.stderr)
-                sys.exit(1)
+        study = prepare_study(config, data)  # every other check, before anything is created
+        trials = trials_to_run(study, config)
+        if trials == 0:
+            print(f"the grid of study {config.study_name!r} has run every point; nothing to do")
         else:
-            study = run_study(config, data)
-    except (StudyError, DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+            config = replace(config, trials=trials)
+            workers = min(args.workers, trials or args.workers)
+            if workers > 1 and can_share(config.storage):
+                print(f"{workers} workers x {args.threads} torch thread(s) on {hide_password(config.storage)}",
+                      flush=True)
+                code = run_workers(config, args.data, workers, args.threads)
+                if code == 130:
+                    raise KeyboardInterrupt
+                if code:
+                    print("error: a worker failed (its message is above); finished trials are saved", file=sys.stderr)
+                    sys.exit(1)
+            else:
+                run_study(config, data, setup=False)
+    except (StudyError, StorageError, DataError, ValueError) as exc:
+        print(f"error: {hide_password(str(exc))}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted: finished trials are saved; the running one is marked FAIL", file=sys.stderr)
+        print("interrupted: finished trials are saved; the running ones are marked FAIL", file=sys.stderr)
         sys.exit(130)
     print(summary(study, config.storage))

@@ -8,6 +8,7 @@ default is one single-threaded worker per core. The workers share the study thro
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -17,7 +18,8 @@ from dataclasses import replace
 import torch
 
 from data import load_task
-from .study import StudyConfig, quiet_optuna, raise_interrupt, run_study
+from .storage import can_share  # noqa: F401  (re-exported: the CLI asks it before starting workers)
+from .study import StopFlag, StudyConfig, fail_dead_trials, create_study, quiet_optuna, run_study
 
 
 def default_workers() -> int:
@@ -25,62 +27,79 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def can_share(storage: str) -> bool:
-    """An in-memory SQLite database exists in one process only."""
-    return not (storage.startswith("sqlite") and (":memory:" in storage or storage.rstrip("/") == "sqlite:"))
-
-
-def _exit_with_parent(parent: int) -> None:
-    """A worker whose parent was killed (SIGKILL) interrupts itself instead of searching on alone."""
+def _exit_with_parent(parent: int, stop: StopFlag) -> None:
+    """A worker whose parent was killed (SIGKILL) stops like on Ctrl-C instead of searching on alone."""
     while os.getppid() == parent:
-        time.sleep(1.0)
-    os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)
+    stop.request()
 
 
 def _worker(config: StudyConfig, data: str | None, threads: int, index: int, started, parent: int) -> None:
-    signal.signal(signal.SIGTERM, raise_interrupt)
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    torch.set_num_threads(threads)
-    quiet_optuna()
-    if config.sampler_seed is not None:  # distinct, reproducible streams per worker
-        config = replace(config, sampler_seed=config.sampler_seed + index)
+    stop = StopFlag()
+    with stop.on_signals():  # from here on, Ctrl-C and SIGTERM stop at the next batch
+        threading.Thread(target=_exit_with_parent, args=(parent, stop), daemon=True).start()
+        torch.set_num_threads(threads)
+        quiet_optuna()
+        if config.sampler_seed is not None:  # distinct, reproducible streams per worker
+            config = replace(config, sampler_seed=config.sampler_seed + index)
 
-    def claim() -> bool:
-        with started.get_lock():
-            if config.trials is not None and started.value >= config.trials:
-                return False
-            started.value += 1
-            return True
+        def claim() -> bool:
+            with started.get_lock():
+                if config.trials is not None and started.value >= config.trials:
+                    return False
+                started.value += 1
+                return True
 
-    try:
-        run_study(config, load_task(config.task, data), claim=claim, setup=False)
-    except KeyboardInterrupt:
+        try:
+            task = load_task(config.task, data)
+            if not stop.requested:
+                run_study(config, task, claim=claim, setup=False, stop=stop, prefix=f"[w{index}] ")
+        except KeyboardInterrupt:
+            raise SystemExit(130) from None
+    if stop.requested:
         raise SystemExit(130)
 
 
 def run_workers(config: StudyConfig, data: str | None, workers: int, threads: int) -> int:
     """Run config.trials trials over `workers` processes; the parent has called prepare_study.
 
-    Returns 0, or 130 when interrupted: Ctrl-C reaches every worker; SIGTERM to this process is
-    passed on; a SIGKILL of this process makes the workers stop their running trial themselves.
+    Returns 0, 1 when a worker failed, or 130 when interrupted. Ctrl-C reaches every worker of the
+    terminal's process group; a SIGINT or SIGTERM to this process alone is passed on at once; a
+    second one kills the workers (the next run fails their trials). A SIGKILL of this process makes
+    the workers stop by themselves within a second.
     """
     context = multiprocessing.get_context("spawn")  # no forked torch/SQLite state
     started = context.Value("i", 0)
     processes = [context.Process(target=_worker, args=(config, data, threads, i, started, os.getpid()),
                                  name=f"worker-{i}") for i in range(workers)]
-    for process in processes:
-        process.start()
+    signals = [0]
+
+    def pass_on(signum, frame) -> None:
+        signals[0] += 1
+        for process in processes:
+            if process.pid is not None and process.exitcode is None:
+                os.kill(process.pid, signal.SIGTERM if signals[0] == 1 else signal.SIGKILL)
+
+    # The workers start with Ctrl-C ignored (inherited): a terminal's Ctrl-C reaches them through
+    # pass_on as SIGTERM, and one pressed while a worker still imports torch prints no traceback.
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         for process in processes:
-            process.join()
-    except KeyboardInterrupt:
-        deadline = time.monotonic() + 5  # Ctrl-C already reached them; a SIGTERM to us did not
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-            process.join()
+            process.start()
+    finally:
+        signal.signal(signal.SIGINT, ignored)
+    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(sig) is not signal.SIG_IGN}
+    try:
+        waiting = {process.sentinel: process for process in processes}
+        while waiting:  # join in the order they end, so a killed worker is reaped (not a zombie) at once
+            for sentinel in multiprocessing.connection.wait(list(waiting)):
+                waiting.pop(sentinel).join()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    fail_dead_trials(create_study(config), config.heartbeat)  # a worker killed by a second signal or SIGKILL
+    codes = [p.exitcode for p in processes]
+    if signals[0] or 130 in codes:
         return 130
-    failed = [p for p in processes if p.exitcode not in (0, None)]
-    return 130 if any(p.exitcode == 130 for p in failed) else (1 if failed else 0)
+    return 1 if any(codes) else 0

@@ -11,9 +11,8 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlite3
-import sqlalchemy
 
-from search.study import StudyConfig, create_study, in_storage, run_study
+from search.study import StudyConfig, create_study, run_study
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HAR = DATA / "UCI_HAR_Dataset.zip"
@@ -238,14 +237,3 @@ def test_interrupted_run_loses_no_finished_trial(tmp_path, cache, sig):
     assert done_before <= complete
     running = [(t.number, t.user_attrs.get("worker")) for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     assert not running, f"left RUNNING: {running}\n{log.read_text()[-2000:]}"
-
-
-def test_in_storage_recognises_frames_inside_sqlalchemy(tmp_path):
-    """Interrupts defers Ctrl-C while in_storage: an exception inside SQLAlchemy can leave SQLite's write lock held."""
-    seen = []
-    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'lock.db'}")
-    sqlalchemy.event.listen(engine, "connect", lambda *_: seen.append(in_storage(sys._getframe())))
-    with engine.connect() as connection:
-        connection.execute(sqlalchemy.text("select 1"))
-    assert seen == [True]
-    assert not in_storage(sys._getframe())
