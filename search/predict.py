@@ -202,13 +202,14 @@ def notes(predictor: Predictor, surnames: list[str]) -> list[str]:
     return found
 
 
-def run(args: argparse.Namespace, stdin=sys.stdin, warn=lambda line: print(line, file=sys.stderr)) -> str:
+def run(args: argparse.Namespace, stdin=None, warn=lambda line: print(line, file=sys.stderr)) -> str:
+    """The text to print; notes go to warn; bad input raises InputError, a bad model folder ModelError."""
     for name, minimum in (("batch_size", 1), ("threads", 1)) + ((("top", 1),) if args.task == "names" else ()):
         if getattr(args, name) < minimum:
             raise InputError(f"--{name.replace('_', '-')} must be an int >= {minimum}, got {getattr(args, name)}")
     torch.set_num_threads(args.threads)
     if args.task == "names":
-        surnames = read_surnames(args.surnames, stdin)  # before loading the model: bad input fails fast
+        surnames = read_surnames(args.surnames, stdin or sys.stdin)  # before loading the model: bad input fails fast
     else:
         windows = read_windows(Path(args.input))
     predictor = load_model(args.model)
