@@ -1,0 +1,46 @@
+"""`python -m search.review [--quick] [--out reports] [--seeds N] [--threads 1]`: write the review report."""
+from __future__ import annotations
+
+import time
+
+STARTED = time.perf_counter()  # the report's wall time counts the imports too
+
+import argparse  # noqa: E402
+import shlex  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from . import run_review  # noqa: E402
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"error: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = OneLineParser(prog="python -m search.review",
+                           description="Answer the review questions with small experiments.")
+    parser.add_argument("--quick", action="store_true", help="tiny budgets (for tests); not the study figures")
+    parser.add_argument("--out", default="reports", help="the report goes to OUT/review/ (default reports)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every experiment (default 3)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    args = parser.parse_args(argv)
+    for name in ("seeds", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be an int >= 1, got {getattr(args, name)}")
+    out = Path(args.out)
+    for folder in (out, out / "review"):
+        if folder.exists() and not folder.is_dir():
+            parser.error(f"--out: {folder} exists and is not a folder")
+    torch.set_num_threads(args.threads)
+    command = shlex.join(["python", "-m", "search.review", *argv])
+    path = run_review(out, args.seeds, args.quick, command, STARTED)
+    print(path)
+
+
+if __name__ == "__main__":
+    main()
