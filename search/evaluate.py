@@ -1,36 +1,59 @@
 """Final evaluation: the only code that touches the test split.
 
 The search chooses configurations on validation metrics alone. A report then picks some of them
-(`select`), retrains each on more seeds with `train_seeds(..., test=True)` and keeps the results
-in a JSON cache, so regenerating a report trains nothing it has already evaluated.
+(`select`), retrains each on the final seeds (100, 101, ...: never a search seed) with
+`train_seeds(..., test=True)` and keeps the results in a JSON cache, so regenerating a report
+trains nothing it has already evaluated.
 
-Cache file (evaluations.json), one entry per (spec, seeds, data):
-    {"format": 1,
-     "evaluations": {"<key>": {"spec": {...TrialSpec fields...}, "seeds": [0, 1, ...],
-                               "data": {"task", "split", "counts"}, "params": int,
-                               "runs": [{"seed", "status", "seconds", "history": {...per epoch...},
-                                         "val_confusion": [[...]], "test": {metrics, per class, confusion} | null}]}}}
-key = the first 16 hex digits of sha256(JSON of spec, seeds and data). NaN is stored as null.
-A new TrialSpec field changes every key, so code that may train differently is evaluated afresh.
-Entries are never removed; the file is rewritten (atomically) only when something new was trained.
+Cache file (evaluations.json), one entry per (spec, seeds, data, metric, code fingerprint):
+    {"format": 2,
+     "evaluations": {"<key>": {"spec", "seeds", "data", "metric", "fingerprint", "params",
+                               "decision": {"rule", "tau"},
+                               "runs": [{"seed", "status", "seconds", "history", "val_confusion",
+                                         "val": metrics | null,
+                                         "test": {loss, metrics, per class, confusion} | null}],
+                               "ensemble": {"val": metrics, "test": metrics + confusion,
+                                            "frontier": {"val": [points], "test": [points]}} | null}}}
+A run's and the ensemble's test metrics are those of the decision rule (tau chosen on validation
+with the final seeds' validation logits; tau = 0 for decision=argmax). The frontier points are
+the ensemble's metrics at every tau of search.decision.TAUS. NaN is stored as null.
+key = the first 16 hex digits of sha256(JSON of spec, seeds, data, metric and the fingerprint of
+the training code): a change to training, models or data loading never reuses stale results.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import os
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import optuna
+import torch
+import torch.nn.functional as F
 
-from data import Task
-from .train import TrialSpec, parameter_count, train_seeds
+from data import Task, load_task, write_text
+from .decision import choose_tau, decide, ensemble_log_probs, frontier
+from .train import TrialSpec, log_prior, parameter_count, per_class, scores, train_seeds
+from .util import json_safe
 
-FORMAT = 1
+FORMAT = 2
+ROOT = Path(__file__).resolve().parents[1]
+TRAINING_CODE = ["data/*.py", "models/*.py", "search/train.py", "search/decision.py", "search/evaluate.py"]
+
+
+def code_fingerprint() -> str:
+    """sha256 over the code that decides what a final evaluation trains and measures."""
+    digest = hashlib.sha256()
+    for pattern in TRAINING_CODE:
+        for path in sorted(ROOT.glob(pattern)):
+            digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def spec_of(trial: optuna.trial.FrozenTrial) -> TrialSpec:
@@ -72,55 +95,90 @@ def select(study: optuna.Study, top: int) -> tuple[dict[str, optuna.trial.Frozen
     return best, leaders
 
 
-def finite(value):
-    """JSON has no NaN: NaN/inf become null, recursively."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
-
-
-def cache_key(spec: TrialSpec, seeds: list[int], data: dict) -> str:
-    text = json.dumps({"spec": asdict(spec), "seeds": list(seeds), "data": data}, sort_keys=True)
+def cache_key(spec: TrialSpec, seeds: list[int], data: dict, metric: str, fingerprint: str) -> str:
+    text = json.dumps({"spec": asdict(spec), "seeds": list(seeds), "data": data, "metric": metric,
+                       "fingerprint": fingerprint}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write through a temporary file, so an interrupted run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def decided(logits: torch.Tensor, y: torch.Tensor, prior: torch.Tensor, tau: float, num_classes: int) -> dict:
+    """Metrics, per-class rates and confusion of one model's logits under the decision rule."""
+    found = scores(y.numpy(), decide(logits, prior, tau), num_classes)
+    return {"loss": F.cross_entropy(logits, y).item(), **found, **per_class(found["confusion"])}
+
+
+def evaluate_spec(spec: TrialSpec, task: Task, seeds: list[int], metric: str, device: str = "cpu",
+                  keep_models: bool = False, on_epoch: Callable | None = None) -> tuple[dict, list[dict] | None]:
+    """Train spec on the final seeds, decide tau on validation, measure the test split once.
+
+    Returns the cache entry (without data/fingerprint) and, with keep_models, the seeds' state dicts."""
+    results = train_seeds(spec, task, seeds, device, on_epoch=on_epoch, test=True, keep_models=keep_models)
+    ok = [r for r in results if r.test is not None]
+    prior, classes = log_prior(task.train, task.num_classes), task.num_classes
+    tau = 0.0
+    if spec.decision == "logit_adjust" and ok:
+        tau = choose_tau([r.logits["val"] for r in ok], task.val.y.numpy(), prior, metric)[0]
+    keep = ("accuracy", "balanced_accuracy", "macro_f1")
+    runs = [{"seed": r.seed, "status": r.status, "seconds": round(r.seconds, 2), "history": r.history,
+             "val_confusion": r.confusion,
+             "val": {k: v for k, v in decided(r.logits["val"], task.val.y, prior, tau, classes).items() if k in keep}
+             if r.test is not None else None,
+             "test": decided(r.logits["test"], task.test.y, prior, tau, classes) if r.test is not None else None}
+            for r in results]
+    ensemble = None
+    if ok:
+        val, test = (ensemble_log_probs([r.logits[split] for r in ok]) for split in ("val", "test"))
+        ensemble = {"val": {k: v for k, v in decided(val, task.val.y, prior, tau, classes).items() if k in keep},
+                    "test": decided(test, task.test.y, prior, tau, classes),
+                    "frontier": {"val": frontier(val, task.val.y.numpy(), prior),
+                                 "test": frontier(test, task.test.y.numpy(), prior)}}
+    entry = {"spec": asdict(spec), "seeds": list(seeds), "metric": metric, "params": parameter_count(spec, task),
+             "decision": {"rule": spec.decision, "tau": tau}, "runs": runs, "ensemble": ensemble}
+    states = [{k: v.detach().cpu() for k, v in r.model.state_dict().items()} for r in results] if keep_models else None
+    return json_safe(entry), states
+
+
+_worker_task: Task | None = None  # one loaded task per evaluation process (set by its initializer)
+
+
+def _init_worker(task_name: str, source: str | None, threads: int) -> None:
+    global _worker_task
+    torch.set_num_threads(threads)
+    _worker_task = load_task(task_name, source)
+
+
+def _evaluate_in_worker(spec: TrialSpec, label: str, seeds: list[int], metric: str, device: str, keep_models: bool):
+    def progress(epoch: int, results) -> bool:
+        print(f"{label}: seeds {seeds[0]}-{seeds[-1]}, epoch {epoch}/{spec.epochs}", file=sys.stderr, flush=True)
+        return False
+    return evaluate_spec(spec, _worker_task, seeds, metric, device, keep_models, on_epoch=progress)
 
 
 class Evaluations:
-    """Test-split evaluations of configurations, cached in `path`; `get` trains only what is missing.
+    """Test-split evaluations of configurations, cached in `path`; `run` trains only what is missing.
 
     data: what identifies the data (task, split rule, class counts per split); part of every key.
-    load_task: called once, on the first evaluation that needs training.
+    load_task(): the task, loaded on the first evaluation that needs training; task_name/source let
+    worker processes load it themselves.
     """
 
-    def __init__(self, path: Path, data: dict, seeds: list[int], load_task: Callable[[], Task],
-                 device: str = "cpu", write: Callable[[str], None] = lambda line: print(line, file=sys.stderr)):
-        self.path, self.data, self.seeds, self.device, self.write = Path(path), data, list(seeds), device, write
-        self._load_task, self._task = load_task, None
+    def __init__(self, path: Path, data: dict, seeds: list[int], metric: str, task_name: str,
+                 source: str | None = None, device: str = "cpu", workers: int = 1,
+                 write: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
+        self.path, self.data, self.seeds, self.metric = Path(path), data, list(seeds), metric
+        self.task_name, self.source, self.device, self.workers, self.write = task_name, source, device, workers, write
+        self.fingerprint = code_fingerprint()
         self.used: set[str] = set()  # keys this run asked for
         self.new: set[str] = set()  # keys this run had to train
+        self.states: dict[str, list[dict]] = {}  # trained weights, for the specs asked with keep_models
         self.entries: dict[str, dict] = {}
         if self.path.exists():
             try:
                 saved = json.loads(self.path.read_text())
             except (OSError, json.JSONDecodeError) as exc:
                 raise ValueError(f"{self.path}: unreadable evaluation cache ({exc}); delete it to retrain") from None
-            if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-                raise ValueError(f"{self.path}: not an evaluation cache of format {FORMAT}; delete it to retrain")
-            self.entries = saved["evaluations"]
+            if isinstance(saved, dict) and saved.get("format") == FORMAT:
+                self.entries = saved["evaluations"]  # an older format is simply retrained
 
     @property
     def trained(self) -> int:
@@ -130,29 +188,60 @@ class Evaluations:
     def reused(self) -> int:
         return len(self.used - self.new)
 
-    @property
-    def task(self) -> Task:
-        if self._task is None:
-            self._task = self._load_task()
-        return self._task
+    def key(self, spec: TrialSpec) -> str:
+        return cache_key(spec, self.seeds, self.data, self.metric, self.fingerprint)
 
-    def get(self, spec: TrialSpec, label: str = "") -> dict:
-        key = cache_key(spec, self.seeds, self.data)
+    def run(self, specs: list[TrialSpec], keep_models: set[TrialSpec] = frozenset()) -> None:
+        """Evaluate every spec not in the cache (and those in keep_models whose weights are wanted),
+        `workers` at a time, each in its own process with one torch thread."""
+        specs = list(dict.fromkeys(specs))
+        self.used |= {self.key(s) for s in specs}
+        todo = [s for s in specs if self.key(s) not in self.entries or s in keep_models]
+        if not todo:
+            return
+        context = get_context("spawn")  # no forked torch or SQLite state
+        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
+                                 initargs=(self.task_name, self.source, 1)) as pool:
+            self.write(f"evaluating {len(todo)} configuration(s) on seeds {self.seeds}, {self.workers} at a time")
+            futures = {pool.submit(_evaluate_in_worker, s, f"configuration {i}/{len(todo)} ({s.family})", self.seeds,
+                                   self.metric, self.device, s in keep_models): s for i, s in enumerate(todo, start=1)}
+            for future in as_completed(futures):
+                spec = futures[future]
+                entry, states = future.result()
+                key = self.key(spec)
+                self.entries[key] = {**entry, "data": self.data, "fingerprint": self.fingerprint}
+                self.new.add(key)
+                if states is not None:
+                    self.states[key] = states
+                # Saved after each evaluation, so an interrupted report keeps what it has trained.
+                write_text(self.path, json.dumps({"format": FORMAT, "evaluations": self.entries},
+                                                 sort_keys=True, indent=1) + "\n")
+                self.write(f"evaluated {spec.family}: {len(self.new)} of {len(todo)} done, {len(todo) - len(self.new)} to go")
+
+    def get(self, spec: TrialSpec) -> dict:
+        key = self.key(spec)
+        if key not in self.entries:
+            self.run([spec])
         self.used.add(key)
-        if key in self.entries:
-            return self.entries[key]
-        self.write(f"evaluating {label or spec.family} on seeds {self.seeds} (validation and test split)")
-        results = train_seeds(spec, self.task, self.seeds, self.device, test=True)
-        entry = finite({
-            "spec": asdict(spec),
-            "seeds": self.seeds,
-            "data": self.data,
-            "params": parameter_count(spec, self.task),
-            "runs": [{"seed": r.seed, "status": r.status, "seconds": round(r.seconds, 2), "history": r.history,
-                      "val_confusion": r.confusion, "test": r.test} for r in results],
-        })
-        self.entries[key] = entry
-        self.new.add(key)
-        # Saved after each evaluation, so an interrupted report keeps what it has trained.
-        write_text(self.path, json.dumps({"format": FORMAT, "evaluations": self.entries}, sort_keys=True, indent=1) + "\n")
-        return entry
+        return self.entries[key]
+
+
+def ensemble_metrics(entry: dict) -> dict | None:
+    return entry["ensemble"]["test"] if entry.get("ensemble") else None
+
+
+def baseline_entry(result, task: Task, metric: str) -> dict:
+    """A scikit-learn baseline's log-probabilities as metrics: plain, and under a tau chosen on validation."""
+    prior = log_prior(task.train, task.num_classes)
+    val, test = torch.as_tensor(np.asarray(result.val_logprob)).float(), torch.as_tensor(np.asarray(result.test_logprob)).float()
+    tau = choose_tau([val], task.val.y.numpy(), prior, metric)[0]
+    keep = ("accuracy", "balanced_accuracy", "macro_f1")
+    return json_safe({
+        "name": result.name, "description": result.description, "chosen": result.chosen,
+        "seconds": round(result.seconds, 2), "tau": tau,
+        "val": {k: v for k, v in decided(val, task.val.y, prior, 0.0, task.num_classes).items() if k in keep},
+        "test": {k: v for k, v in decided(test, task.test.y, prior, 0.0, task.num_classes).items() if k in keep},
+        "val_adjusted": {k: v for k, v in decided(val, task.val.y, prior, tau, task.num_classes).items() if k in keep},
+        "test_adjusted": {k: v for k, v in decided(test, task.test.y, prior, tau, task.num_classes).items() if k in keep},
+        "frontier": {"val": frontier(val, task.val.y.numpy(), prior), "test": frontier(test, task.test.y.numpy(), prior)},
+    })

@@ -1,29 +1,29 @@
-"""The report's figures: small matplotlib functions, each writing one PNG (Agg backend, no display needed)."""
+"""The figures of reports and dashboard notes: small functions, each drawing one matplotlib Figure.
+
+One style: `Figure` objects (no pyplot, no global state, Agg rendering), written by `save`.
+"""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from data import atomic_path
 
-COLORS = plt.get_cmap("tab10").colors
+COLORS = colormaps["tab10"].colors
 
 
-def save(fig, path: Path) -> str:
+def figure(width: float = 6.4, height: float = 4.0) -> Figure:
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def save(fig: Figure, path: Path) -> str:
     """Write through a temporary file; no metadata that changes between runs. Returns the file name."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path.name
+    return Path(path).name
 
 
 def as_array(runs: list[list]) -> np.ndarray:
@@ -37,7 +37,8 @@ def as_array(runs: list[list]) -> np.ndarray:
 
 def curves(path: Path, series: dict[str, list[list]], ylabel: str, title: str) -> str:
     """One line per label: the mean over seeds, with a band from the seeds' min to max."""
-    fig, ax = plt.subplots(figsize=(6.4, 4), layout="constrained")
+    fig = figure()
+    ax = fig.subplots()
     for i, (label, runs) in enumerate(series.items()):
         values = as_array(runs)
         if values.size == 0:
@@ -54,22 +55,30 @@ def curves(path: Path, series: dict[str, list[list]], ylabel: str, title: str) -
     return save(fig, path)
 
 
-def confusion(path: Path, matrix: np.ndarray, class_names: list[str], title: str) -> str:
-    """Row-normalised confusion matrix: row = true class, column = predicted class."""
+def confusion_figure(matrix: np.ndarray, class_names: list[str], title: str, counts: np.ndarray | None = None) -> Figure:
+    """Row-normalised confusion matrix (row = true class, column = predicted); the colour is the row share
+    (recall), so rare classes stay visible. Cells show the counts when given, else the shares (up to 12 classes)."""
+    matrix = np.asarray(matrix, dtype=float)
     n = len(class_names)
     size = max(4.0, 0.45 * n + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size), layout="constrained")
+    fig = figure(size + 1, size)
+    ax = fig.subplots()
     image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), class_names, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(n), class_names, fontsize=8)
-    if n <= 12:
+    if counts is not None or n <= 12:
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                text = f"{counts[i][j]:.0f}" if counts is not None else f"{matrix[i, j]:.2f}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7 if n <= 12 else 5,
                         color="white" if matrix[i, j] > 0.5 else "black")
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
-    return save(fig, path)
+    return fig
+
+
+def confusion(path: Path, matrix: np.ndarray, class_names: list[str], title: str) -> str:
+    return save(confusion_figure(matrix, class_names, title), path)
 
 
 def effect(path: Path, points: list[tuple[str, float, float, float]], xlabel: str, ylabel: str, title: str,
@@ -81,7 +90,8 @@ def effect(path: Path, points: list[tuple[str, float, float, float]], xlabel: st
     """
     families = sorted({p[0] for p in points})
     values = sorted({p[1] for p in points})
-    fig, ax = plt.subplots(figsize=(6.4, 4), layout="constrained")
+    fig = figure()
+    ax = fig.subplots()
     for i, family in enumerate(families):
         rows = [p for p in points if p[0] == family]
         shift = (i - (len(families) - 1) / 2) * 0.08
@@ -108,8 +118,8 @@ def effect(path: Path, points: list[tuple[str, float, float, float]], xlabel: st
 def grouped_bars(path: Path, class_names: list[str], panels: dict[str, dict[str, list[float]]], title: str) -> str:
     """One panel per quantity (e.g. recall, F1); per class, one bar per group (e.g. imbalance strategy)."""
     n = len(class_names)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(max(6.4, 0.55 * n + 2), 3.2 * len(panels)),
-                             squeeze=False, layout="constrained")
+    fig = figure(max(6.4, 0.55 * n + 2), 3.2 * len(panels))
+    axes = fig.subplots(len(panels), 1, squeeze=False)
     for ax, (quantity, groups) in zip(axes[:, 0], panels.items()):
         width = 0.8 / max(len(groups), 1)
         for i, (group, values) in enumerate(groups.items()):
@@ -123,9 +133,45 @@ def grouped_bars(path: Path, class_names: list[str], panels: dict[str, dict[str,
     return save(fig, path)
 
 
-def from_axes(path: Path, ax) -> str:
-    """Save a figure that another library drew (Optuna's matplotlib views return Axes)."""
-    fig = ax.figure if not isinstance(ax, np.ndarray) else ax.flat[0].figure
-    fig.set_size_inches(7, 4.5)
-    fig.tight_layout()
+def frontier(path: Path, series: dict[str, list[dict]], chosen: dict[str, float], title: str) -> str:
+    """Accuracy against balanced accuracy, one line per model as tau varies; points labelled with tau,
+    the tau chosen on validation circled."""
+    fig = figure(6.8, 4.8)
+    ax = fig.subplots()
+    for i, (label, points) in enumerate(series.items()):
+        color = COLORS[i % len(COLORS)]
+        x, y = [p["balanced_accuracy"] for p in points], [p["accuracy"] for p in points]
+        ax.plot(x, y, marker="o", ms=4, color=color, label=label)
+        for p in points:
+            ax.annotate(f"{p['tau']:g}", (p["balanced_accuracy"], p["accuracy"]), fontsize=6,
+                        textcoords="offset points", xytext=(3, 3), color=color)
+            if p["tau"] == chosen.get(label):
+                ax.plot(p["balanced_accuracy"], p["accuracy"], "o", ms=11, mfc="none", color=color)
+    ax.set(xlabel="test balanced accuracy", ylabel="test accuracy", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return save(fig, path)
+
+
+def history(path: Path, points: list[tuple[int, float]], ylabel: str, title: str) -> str:
+    """Each complete trial's search value in trial order, with the best so far."""
+    fig = figure(7, 4.5)
+    ax = fig.subplots()
+    numbers, values = [p[0] for p in points], [p[1] for p in points]
+    ax.plot(numbers, values, "o", ms=4, alpha=0.7, label="complete trial")
+    ax.step(numbers, np.maximum.accumulate(values), where="post", color="C3", label="best so far")
+    ax.set(xlabel="trial number", ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def importances(path: Path, values: dict[str, float], title: str) -> str:
+    """Horizontal bars, most important parameter on top."""
+    names = list(values)[::-1]
+    fig = figure(7, max(2.5, 0.35 * len(names) + 1))
+    ax = fig.subplots()
+    ax.barh(names, [values[n] for n in names], color="C0")
+    ax.set(xlabel="importance (fANOVA)", title=title)
+    ax.grid(axis="x", alpha=0.3)
     return save(fig, path)

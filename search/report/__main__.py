@@ -1,0 +1,4 @@
+"""python -m search.report TASK."""
+from .cli import main
+
+main()

@@ -1,0 +1,281 @@
+"""Everything a report says, computed first into plain data (dicts, lists, numbers); rendering comes after.
+
+Rules for "issues spotted" are constants here, and the report prints them with its findings.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, replace
+
+import optuna
+import torch
+
+from models import RECURRENT
+from ..evaluate import Evaluations, search_value, spec_of
+from ..train import IMBALANCE, METRICS, TrialSpec
+
+EXPLODING = 10.0  # a batch gradient norm above this many times the trial's median epoch-mean norm
+FLAT = 0.02  # final train loss within 2 % of the first epoch's: no learning
+HIGH_STD = 0.05  # standard deviation of the study metric over a trial's seeds
+PRUNED_SHARE, PRUNED_MIN = 0.5, 3  # a family with at least half of its trials pruned, and at least 3
+TOP_PAIRS = 3  # most confused pairs listed per confusion matrix
+RARE = 3  # classes with the fewest training examples, followed through the imbalance strategies
+State = optuna.trial.TrialState
+
+
+def mean_std(values: list) -> tuple[float, float] | None:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return None
+    return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
+
+
+def describe(spec: TrialSpec) -> str:
+    """The configuration in one short line (only the fields that matter for its family)."""
+    parts = []
+    if spec.family != "linear":
+        parts += [f"layers={spec.layers}", f"width={spec.width}", f"dropout={spec.dropout:.2g}"]
+    if spec.family in RECURRENT and spec.bidirectional:
+        parts.append("bidirectional")
+    if spec.family in RECURRENT and spec.frontend:
+        parts.append(f"frontend={spec.frontend}")
+    if spec.family == "conv1d" or (spec.family in RECURRENT and spec.frontend):
+        parts += [f"kernel={spec.kernel_size}", f"pool={spec.pool}"]
+        parts += ["batchnorm"] if spec.norm else []
+    parts += [f"lr={spec.lr:.1e}", f"batch={spec.batch_size}", f"epochs={spec.epochs}", f"clip={spec.clipnorm:g}",
+              f"wd={spec.weight_decay:.0e}", spec.schedule, f"imbalance={spec.imbalance}"]
+    parts += ["decision=logit_adjust"] if spec.decision == "logit_adjust" else []
+    return " ".join(parts)
+
+
+def test_values(entry: dict, key: str) -> list:
+    return [run["test"][key] if run["test"] else None for run in entry["runs"]]
+
+
+def val_values(entry: dict, metric: str) -> list:
+    return [(run["history"].get(f"val_{metric}") or [None])[-1] for run in entry["runs"]]
+
+
+def decided_val(entry: dict, metric: str) -> list:
+    """Each final seed's validation metric under the entry's decision rule (None for a diverged seed)."""
+    return [run["val"][metric] if run.get("val") else None for run in entry["runs"]]
+
+
+def per_class_mean(entry: dict, key: str, num_classes: int) -> list[float]:
+    """The seeds' mean of a per-class test quantity (recall, f1); seeds that diverged are left out."""
+    rows = [run["test"][key] for run in entry["runs"] if run["test"]]
+    return [statistics.fmean(r[k] for r in rows) if rows else math.nan for k in range(num_classes)]
+
+
+def median_by(points: list[tuple], key=lambda p: p[1]) -> dict:
+    """{x: (median of trial values, number of trials)} over (family, x, value, std) points."""
+    groups: dict = {}
+    for p in points:
+        groups.setdefault(key(p), []).append(p[2])
+    return {x: (statistics.median(v), len(v)) for x, v in sorted(groups.items())}
+
+
+def confused_pairs(confusion: list[list[int]]) -> tuple[list[list[float]], list[tuple]]:
+    """Row-normalised rates and the TOP_PAIRS most confused (rate, count, true, predicted) pairs."""
+    total = torch.tensor(confusion, dtype=torch.float64)
+    rates = (total / total.sum(1, keepdim=True).clamp(min=1)).tolist()
+    n = len(confusion)
+    pairs = sorted(((rates[i][j], int(total[i, j]), i, j) for i in range(n) for j in range(n)
+                    if i != j and total[i, j] > 0), key=lambda p: (-p[0], -p[1], p[2], p[3]))[:TOP_PAIRS]
+    return rates, pairs
+
+
+def summed_confusion(entry: dict) -> list[list[int]] | None:
+    matrices = [run["test"]["confusion"] for run in entry["runs"] if run["test"]]
+    if not matrices:
+        return None
+    n = len(matrices[0])
+    return [[sum(m[i][j] for m in matrices) for j in range(n)] for i in range(n)]
+
+
+def row(trial: optuna.trial.FrozenTrial, entry: dict) -> dict:
+    """One leaderboard row: a searched configuration retrained on the final seeds."""
+    ensemble = entry.get("ensemble") or {}
+    return {
+        "family": spec_of(trial).family, "trial": trial.number, "configuration": describe(spec_of(trial)),
+        "params": entry["params"], "search_value": search_value(trial), "complete": trial.state == State.COMPLETE,
+        "tau": entry["decision"]["tau"],
+        "val": {m: val_values(entry, m) for m in METRICS},
+        "test": {m: test_values(entry, m) for m in METRICS},
+        "test_ensemble": {m: ensemble["test"][m] for m in METRICS} if ensemble else None,
+        "seconds": statistics.fmean(r["seconds"] for r in entry["runs"]),
+    }
+
+
+def header(study: optuna.Study, trials: list) -> dict:
+    states = [t.state for t in trials]
+    finished = [t for t in trials if t.datetime_start and t.datetime_complete]
+    return {
+        "counts": {name: states.count(s) for s, name in ((State.COMPLETE, "complete"), (State.PRUNED, "pruned"),
+                   (State.FAIL, "failed"), (State.RUNNING, "running"), (State.WAITING, "waiting")) if states.count(s)},
+        "total": len(trials),
+        "finished": len(finished),
+        "busy_seconds": sum((t.datetime_complete - t.datetime_start).total_seconds() for t in finished),
+        "span_seconds": (max(t.datetime_complete for t in finished) - min(t.datetime_start for t in finished)
+                         ).total_seconds() if finished else 0.0,
+    }
+
+
+def recommendation(best: optuna.trial.FrozenTrial, entry: dict, baselines: list[dict], metric: str) -> dict:
+    """The recommended model (best search value), as deployed: seeds and their ensemble, beside the baselines."""
+    tests = {m: mean_std(test_values(entry, m)) for m in METRICS}
+    ensemble = entry.get("ensemble")
+    fresh = mean_std(decided_val(entry, metric))
+    beats = {}
+    for m in ("accuracy", "balanced_accuracy"):
+        rivals = [(b["test_adjusted" if b["tau"] else "test"][m], b["name"] + (" + logit adjustment" if b["tau"] else ""))
+                  for b in baselines] + [(b["test"][m], b["name"]) for b in baselines]
+        if rivals and tests[m]:
+            value, name = max(rivals)
+            beats[m] = {"model": tests[m][0], "baseline": value, "baseline_name": name, "beats": tests[m][0] > value}
+    return {
+        "trial": best.number, "family": spec_of(best).family, "configuration": describe(spec_of(best)),
+        "spec": asdict(spec_of(best)), "decision": entry["decision"], "seeds": entry["seeds"],
+        "search_value": best.value, "fresh_value": fresh[0] if fresh else None,
+        "winners_curse": best.value - fresh[0] if fresh else None,
+        "test": {m: v[0] for m, v in tests.items() if v}, "test_std": {m: v[1] for m, v in tests.items() if v},
+        "test_ensemble": {m: ensemble["test"][m] for m in METRICS} if ensemble else None,
+        "confusion": ensemble["test"]["confusion"] if ensemble else None,
+        "beats": beats,
+    }
+
+
+def frontier(recommended: dict, entry: dict, baselines: list[dict]) -> dict:
+    """Test accuracy against balanced accuracy as tau varies: the recommended model's ensemble and each baseline."""
+    series = {}
+    if entry.get("ensemble"):
+        series[f"recommended #{recommended['trial']} ({recommended['family']}, ensemble)"] = \
+            entry["ensemble"]["frontier"]["test"]
+    for b in baselines:
+        series[b["name"]] = b["frontier"]["test"]
+    chosen = {}
+    if entry.get("ensemble"):
+        chosen[f"recommended #{recommended['trial']} ({recommended['family']}, ensemble)"] = entry["decision"]["tau"]
+    chosen |= {b["name"]: b["tau"] for b in baselines}
+    return {"series": series, "chosen": chosen}
+
+
+def effects(complete: list, metric: str) -> dict:
+    """Search values against width, depth, batch size and clipnorm (associations across trials)."""
+    def points(x, include=lambda spec: True):
+        out = []
+        for t in sorted(complete, key=lambda t: t.number):
+            spec = spec_of(t)
+            if include(spec):
+                seeds = [v for v in t.user_attrs.get("seed_metrics", {}).get(metric, []) if v is not None]
+                out.append((spec.family, x(spec), t.value, statistics.pstdev(seeds) if len(seeds) > 1 else 0.0))
+        return out
+    hidden = lambda spec: spec.family != "linear"  # noqa: E731  (linear has no hidden layers)
+    return {"width": points(lambda s: s.width, hidden), "layers": points(lambda s: s.layers, hidden),
+            "batch_size": points(lambda s: s.batch_size), "clipnorm": points(lambda s: s.clipnorm)}
+
+
+def imbalance(best: optuna.trial.FrozenTrial, evaluations: Evaluations, class_names: list[str],
+              train_counts: list[int]) -> dict:
+    spec = spec_of(best)
+    k = len(class_names)
+    entries = {value: evaluations.get(replace(spec, imbalance=value)) for value in IMBALANCE}
+    return {
+        "trial": best.number, "configuration": describe(spec), "chosen": spec.imbalance,
+        "train_counts": train_counts,
+        "rows": {value: {"tau": e["decision"]["tau"], "val_balanced": val_values(e, "balanced_accuracy"),
+                         "test": {m: test_values(e, m) for m in METRICS}} for value, e in entries.items()},
+        "recall": {value: per_class_mean(e, "recall", k) for value, e in entries.items()},
+        "f1": {value: per_class_mean(e, "f1", k) for value, e in entries.items()},
+        "order": sorted(range(k), key=lambda i: (train_counts[i], class_names[i])),
+    }
+
+
+def robustness(leaders: list, evaluations: Evaluations, metric: str) -> dict:
+    per_seed = {t.number: {"family": spec_of(t).family, "val": val_values(evaluations.get(spec_of(t)), metric),
+                           "test": test_values(evaluations.get(spec_of(t)), metric)} for t in leaders}
+    flips = []
+    for i, a in enumerate(leaders):
+        for b in leaders[i + 1:]:
+            for split in ("val", "test"):
+                va, vb = per_seed[a.number][split], per_seed[b.number][split]
+                ma, mb = mean_std(va), mean_std(vb)
+                if not ma or not mb or ma[0] == mb[0]:
+                    continue
+                ahead = ma[0] > mb[0]
+                seeds = [s for s, x, y in zip(evaluations.seeds, va, vb) if x is not None and y is not None
+                         and x != y and (x > y) != ahead]
+                if seeds:
+                    first, second = (a, b) if ahead else (b, a)
+                    flips.append({"split": split, "first": first.number, "second": second.number,
+                                  "means": (max(ma[0], mb[0]), min(ma[0], mb[0])), "seeds": seeds})
+    return {"per_seed": per_seed, "flips": flips}
+
+
+def mean_curve(curves: list[dict], key: str) -> list[float]:
+    """The seeds' mean per epoch, over the epochs every seed reached; [] if a value is missing."""
+    runs = [cur.get(key) or [] for cur in curves]
+    epochs = min((len(r) for r in runs), default=0)
+    if not runs or any(v is None for r in runs for v in r[:epochs]):
+        return []
+    return [statistics.fmean(r[e] for r in runs) for e in range(epochs)]
+
+
+def find_issues(trials: list, metric: str) -> list[tuple[str, str, list[str]]]:
+    """(title, rule, ["#trial (detail)", ...]) for each rule over the trials' recorded curves."""
+    diverged, exploding, overfit, flat, noisy = [], [], [], [], []
+    for t in trials:
+        a = t.user_attrs
+        curves = a.get("curves") or []
+        if t.state == State.FAIL or str(a.get("ended", "")).startswith("diverged"):
+            diverged.append(f"#{t.number} ({a.get('ended') or t.state.name.lower()})")
+        means = [v for cur in curves for v in cur.get("grad_norm", []) if v is not None]
+        peaks = [v for cur in curves for v in cur.get("grad_norm_max", []) if v is not None]
+        if means and peaks and statistics.median(means) > 0 and max(peaks) > EXPLODING * statistics.median(means):
+            exploding.append(f"#{t.number} (×{max(peaks) / statistics.median(means):.0f})")
+        train, val = mean_curve(curves, "train_loss"), mean_curve(curves, "val_loss")
+        if len(val) >= 3 and len(train) >= 3 and val[-3] < val[-2] < val[-1] and train[-1] < train[-3]:
+            overfit.append(f"#{t.number} (val loss {val[-3]:.3f} → {val[-1]:.3f})")
+        if len(train) >= 2 and abs(train[-1] - train[0]) <= FLAT * abs(train[0]):
+            flat.append(f"#{t.number} ({train[0]:.3f} → {train[-1]:.3f})")
+        seeds = [v for v in (a.get("seed_metrics") or {}).get(metric, []) if v is not None]
+        if len(seeds) > 1 and statistics.pstdev(seeds) > HIGH_STD:
+            noisy.append(f"#{t.number} (std {statistics.pstdev(seeds):.3f})")
+    families: dict[str, list] = {}
+    for t in trials:
+        family = (t.user_attrs.get("spec") or t.params).get("family", "?")
+        families.setdefault(family, []).append(t)
+    pruned = []
+    for family, members in sorted(families.items()):
+        numbers = [t.number for t in members if t.state == State.PRUNED]
+        if len(numbers) >= PRUNED_MIN and len(numbers) >= PRUNED_SHARE * len(members):
+            pruned.append(f"{family}: {len(numbers)} of {len(members)} pruned (#{', #'.join(map(str, numbers))})")
+    label = metric.replace("_", " ")
+    return [
+        ("Diverged or failed", "state FAIL, or the run ended 'diverged' (non-finite loss)", diverged),
+        ("Exploding gradients", f"a batch gradient norm above {EXPLODING:g}× the trial's median epoch-mean norm", exploding),
+        ("Growing train/validation gap", "mean validation loss rose over each of the last 2 epochs while the mean "
+         "training loss fell", overfit),
+        ("No learning", f"final mean training loss within {FLAT:.0%} of the first epoch's", flat),
+        ("High variance over seeds", f"std of the validation {label} over a trial's seeds above {HIGH_STD:g}", noisy),
+        ("Many pruned trials in one family", f"at least {PRUNED_MIN} and at least {PRUNED_SHARE:.0%} of the "
+         "family's trials pruned", pruned),
+    ]
+
+
+def importances(study: optuna.Study, complete: list) -> dict:
+    """fANOVA parameter importances (seed 0), computed once; or why they could not be."""
+    if len(complete) < 2:
+        return {"error": f"parameter importances need at least 2 complete trials; this study has {len(complete)}"}
+    try:
+        found = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    except Exception as exc:  # small or degenerate studies (one value per parameter ...) cannot be analysed
+        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+        return {"error": f"parameter importances could not be computed for this study ({type(exc).__name__}: {detail})"}
+    return {"values": dict(found)}
+
+
+def history(complete: list) -> list[tuple[int, float]]:
+    return sorted((t.number, t.value) for t in complete)

@@ -1,0 +1,286 @@
+"""Build a report: load the study, evaluate the chosen configurations, compute, draw, render, export.
+
+The study chose configurations on validation metrics only. The report picks the best trial of
+each family and the top trials overall by validation value, retrains them on the final seeds and
+evaluates them on the test split (search/evaluate.py, cached in evaluations.json). It then
+computes every analysis into plain data, draws the figures and renders report.md from that data,
+writes summary.json and exports the recommended model to model/.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import optuna
+import sklearn
+import torch
+
+from data import LOADERS, Task, load_task, write_text
+from models import create_model
+from .. import defaults, figures
+from ..baselines import run_baselines
+from ..evaluate import Evaluations, baseline_entry, ranked, select, spec_of
+from ..storage import hide_password, open_storage
+from ..train import IMBALANCE, METRICS
+from ..util import json_safe
+from . import analysis
+from .markdown import LABEL, render
+
+WEIGHTS_LIMIT = 2 * 1024 * 1024  # bytes: larger exported weights are not meant to be committed (see model.md)
+
+
+class ReportError(Exception):
+    """A missing study, bad argument or mismatched data, reported as one line."""
+
+
+@dataclass
+class ReportConfig:
+    task: str
+    storage: str = defaults.STORAGE
+    study_name: str | None = None
+    data: str | None = None
+    seeds: int = defaults.FINAL_SEEDS
+    top: int = 3
+    out: str = "reports"
+    device: str = defaults.DEVICE
+    workers: int = 1
+    baselines: bool = True
+
+    def __post_init__(self):
+        if self.task not in LOADERS:
+            raise ReportError(f"task must be one of {sorted(LOADERS)}, got {self.task!r}")
+        self.study_name = self.study_name or self.task
+        for name in ("seeds", "top", "workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ReportError(f"--{name} must be an int >= 1, got {value!r}")
+
+    def command(self) -> str:
+        args = ["python -m search.report", self.task, "--storage", hide_password(self.storage),
+                "--study-name", self.study_name, "--seeds", str(self.seeds), "--top", str(self.top), "--out", self.out]
+        if self.data:
+            args += ["--data", shown_path(self.data)]
+        return " ".join(args[:1] + [shlex.quote(a) for a in args[1:]])
+
+
+def shown_path(path: str) -> str:
+    """A path as a report may print it: relative to the working folder when inside it, else its name only."""
+    try:
+        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else Path(path).name
+    except ValueError:
+        return Path(path).name
+
+
+def open_study(storage: str, name: str) -> optuna.Study:
+    store = open_storage(storage, heartbeat=None, must_exist=True)
+    try:
+        return optuna.load_study(study_name=name, storage=store)
+    except KeyError:
+        names = sorted(optuna.get_all_study_names(store))
+        there = f" (studies there: {', '.join(names)})" if names else " (no study there)"
+        raise ReportError(f"study {name!r} not found in {hide_password(storage)}{there}") from None
+
+
+def load_checked(config: ReportConfig, attrs: dict) -> tuple[Task, str | None]:
+    """The task data for retraining: --data, else the source the study recorded, else the loaders' default.
+
+    Refused if its class counts differ from the study's: the evaluations must use the data the search used.
+    """
+    recorded = (attrs.get("data") or {}).get("source")
+    source = config.data or (recorded if recorded and Path(recorded).exists() else None)
+    task = load_task(config.task, source)
+    if attrs.get("counts") is not None and task.counts() != attrs["counts"]:
+        raise ReportError(f"--data {source}: examples per class and split differ from those the study recorded; "
+                          "pass the data the study was run on")
+    return task, source
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "study"
+
+
+def check_out(out: Path) -> None:
+    """Fail before any training on an output folder that cannot be written."""
+    for parent in [out, *out.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ReportError(f"--out: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK):
+                raise ReportError(f"--out: {parent} is not writable")
+            return
+
+
+def baselines_of(config: ReportConfig, task: Task, metric: str, out: Path, data: dict) -> list[dict]:
+    """The scikit-learn baselines on the same splits, cached in baselines.json (they take a minute or two)."""
+    path = out / "baselines.json"
+    key = {"data": data, "metric": metric}
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key:
+            return saved["baselines"]
+    entries = [baseline_entry(result, task, metric) for result in run_baselines(task, metric=metric)]
+    write_text(path, json.dumps({"key": key, "baselines": entries}, indent=1, sort_keys=True) + "\n")
+    return entries
+
+
+def compute(config: ReportConfig, study: optuna.Study, evaluations: Evaluations, baselines: list[dict],
+            out: Path) -> dict:
+    """Everything the report says, as plain data."""
+    attrs = study.user_attrs
+    complete = ranked(study)
+    metric = attrs.get("metric") or complete[0].user_attrs.get("metric", "accuracy")
+    class_names = attrs.get("class_names") or [str(i) for i in range(len(complete[0].user_attrs["confusion"]))]
+    families, leaders = select(study, config.top)
+    trials = sorted(study.trials, key=lambda t: t.number)
+    best = complete[0]
+    best_entry = evaluations.get(spec_of(best))
+    recommended = analysis.recommendation(best, best_entry, baselines, metric)
+    confusions = {}
+    for family, trial in families.items():
+        summed = analysis.summed_confusion(evaluations.get(spec_of(trial)))
+        rates, pairs = analysis.confused_pairs(summed) if summed else (None, [])
+        confusions[family] = {"trial": trial.number, "rates": rates, "pairs": pairs,
+                              "seeds": [r["seed"] for r in evaluations.get(spec_of(trial))["runs"] if r["test"]]}
+    train_counts = (attrs.get("counts") or {}).get("train") or [0] * len(class_names)
+    return {
+        "study": study.study_name, "task": config.task, "metric": metric, "class_names": class_names,
+        "attrs": attrs, "storage": hide_password(config.storage), "top": config.top, "seeds": evaluations.seeds,
+        "fingerprint": evaluations.fingerprint, "complete": len(complete),
+        "versions": f"torch {torch.__version__}, optuna {optuna.__version__}, scikit-learn {sklearn.__version__}",
+        "commands": [hide_password(c) for c in attrs.get("commands", [])] + [config.command()],
+        "header": analysis.header(study, trials),
+        "recommended": recommended,
+        "model_dir": shown_path(str(out / "model")),
+        "baselines": baselines,
+        "families": [analysis.row(t, evaluations.get(spec_of(t))) for t in families.values()],
+        "leaders": [analysis.row(t, evaluations.get(spec_of(t))) for t in leaders],
+        "frontier": analysis.frontier(recommended, best_entry, baselines),
+        "curve_keys": [("train_loss", "training loss"), ("val_loss", "validation loss"),
+                       (f"val_{metric}", f"validation {LABEL.get(metric, metric)}")],
+        "curves": {f"{spec_of(t).family} (#{t.number})": [run["history"] for run in evaluations.get(spec_of(t))["runs"]]
+                   for t in families.values()},
+        "confusions": confusions,
+        "effects": analysis.effects(complete, metric),
+        "imbalance": analysis.imbalance(best, evaluations, class_names, train_counts),
+        "robustness": analysis.robustness(leaders, evaluations, metric),
+        "issues": analysis.find_issues(trials, metric),
+        "importances": analysis.importances(study, complete),
+        "history": analysis.history(complete),
+    }
+
+
+def draw(r: dict, out: Path) -> None:
+    """Every figure the report links, from the computed data."""
+    m = LABEL.get(r["metric"], r["metric"])
+    for key, label in r["curve_keys"]:
+        series = {name: [h.get(key, []) for h in runs] for name, runs in r["curves"].items()}
+        figures.curves(out / f"curves_{key}.png", series, label, f"{label} per epoch")
+    for family, c in r["confusions"].items():
+        if c["rates"] is not None:
+            figures.confusion(out / f"confusion_{family}.png", c["rates"], r["class_names"],
+                              f"{family} (#{c['trial']}), test")
+    if r["frontier"]["series"]:
+        figures.frontier(out / "frontier.png", r["frontier"]["series"], r["frontier"]["chosen"],
+                         "test accuracy vs balanced accuracy as tau varies")
+    e = r["effects"]
+    if e["width"]:
+        figures.effect(out / "effect_width.png", e["width"], "hidden size / channels (width)", m,
+                       f"{m} against width", scale="log2")
+        figures.effect(out / "effect_layers.png", e["layers"], "layers", m, f"{m} against depth")
+    for key, label in (("batch_size", "batch size"), ("clipnorm", "clipnorm (0 = no clipping)")):
+        figures.effect(out / f"effect_{key}.png", e[key], label, m, f"{m} against {key}")
+    i = r["imbalance"]
+    names = [r["class_names"][k] for k in i["order"]]
+    figures.grouped_bars(out / "imbalance_per_class.png", names,
+                         {"test recall": {v: [i["recall"][v][k] for k in i["order"]] for v in IMBALANCE},
+                          "test F1": {v: [i["f1"][v][k] for k in i["order"]] for v in IMBALANCE}},
+                         f"trial #{i['trial']} by imbalance strategy")
+    figures.history(out / "optuna_history.png", r["history"], f"search value (validation {m})", "optimisation history")
+    if "values" in r["importances"]:
+        figures.importances(out / "optuna_importances.png", r["importances"]["values"], "parameter importances")
+
+
+def summary(r: dict) -> dict:
+    """The machine-readable summary (summary.json)."""
+    rec = r["recommended"]
+    keep = lambda d: {k: d[k] for k in METRICS} if d else None  # noqa: E731
+    return json_safe({
+        "task": r["task"], "study": r["study"], "metric": r["metric"], "fingerprint": r["fingerprint"],
+        "recommended": {"trial": rec["trial"], "family": rec["family"], "spec": rec["spec"],
+                        "decision": {"rule": rec["decision"]["rule"], "tau": rec["decision"]["tau"]},
+                        "seeds": rec["seeds"], "search_value": rec["search_value"],
+                        "winners_curse": rec["winners_curse"],
+                        "test": keep(rec["test"]), "test_std": keep(rec["test_std"]),
+                        "test_ensemble": keep(rec["test_ensemble"]), "beats_baselines": rec["beats"]},
+        "families": [{"family": row["family"], "trial": row["trial"],
+                      "test": {m: analysis.mean_std(row["test"][m])[0] if analysis.mean_std(row["test"][m]) else None
+                               for m in METRICS}, "test_ensemble": keep(row["test_ensemble"])}
+                     for row in r["families"]],
+        "baselines": [{"name": b["name"], "description": b["description"], "tau": b["tau"], "test": b["test"],
+                       "test_adjusted": b["test_adjusted"]} for b in r["baselines"]],
+    })
+
+
+def export(r: dict, config: ReportConfig, evaluations: Evaluations, task: Task, spec, out: Path) -> Path:
+    """The recommended model, as deployed: each final seed's weights, preprocessing, decision rule, card."""
+    from ..export import save_model  # imported here: the card's rendering is only needed for a report
+    key = evaluations.key(spec)
+    folder = out / "model"
+    card = folder / "model.json"
+    if card.exists() and json.loads(card.read_text()).get("source", {}).get("evaluation") == key \
+            and all((folder / f).exists() for f in json.loads(card.read_text()).get("weights", {}).get("files", [])):
+        return folder
+    if key not in evaluations.states:
+        evaluations.run([spec], keep_models={spec})
+    models = []
+    for state in evaluations.states[key]:
+        model = create_model(spec, task.input_size, task.num_classes, task.seq_len)
+        model.load_state_dict(state)
+        models.append(model.eval())
+    rec = r["recommended"]
+    metrics = {"seeds": {m: rec["test"].get(m) for m in METRICS}, "ensemble": rec["test_ensemble"],
+               "confusion": rec["confusion"]}
+    source = {"study": r["study"], "trial": rec["trial"], "storage": r["storage"], "evaluation": key,
+              "command": config.command()}
+    return save_model(folder, spec, task, models, evaluations.seeds, {"tau": rec["decision"]["tau"]}, metrics, source)
+
+
+def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, flush=True)) -> tuple[Path, Evaluations]:
+    """Write <out>/<study>/report.md, its figures, summary.json and model/; return the report's path."""
+    if config.data is not None and not Path(config.data).exists():
+        raise ReportError(f"--data {config.data!r}: no such file or folder")
+    study = open_study(config.storage, config.study_name)
+    attrs = study.user_attrs
+    if attrs.get("task", config.task) != config.task:
+        raise ReportError(f"study {config.study_name!r} is a {attrs['task']} study, not {config.task}")
+    complete = ranked(study)
+    if not complete:
+        raise ReportError(f"study {config.study_name!r} has no complete trial in {hide_password(config.storage)}")
+    out = Path(config.out) / safe_name(study.study_name)
+    check_out(out)
+    task, source = load_checked(config, attrs)
+    metric = attrs.get("metric") or complete[0].user_attrs.get("metric", "accuracy")
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"task": config.task, "split": (attrs.get("data") or {}).get("split"), "counts": attrs.get("counts")}
+    evaluations = Evaluations(out / "evaluations.json", data, defaults.final_seeds(config.seeds), metric,
+                              config.task, source, config.device, config.workers, write)
+    # Every configuration the report needs, evaluated first (in parallel), then read from the cache.
+    families, leaders = select(study, config.top)
+    best = spec_of(complete[0])
+    wanted = [spec_of(t) for t in [*families.values(), *leaders]] + [replace(best, imbalance=v) for v in IMBALANCE]
+    folder_ok = (out / "model" / "model.json").exists()
+    evaluations.run(wanted, keep_models=set() if folder_ok else {best})
+    baselines = baselines_of(config, task, metric, out, data) if config.baselines else []
+    r = compute(config, study, evaluations, baselines, out)
+    draw(r, out)
+    write_text(out / "report.md", render(r))
+    write_text(out / "summary.json", json.dumps(summary(r), indent=1, sort_keys=True) + "\n")
+    export(r, config, evaluations, task, best, out)
+    return out / "report.md", evaluations
+
+

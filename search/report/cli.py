@@ -1,0 +1,56 @@
+"""python -m search.report TASK: the command line of the report (parse, build, print)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+import optuna
+import torch
+
+from data import LOADERS, DataError
+from .. import defaults
+from ..storage import StorageError
+from ..study import StudyError
+from .build import ReportConfig, ReportError, build
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m search.report",
+                                description="Write a Markdown report (with PNG figures, summary.json and the exported "
+                                            "recommended model) of a study, with final test-split evaluations.")
+    p.add_argument("task", choices=sorted(LOADERS))
+    p.add_argument("--storage", default=defaults.STORAGE, help="the study's SQLAlchemy URL (default %(default)s)")
+    p.add_argument("--study-name", default=None, help="default: the task name")
+    p.add_argument("--data", default=None, help="data folder or archive (default: the source the study recorded)")
+    p.add_argument("--seeds", type=int, default=defaults.FINAL_SEEDS,
+                   help=f"final seeds per evaluation: {defaults.FINAL_SEED_BASE}, {defaults.FINAL_SEED_BASE + 1}, ... "
+                        "(never a search seed; default %(default)s)")
+    p.add_argument("--top", type=int, default=3, help="top configurations overall to evaluate (default 3)")
+    p.add_argument("--out", default="reports", help="reports folder; writes OUT/<study>/report.md (default reports)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.DEVICE)
+    p.add_argument("--workers", type=int, default=None,
+                   help="evaluation processes, one torch thread each (default: one per core)")
+    p.add_argument("--no-baselines", action="store_true", help="skip the scikit-learn baselines")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    from ..workers import default_workers
+    try:
+        torch.set_num_threads(defaults.THREADS)
+        config = ReportConfig(task=args.task, storage=args.storage, study_name=args.study_name, data=args.data,
+                              seeds=args.seeds, top=args.top, out=args.out, device=args.device,
+                              workers=args.workers or default_workers(), baselines=not args.no_baselines)
+        path, evaluations = build(config)
+    except (ReportError, StudyError, StorageError, DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: finished evaluations are kept in evaluations.json", file=sys.stderr)
+        sys.exit(130)
+    print(f"{path} ({evaluations.trained} configurations trained, {evaluations.reused} evaluations reused "
+          f"from {evaluations.path})")

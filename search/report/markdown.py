@@ -1,0 +1,398 @@
+"""The report's text: each section is a pure function of the computed data (search/report/analysis.py)."""
+from __future__ import annotations
+
+import math
+import statistics
+
+from ..train import IMBALANCE, METRICS
+from .analysis import find_issues, mean_std, median_by
+
+LABEL = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1"}
+
+
+def fmt(values: list, digits: int = 3) -> str:
+    """mean ± std over the finite values (a diverged seed has none); the count when some are missing."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return "n/a"
+    mean, std = mean_std(finite)
+    text = f"{mean:.{digits}f} ± {std:.{digits}f}" if len(finite) > 1 else f"{mean:.{digits}f}"
+    return text if len(finite) == len(values) else f"{text} ({len(finite)} of {len(values)} seeds)"
+
+
+def num(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h {rest // 60:02d}m {rest % 60:02d}s" if hours else f"{rest // 60}m {rest % 60:02d}s"
+
+
+def seed_range(seeds: list[int]) -> str:
+    return f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)) \
+        else ", ".join(map(str, seeds))
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows] + [""]
+
+
+def image(name: str, alt: str, caption: str) -> list[str]:
+    return [f"![{alt}]({name})", "", f"*{caption}*", ""]
+
+
+def search_cell(value: float, complete: bool) -> str:
+    """The validation value the search saw; † marks a pruned trial (its last reported value)."""
+    return f"{value:.3f}" + ("" if complete else " †")
+
+
+def header(r: dict) -> list[str]:
+    h, m = r["header"], r["metric"]
+    counted = ", ".join(f"{n} {name}" for name, n in h["counts"].items())
+    lines = [
+        f"# Study report: `{r['study']}` (task {r['task']})", "",
+        "Written by `python -m search.report` from the study's storage and the final evaluations cached in "
+        "`evaluations.json` beside this file; regenerating it from the same storage gives the same text. "
+        "The machine-readable summary is `summary.json`.", "",
+        "## Search", "",
+        f"- Task: **{r['task']}**, {len(r['class_names'])} classes. The search maximised the validation "
+        f"**{LABEL.get(m, m)}**, each trial's value being the mean over its {r['attrs'].get('seeds', '?')} seeds "
+        f"({seed_range(list(range(r['attrs'].get('seeds') or 1)))}).",
+        f"- Storage: `{r['storage']}`, study `{r['study']}`.",
+        f"- Trials: {h['total']} ({counted}).",
+        f"- Search time: {duration(h['busy_seconds'])} summed over the durations of {h['finished']} finished trials; "
+        f"{duration(h['span_seconds'])} from the first trial's start to the last trial's end.",
+        f"- Budget strategy {r['attrs'].get('strategy', '?')}, pruner {r['attrs'].get('pruner', '?')}, sampler seed "
+        f"{r['attrs'].get('sampler_seed')}; fixed parameters {r['attrs'].get('fixed') or 'none'}; "
+        f"grid {r['attrs'].get('grid') or 'none'}.",
+        f"- Versions used to write this report: {r['versions']}; training-code fingerprint `{r['fingerprint']}`.", "",
+    ]
+    data = r["attrs"].get("data", {})
+    lines += ["## Data", ""]
+    if data.get("split"):
+        lines.append(f"- Splits: {data['split']}.")
+    for split, subjects in (data.get("subjects") or {}).items():
+        lines.append(f"- {split} subjects: {', '.join(map(str, subjects))}.")
+    if data.get("encoding"):
+        lines.append(f"- Encoding: {data['encoding']}.")
+    lines.append("")
+    counts = r["attrs"].get("counts")
+    if counts:
+        rows = [[name] + [counts[s][k] for s in ("train", "val", "test")] for k, name in enumerate(r["class_names"])]
+        rows.append(["**total**"] + [f"**{sum(counts[s])}**" for s in ("train", "val", "test")])
+        lines += table(["class", "train", "val", "test"], rows)
+        lines += ["*Examples per class and split, as recorded in the study when it ran (study attribute `counts`).*", ""]
+    lines += ["## Reproduce", "", "```bash"] + r["commands"] + ["```", ""]
+    return lines
+
+
+def recommendation(r: dict) -> list[str]:
+    rec, m = r["recommended"], r["metric"]
+    tau = rec["decision"]["tau"]
+    rule = (f"post-hoc logit adjustment with tau = {tau:g}, chosen on the validation split for the study's "
+            f"{LABEL.get(m, m)}" if rec["decision"]["rule"] == "logit_adjust" else "the plain argmax")
+    lines = [
+        "## Recommendation", "",
+        f"**{rec['family']}, trial #{rec['trial']}**: `{rec['configuration']}`; decision rule: {rule}.", "",
+        f"It has the best search value (validation {LABEL.get(m, m)} {rec['search_value']:.4f}, mean over the "
+        f"search seeds). Retrained on the final seeds {seed_range(rec['seeds'])}, which the search never used, "
+        "and evaluated once on the test split:", "",
+    ]
+    rows = [["mean ± std over the seeds"] + [f"{rec['test'].get(k, math.nan):.3f} ± {rec['test_std'].get(k, 0):.3f}"
+                                              for k in METRICS]]
+    if rec["test_ensemble"]:
+        rows.append(["seed ensemble (averaged probabilities)"] + [f"{rec['test_ensemble'][k]:.3f}" for k in METRICS])
+    lines += table(["test"] + [LABEL[k] for k in METRICS], rows)
+    for metric, b in rec["beats"].items():
+        verdict = "beats" if b["beats"] else "does **not** beat"
+        lines.append(f"- Test {LABEL[metric]}: the recommended model ({b['model']:.3f}) {verdict} the best "
+                     f"scikit-learn baseline ({b['baseline_name']}, {b['baseline']:.3f}).")
+    if rec["winners_curse"] is not None:
+        lines.append(f"- Winner's curse: search value {rec['search_value']:.4f} against {rec['fresh_value']:.4f} on "
+                     f"the validation split with the fresh seeds: {rec['winners_curse']:+.4f} (how much the choice "
+                     "flattered itself).")
+    lines += ["", f"The exported model (weights of the {len(rec['seeds'])} seeds, preprocessing, decision rule and a "
+              "model card) is in `model/`: `python -m search.predict "
+              f"{r['task']} --model {r['model_dir']} ...`.", ""]
+    return lines
+
+
+def leaderboard(r: dict) -> list[str]:
+    m = r["metric"]
+    lines = [
+        "## Final evaluation", "",
+        f"Configurations are chosen by validation value only (`trial.value`, the mean validation {LABEL.get(m, m)} "
+        f"over the search seeds, COMPLETE trials): the best trial of each family and the {r['top']} best "
+        f"distinct configurations overall. Each is retrained from scratch on seeds {seed_range(r['seeds'])} "
+        "(disjoint from the search seeds) and evaluated once on the test split, which the search never saw. "
+        "Validation and test columns are mean ± std over those seeds (after the last epoch, test under the "
+        "configuration's decision rule); the ensemble column averages the seeds' probabilities; training time is "
+        "seconds per seed.", "",
+    ]
+    header_ = ["model", "trial", "configuration", "parameters", f"search val {LABEL.get(m, m)}"] + \
+        [f"val {LABEL[k]}" for k in METRICS] + [f"test {LABEL[k]}" for k in METRICS] + \
+        ["ensemble test acc / bal acc", "train s/seed"]
+
+    def cells(row: dict) -> list:
+        ensemble = row["test_ensemble"]
+        return ([row["family"], f"#{row['trial']}", f"`{row['configuration']}`"
+                 + (f" (tau {row['tau']:g})" if row["tau"] else ""), f"{row['params']:,}",
+                 search_cell(row["search_value"], row["complete"])]
+                + [fmt(row["val"][k]) for k in METRICS] + [fmt(row["test"][k]) for k in METRICS]
+                + [f"{ensemble['accuracy']:.3f} / {ensemble['balanced_accuracy']:.3f}" if ensemble else "n/a",
+                   f"{row['seconds']:.1f}"])
+
+    def baseline_cells(b: dict, adjusted: bool) -> list:
+        val, test = (b["val_adjusted"], b["test_adjusted"]) if adjusted else (b["val"], b["test"])
+        name = b["name"] + (f" + logit adjustment (tau {b['tau']:g})" if adjusted else "")
+        return ([f"baseline: {name}", "-", b["description"], "-", "-"] + [f"{val[k]:.3f}" for k in METRICS]
+                + [f"{test[k]:.3f}" for k in METRICS] + ["-", f"{b['seconds']:.1f}"])
+
+    baseline_rows = [baseline_cells(b, False) for b in r["baselines"]] + \
+        [baseline_cells(b, True) for b in r["baselines"] if b["tau"]]
+    lines += ["### Best configuration of each family, and the scikit-learn baselines", ""]
+    lines += table(header_, [cells(row) for row in r["families"]] + baseline_rows)
+    lines += [f"*One row per family searched ({len(r['families'])}); {r['complete']} complete trials considered. "
+              "† no trial of this family completed (all pruned): its row is the pruned trial with the best last "
+              "reported validation value, retrained here with its full epoch budget. Baselines are fitted on the "
+              "same training split, their hyper-parameters and tau chosen on the validation split; deterministic, "
+              "so one run each. Parameters: trainable parameter count of the model.*", ""]
+    lines += ["### Top configurations overall", ""]
+    lines += table(header_, [cells(row) for row in r["leaders"]])
+    lines += [f"*The {len(r['leaders'])} best distinct configurations by search value.*", ""]
+    return lines
+
+
+def tradeoff(r: dict) -> list[str]:
+    if not r["frontier"]["series"]:
+        return []
+    rec = r["recommended"]
+    lines = ["## Accuracy against balanced accuracy", "",
+             "Post-hoc logit adjustment moves a model along a curve: predicted class = argmax(log-probabilities "
+             "- tau × log(training class prior)); tau = 0 is the plain argmax. Each point is a tau (labelled); the "
+             "circled one is the tau chosen on the validation split.", ""]
+    lines += image("frontier.png", "accuracy against balanced accuracy",
+                   f"Test accuracy against test balanced accuracy as tau varies: the recommended model's ensemble of "
+                   f"seeds {seed_range(rec['seeds'])} and each scikit-learn baseline (one fit each).")
+    points = []
+    for label, series in r["frontier"]["series"].items():
+        best = max(series, key=lambda p: (min(p["accuracy"], p["balanced_accuracy"]), -p["tau"]))
+        points.append(f"{label}: tau 0 → {series[0]['accuracy']:.3f} / {series[0]['balanced_accuracy']:.3f}; "
+                      f"tau {best['tau']:g} → {best['accuracy']:.3f} / {best['balanced_accuracy']:.3f}")
+    lines += ["Accuracy / balanced accuracy on the test split (tau 0, and the tau with the highest smaller of the "
+              "two): " + "; ".join(points) + ".", ""]
+    return lines
+
+
+def learning_curves(r: dict) -> list[str]:
+    lines = ["## Learning curves", ""]
+    chosen = ", ".join(f"#{row['trial']} {row['family']}" for row in r["families"])
+    for key, label in r["curve_keys"]:
+        how = "the mean over the epoch's training batches" if key == "train_loss" else "on the validation split after the epoch"
+        lines += image(f"curves_{key}.png", label, f"{label.capitalize()} per epoch ({how}) of the best trial of each "
+                       f"family ({chosen}), retrained on seeds {seed_range(r['seeds'])}: line = mean over seeds, "
+                       "band = min..max over seeds.")
+    return lines
+
+
+def confusion_matrices(r: dict) -> list[str]:
+    lines = ["## Confusion matrices (test)", ""]
+    names = r["class_names"]
+    for family, c in r["confusions"].items():
+        lines += [f"### {family} (trial #{c['trial']})", ""]
+        if c["rates"] is None:
+            lines += [f"Every evaluation seed of trial #{c['trial']} diverged: no test predictions.", ""]
+            continue
+        lines += image(f"confusion_{family}.png", f"confusion {family}",
+                       f"Test-split confusion matrix of trial #{c['trial']}, summed over seeds "
+                       f"{seed_range(c['seeds'])} and normalised per true class (rows sum to 1).")
+        if c["pairs"]:
+            listed = "; ".join(f"{names[i]} → {names[j]} {rate:.1%} ({n} examples)" for rate, n, i, j in c["pairs"])
+            lines += [f"Most confused (true → predicted, share of the true class): {listed}.", ""]
+        else:
+            lines += ["No test example was misclassified.", ""]
+    return lines
+
+
+def effects(r: dict) -> list[str]:
+    m = LABEL.get(r["metric"], r["metric"])
+    e = r["effects"]
+    lines = ["## Effects seen across trials", "",
+             f"Each point is one COMPLETE trial: its search value (mean validation {m} over its seeds) with an error "
+             "bar of ± the std over those seeds (`seed_metrics`). Other parameters vary between trials, so these are "
+             "associations, not controlled comparisons.", ""]
+    points = e["width"]
+    if points:
+        lines += image("effect_width.png", "width", f"Validation {m} against width; "
+                       f"{count(len(points), 'complete trial')} (linear excluded).")
+        answers = []
+        for family in sorted({p[0] for p in points}):
+            by = median_by([p for p in points if p[0] == family])
+            if len(by) == 1:
+                (width, (med, n)), = by.items()
+                answers.append(f"{family}: only width {width:g} tried ({count(n, 'trial')}, median {med:.3f})")
+            else:
+                width, (med, n) = max(by.items(), key=lambda kv: (kv[1][0], -kv[0]))
+                answers.append(f"{family}: best width {width:g} (median {med:.3f} over its {count(n, 'trial')} at "
+                               f"that width; {len(by)} widths tried)")
+        lines += [f"Best width per family by the median of trial values: {'; '.join(answers)}. "
+                  f"Based on {count(len(points), 'trial')}.", ""]
+    else:
+        lines += ["Only linear trials completed: they have no hidden layers, so width and depth do not apply.", ""]
+    points = e["layers"]
+    if points:
+        lines += image("effect_layers.png", "layers", f"Validation {m} against the number of stacked layers; "
+                       f"{count(len(points), 'complete trial')} (linear excluded).")
+        one = [p[2] for p in points if p[1] == 1]
+        stacked = [p[2] for p in points if p[1] > 1]
+        by = "; ".join(f"{v}: {med:.3f} ({n})" for v, (med, n) in median_by(points).items())
+        text = f"Median of trial values by layers (trials): {by}."
+        if one and stacked:
+            diff = statistics.median(stacked) - statistics.median(one)
+            text += (f" Stacked (2+ layers): median {statistics.median(stacked):.3f} over "
+                     f"{count(len(stacked), 'trial')} vs {statistics.median(one):.3f} over "
+                     f"{count(len(one), 'single-layer trial')}: stacking {'helped' if diff > 0 else 'did not help'} "
+                     f"({diff:+.3f}).")
+        else:
+            text += f" No {'stacked' if one else 'single-layer'} trial completed, so stacking cannot be judged."
+        lines += [f"{text} Based on {count(len(points), 'trial')}.", ""]
+    for key, label in (("batch_size", "batch size"), ("clipnorm", "clipnorm (0 = no clipping)")):
+        points = e[key]
+        lines += image(f"effect_{key}.png", key, f"Validation {m} against {label}; "
+                       f"{count(len(points), 'complete trial')}, all families.")
+        by = median_by(points)
+        medians = "; ".join(f"{v:g}: {med:.3f} ({n})" for v, (med, n) in by.items())
+        best, (med, n) = max(by.items(), key=lambda kv: (kv[1][0], -kv[0]))
+        text = f"Median of trial values by {key} (trials): {medians}. Highest median at {best:g}."
+        if key == "clipnorm":
+            clipped = [p[2] for p in points if p[1] > 0]
+            free = [p[2] for p in points if p[1] == 0]
+            if clipped and free:
+                text += (f" Clipped: median {statistics.median(clipped):.3f} over {count(len(clipped), 'trial')}; "
+                         f"unclipped: {statistics.median(free):.3f} over {len(free)}.")
+            text += (" Why clip: a gradient norm that spikes (see Issues spotted, exploding gradients) takes one huge "
+                     "step; clipping bounds the step's length and keeps its direction. The review report measures "
+                     "this against sequence length.")
+        if len(by) == 1:
+            text += " Only one value was tried, so no effect can be measured."
+        lines += [f"{text} Based on {count(len(points), 'trial')}.", ""]
+    return lines
+
+
+def imbalance(r: dict) -> list[str]:
+    i = r["imbalance"]
+    names = r["class_names"]
+    counts, order, recall, f1 = i["train_counts"], i["order"], i["recall"], i["f1"]
+    seeds = seed_range(r["seeds"])
+    lines = ["## Class imbalance", "",
+             f"The best trial (#{i['trial']}, `{i['configuration']}`) retrained with each imbalance strategy, nothing "
+             f"else changed, on seeds {seeds}; test-split metrics under the configuration's decision rule, mean ± std "
+             f"over seeds. The search itself chose imbalance={i['chosen']} for this trial. `class_weights`: weighted "
+             "cross-entropy from the training split's class frequencies; `oversample`: training examples drawn with "
+             "class-uniform probability each epoch; `logit_adjust`: cross-entropy on logits + log(training prior). "
+             "All are computed from the training split only; validation and test are never resampled or reweighted.", ""]
+    base = mean_std(i["rows"]["none"]["test"]["balanced_accuracy"])
+    rows = []
+    for value, entry in i["rows"].items():
+        now = mean_std(entry["test"]["balanced_accuracy"])
+        change = f"{now[0] - base[0]:+.3f}" if now and base else "n/a"
+        rows.append([value, fmt(entry["val_balanced"])] + [fmt(entry["test"][k]) for k in METRICS] + [change])
+    lines += table(["imbalance", "val balanced accuracy"] + [f"test {LABEL[k]}" for k in METRICS]
+                   + ["test balanced accuracy change vs none"], rows)
+    rows = [[names[k], counts[k]] + [f"{recall[v][k]:.3f}" for v in IMBALANCE] + [f"{f1[v][k]:.3f}" for v in IMBALANCE]
+            for k in order]
+    lines += table(["class", "train examples"] + [f"recall {v}" for v in IMBALANCE] + [f"F1 {v}" for v in IMBALANCE], rows)
+    lines += [f"*Per-class test recall and F1, mean over seeds {seeds}, classes from fewest to most training examples.*", ""]
+    lines += image("imbalance_per_class.png", "imbalance", f"Per-class test recall and F1 of trial #{i['trial']}'s "
+                   f"configuration under each imbalance strategy (mean over seeds {seeds}), classes from fewest to "
+                   "most training examples.")
+    rare, largest = order[:3], order[-1]
+    recalls = lambda k: ", ".join(f"{v} {recall[v][k]:.3f}" for v in IMBALANCE)  # noqa: E731
+    rare_recall = {v: statistics.fmean(recall[v][k] for k in rare) for v in IMBALANCE}
+    text = (f"Test recall of the {len(rare)} classes with the fewest training examples: "
+            + "; ".join(f"{names[k]} ({counts[k]}): {recalls(k)}" for k in rare)
+            + f" (their mean: {', '.join(f'{v} {rare_recall[v]:.3f}' for v in IMBALANCE)}). The largest class, "
+            f"{names[largest]} ({counts[largest]}): {recalls(largest)}.")
+    balanced = {v: mean_std(i["rows"][v]["test"]["balanced_accuracy"]) for v in IMBALANCE}
+    accuracy = {v: mean_std(i["rows"][v]["test"]["accuracy"]) for v in IMBALANCE}
+    if all(balanced.values()) and all(accuracy.values()):
+        best_value = max(IMBALANCE, key=lambda v: (balanced[v][0], -IMBALANCE.index(v)))
+        if best_value == "none":
+            text += f" No treatment raised balanced accuracy above {balanced['none'][0]:.3f} (none)."
+        else:
+            text += (f" What the treatment changes: balanced accuracy is highest with {best_value}, "
+                     f"{balanced[best_value][0]:.3f} vs {balanced['none'][0]:.3f} without "
+                     f"({balanced[best_value][0] - balanced['none'][0]:+.3f}), while accuracy goes from "
+                     f"{accuracy['none'][0]:.3f} to {accuracy[best_value][0]:.3f} "
+                     f"({accuracy[best_value][0] - accuracy['none'][0]:+.3f}). Why: the plain loss is minimised by "
+                     "favouring the frequent classes, so rare classes lose recall; each treatment raises the weight "
+                     "of rare classes, which buys their recall with some errors on the frequent ones (see the "
+                     "accuracy/balanced-accuracy curve above).")
+    lines += [text, ""]
+    return lines
+
+
+def robustness(r: dict) -> list[str]:
+    m, rb = r["metric"], r["robustness"]
+    lines = ["## Seed robustness", "",
+             f"The top {len(rb['per_seed'])} configurations by search value, each retrained on seeds "
+             f"{seed_range(r['seeds'])}: {LABEL.get(m, m)} per seed on the validation and test splits.", ""]
+    rows = []
+    for number, values in rb["per_seed"].items():
+        spread = [v for v in values["test"] if v is not None]
+        rows.append([f"#{number}", values["family"]] +
+                    [f"{num(v)} / {num(w)}" for v, w in zip(values["val"], values["test"])] +
+                    [fmt(values["val"]), fmt(values["test"]), f"{max(spread) - min(spread):.3f}" if spread else "n/a"])
+    lines += table(["trial", "family"] + [f"seed {s} val / test" for s in r["seeds"]] +
+                   ["val mean ± std", "test mean ± std", "test range (max − min)"], rows)
+    if len(rb["per_seed"]) < 2:
+        lines += ["Only one configuration completed: no ranking to compare.", ""]
+    elif rb["flips"]:
+        lines += ["Rankings that flip between seeds (per-seed comparison against the mean over seeds):", ""]
+        lines += [f"- {f['split']}: #{f['first']} is ahead of #{f['second']} on the mean ({f['means'][0]:.3f} vs "
+                  f"{f['means'][1]:.3f}) but seed(s) {', '.join(map(str, f['seeds']))} rank #{f['second']} first."
+                  for f in rb["flips"]] + [""]
+    else:
+        lines += [f"No ranking flips: every seed orders these {len(rb['per_seed'])} configurations as their means do, "
+                  "on both splits.", ""]
+    return lines
+
+
+def issues(r: dict) -> list[str]:
+    lines = ["## Issues spotted", "",
+             f"Rules applied to the curves recorded for all {r['header']['total']} trials (per-epoch means over each "
+             "trial's seeds); trial numbers listed.", ""]
+    for title, rule, found in r["issues"]:
+        lines.append(f"- **{title}** ({rule}): {', '.join(found) if found else 'none'}.")
+    return lines + [""]
+
+
+def optuna_views(r: dict) -> list[str]:
+    lines = ["## Optuna's views", ""]
+    lines += image("optuna_history.png", "optimisation history", f"Search value of each of the {r['complete']} "
+                   "complete trials in trial order, with the best value so far.")
+    found = r["importances"]
+    if "error" in found:
+        return lines + [found["error"][0].upper() + found["error"][1:] + ".", ""]
+    listed = ", ".join(f"{k} {v:.2f}" for k, v in found["values"].items() if v >= 0.005)
+    lines += image("optuna_importances.png", "parameter importances", "fANOVA parameter importances "
+                   f"(optuna.importance, seed 0) over the {r['complete']} complete trials' search values.")
+    return lines + [f"Parameters with importance ≥ 0.005: {listed or 'none'}.", ""]
+
+
+SECTIONS = (header, recommendation, leaderboard, tradeoff, learning_curves, confusion_matrices, effects, imbalance,
+            robustness, issues, optuna_views)
+
+
+def render(r: dict) -> str:
+    return "\n".join(line for section in SECTIONS for line in section(r)).rstrip() + "\n"
+
+
+__all__ = ["find_issues", "render"]
