@@ -235,7 +235,7 @@ def save_model(folder, spec: TrialSpec, task: Task, models: list[torch.nn.Module
     if not models or len(models) != len(seeds) or len(set(seeds)) != len(seeds):
         raise ValueError(f"models and seeds must be equally long, non-empty and seeds distinct, "
                          f"got {len(models)} models and seeds {list(seeds)}")
-    tau = decision.get("tau", 0.0) if isinstance(decision, dict) else decision
+    tau = decision.get("tau", 0.0)
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau):
         raise ValueError(f"decision['tau'] must be a finite float, got {tau!r}")
     preprocessing = preprocessing_of(task)
@@ -253,7 +253,7 @@ def save_model(folder, spec: TrialSpec, task: Task, models: list[torch.nn.Module
         "params": module_param_count(fresh),
         "seeds": [int(s) for s in seeds],
         "decision": {**decision, "tau": float(tau), **prior_of(task),
-                     "rule": "argmax(log p - tau * log prior); p = mean of the seeds' softmax probabilities"},
+                     "formula": "argmax(log p - tau * log prior); p = mean of the seeds' softmax probabilities"},
         "preprocessing": preprocessing,
         "metrics": json_safe(metrics),
         "data": data_description(task),
@@ -316,6 +316,8 @@ def load_model(folder, device: str | torch.device = "cpu") -> Predictor:
         classes = card["class_names"]
         if len(card["decision"]["log_prior"]) != len(classes) or not card["weights"]:
             raise ValueError("prior and class names differ in length, or no weight file is listed")
+        if card["task"] == "har" and pre["channels"] != CHANNELS:
+            raise ValueError(f"channels {pre['channels']} differ from the order this version reads, {CHANNELS}")
     except (TypeError, ValueError, KeyError) as exc:
         raise ModelError(f"{path}: corrupt ({type(exc).__name__}: {exc})") from None
     models = []
@@ -373,7 +375,7 @@ def model_card(card: dict, folder: Path) -> str:
     """model.md: what the model is, how to use it, test metrics, known confusions, what it is (not) for."""
     task, spec, names, pre = card["task"], card["spec"], card["class_names"], card["preprocessing"]
     seeds, metrics, source, decision = card["seeds"], card["metrics"] or {}, card["source"] or {}, card["decision"]
-    setting = " ".join(f"{k}={v}" for k, v in spec.items() if k != "family")
+    setting = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.items() if k != "family")
     where = f"trial #{source['trial']} of study {source.get('study')!r}" if "trial" in source else "a study"
     lines = [f"# {task} model: {spec['family']} ensemble of {len(seeds)} seeds", "",
              f"An ensemble of {len(seeds)} `{spec['family']}` networks ({card['params']:,} parameters each), the "
