@@ -38,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
                            epilog=CSV_LAYOUT + ".")
     har.add_argument("input", metavar="INPUT",
                      help=f"a UCI-layout 'Inertial Signals' folder, a .npy/.npz array of shape (N, {STEPS}, "
-                          f"{len(CHANNELS)}) in the channel order {','.join(CHANNELS)}, or a .csv (layout below)")
+                          f"{len(CHANNELS)}) in the channel order {', '.join(CHANNELS)}, or a .csv (layout below)")
     for sub in (names, har):
         sub.add_argument("--model", required=True, help="the model folder (model.json, weights/)")
         sub.add_argument("--format", choices=["text", "csv", "json"], default="text", help="output (default text)")
