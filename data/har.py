@@ -6,13 +6,15 @@ import io
 import os
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .source import cache_dir, check_zip, resolve
+from .files import atomic_path
+from .source import cache_dir, check_zip, discard_damaged, remove_stale_parts, resolve
 from .task import DataError, Split, Task
 
 HAR_URL = "https://archive.ics.uci.edu/static/public/240/human+activity+recognition+using+smartphones.zip"
@@ -120,19 +122,28 @@ def _cached_arrays(source: Path) -> tuple[dict[str, np.ndarray], Path]:
                          for p in sorted(source.rglob("*")) if p.is_file())
     key = hashlib.sha1(stamp.encode()).hexdigest()[:16]
     cached = cache_dir() / f"har-{key}.npz"
+    remove_stale_parts(cached.parent)
     if cached.exists():
-        with np.load(cached) as npz:
-            return {name: npz[name] for name in npz.files}, cached
+        try:
+            return _read_cache(cached), cached
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+            discard_damaged(cached, f"{type(exc).__name__}: {exc}")
     archive = _Archive(source)
     arrays = _parse_split(archive, "train") | _parse_split(archive, "test")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(cached.name + f".part{os.getpid()}.npz")
-    try:
+    with atomic_path(cached, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
-        os.replace(tmp, cached)
-    finally:
-        tmp.unlink(missing_ok=True)
     return arrays, cached
+
+
+def _read_cache(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a cache file, checked: a truncated or corrupt file raises (zip CRCs, keys, shapes)."""
+    with np.load(path) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    for split in ("train", "test"):
+        x, y, subjects = arrays[f"x_{split}"], arrays[f"y_{split}"], arrays[f"subject_{split}"]
+        if x.shape[1:] != (STEPS, len(CHANNELS)) or not len(x) == len(y) == len(subjects):
+            raise ValueError(f"{split} arrays of shapes {x.shape}, {y.shape}, {subjects.shape}")
+    return arrays
 
 
 def _validate_download(path: Path) -> None:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 import urllib.error
 import urllib.request
 import zipfile
@@ -9,6 +11,7 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
+from .files import atomic_path
 from .task import DataError
 
 CACHE_DIR = Path(__file__).resolve().parent / "cache"
@@ -17,6 +20,36 @@ CACHE_DIR = Path(__file__).resolve().parent / "cache"
 def cache_dir() -> Path:
     """The git-ignored cache folder; DATA_CACHE overrides it (tests use a temporary one)."""
     return Path(os.environ.get("DATA_CACHE", CACHE_DIR))
+
+
+# Temporary files of a write: ".<name>.<pid>.part..." (data/files.py) or "<name>.part<pid>..." (older code).
+_PART = re.compile(r"^\..+\.(?P<pid>\d+)\.part|\.part(?P<old>\d+)")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def remove_stale_parts(folder: Path) -> None:
+    """Delete the temporary files of cache writes whose process was killed (they are never renamed)."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        found = _PART.search(path.name)
+        if found and path.is_file() and not _alive(int(found["pid"] or found["old"])):
+            path.unlink(missing_ok=True)
+
+
+def discard_damaged(path: Path, reason: str) -> None:
+    """A damaged cache file is named on stderr and removed, so the caller rebuilds it."""
+    print(f"warning: {path}: damaged cache file ({reason}); removed, rebuilding it", file=sys.stderr, flush=True)
+    path.unlink(missing_ok=True)
 
 
 def check_zip(path: Path) -> zipfile.ZipFile:
@@ -34,24 +67,20 @@ def check_zip(path: Path) -> zipfile.ZipFile:
 
 def download(url: str, dest: Path, validate: Callable[[Path], None], timeout: float = 60) -> Path:
     """Fetch url into dest through a temporary file, renamed only once complete and valid."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + f".part{os.getpid()}")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-            expected = response.headers.get("Content-Length")
-            size = 0
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                size += len(chunk)
-        if expected is not None and size != int(expected):
-            raise DataError(f"{url}: download truncated ({size} of {expected} bytes)")
-        validate(tmp)
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                expected = response.headers.get("Content-Length")
+                size = 0
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    size += len(chunk)
+            if expected is not None and size != int(expected):
+                raise DataError(f"{url}: download truncated ({size} of {expected} bytes)")
+            validate(tmp)
         return dest
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise DataError(f"{url}: download failed ({exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def resolve(path: str | os.PathLike | None, env_var: str, cached_name: str, url_env: str,
@@ -67,9 +96,14 @@ def resolve(path: str | os.PathLike | None, env_var: str, cached_name: str, url_
         if not found.exists():
             raise DataError(f"{env_var}={found}: no such file or folder")
         return found
+    remove_stale_parts(cache_dir())
     cached = cache_dir() / cached_name
     if cached.exists():
-        return cached
+        try:
+            zipfile.ZipFile(cached).close()  # cheap: reads the central directory, which a truncated file lacks
+            return cached
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            discard_damaged(cached, f"not a valid zip archive: {exc}")
     url = os.environ.get(url_env, default_url)
     try:
         return download(url, cached, validate)

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -204,3 +207,35 @@ def test_truncated_or_corrupt_zip(tiny_har_dir, tmp_path, isolated_data_env):
     with pytest.raises(DataError, match=r"no 'train/y_train\.txt' below this folder"):
         load_har(not_har)
     assert not isolated_data_env.exists() or list(isolated_data_env.iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "wrong arrays"])
+def test_damaged_cache_file_is_named_discarded_and_rebuilt(damage, tiny_har_dir, isolated_data_env, capfd):
+    first = load_har(tiny_har_dir)
+    cached = Path(first.info["cache"])
+    if damage == "truncated":  # e.g. a disk that filled up, or a copy cut short
+        cached.write_bytes(cached.read_bytes()[: cached.stat().st_size // 2])
+    elif damage == "garbage":
+        cached.write_bytes(b"not a zip at all")
+    else:
+        np.savez(cached, x_train=np.zeros((2, 5, 9)))
+    capfd.readouterr()
+    again = load_har(tiny_har_dir)
+    warning = capfd.readouterr().err
+    assert warning.count("\n") == 1 and str(cached) in warning and "damaged cache file" in warning
+    assert torch.equal(again.train.x, first.train.x) and torch.equal(again.test.y, first.test.y)
+    with np.load(cached) as npz:  # rebuilt whole
+        assert npz["x_train"].shape[1:] == (128, 9)
+
+
+def test_stale_part_file_of_a_killed_write_is_removed(tiny_har_dir, isolated_data_env):
+    first = load_har(tiny_har_dir)
+    cached = Path(first.info["cache"])
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = cached.with_name(f".{cached.name}.{int(dead.stdout)}.part.npz")  # data/files.py's temporary name
+    stale.write_bytes(b"half a cache file")
+    mine = cached.with_name(f".{cached.name}.{os.getpid()}.part.npz")  # a write still going on: kept
+    mine.write_bytes(b"in progress")
+    load_har(tiny_har_dir)
+    assert not stale.exists() and mine.exists()
+    mine.unlink()

@@ -177,3 +177,17 @@ def test_explicit_path_and_env_var_must_exist(tmp_path, isolated_data_env, monke
     with pytest.raises(DataError, match="--data"):
         load_names(missing)
     assert files_in(isolated_data_env) == []
+
+
+def test_truncated_archive_in_the_cache_is_discarded_and_downloaded_again(isolated_data_env, monkeypatch, capfd):
+    cache = isolated_data_env
+    cache.mkdir(parents=True, exist_ok=True)
+    damaged = cache / "names_data.zip"
+    damaged.write_bytes(NAMES_ZIP.read_bytes()[:5000])  # a copy cut short
+    with ArchiveServer({"/data.zip": NAMES_ZIP.read_bytes()}) as server:
+        monkeypatch.setenv("NAMES_DATA_URL", server.url("/data.zip"))
+        task = load_names()
+        assert server.requests == ["/data.zip"]
+    warning = capfd.readouterr().err
+    assert str(damaged) in warning and "damaged cache file" in warning
+    assert damaged.read_bytes() == NAMES_ZIP.read_bytes() and task.num_classes == 18

@@ -50,7 +50,7 @@ def search(*args: str, cache: Path, task: str = "har", check: bool = True, **kwa
 
 def test_study_file_keeps_complete_trials_and_a_second_run_continues(tmp_path, cache):
     db = tmp_path / "studies.db"
-    common = ["--storage", f"sqlite:///{db}", "--seeds", "2", "--epochs", "2", "--width", "16",
+    common = ["--storage", f"sqlite:///{db}", "--seeds", "2", "--epochs", "2", "--width", "16", "--pruner", "none",
               "--grid", "family=dense,linear"]
     first = search("--trials", "2", *common, cache=cache)
     assert "trial    0" in first.stdout and "best trial #" in first.stdout and "optuna-dashboard" in first.stdout
