@@ -28,7 +28,8 @@ def textbook_built_count(family: str, input_size: int, hidden: list[int], classe
     """Built PyTorch modules counted with one bias per gate: every b_hh is left out (b_ih + b_hh act as one)."""
     sizes = [input_size] + hidden
     cells = [CELLS[family](a, b) for a, b in zip(sizes, sizes[1:])]
-    recurrent = sum(p.numel() for cell in cells for name, p in cell.named_parameters() if not name.startswith("bias_hh"))
+    recurrent = sum(p.numel() for cell in cells for name, p in cell.named_parameters()
+                    if not name.startswith("bias_hh"))
     return recurrent + sum(p.numel() for p in nn.Linear(hidden[-1], classes).parameters())
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 DPI = 90
 FAMILY_NAMES = {"rnn": "Elman RNN", "lstm": "LSTM", "gru": "GRU"}
@@ -55,6 +56,12 @@ def seeds_text(seeds: list[int]) -> str:
 
 # --- figures -------------------------------------------------------------------------------------------------
 
+def log_x(ax, values: list[int]) -> None:
+    """A log x axis labelled with the values measured, not with powers of ten."""
+    ax.set_xscale("log")
+    ax.set_xticks(values, [str(v) for v in values])
+    ax.xaxis.set_minor_locator(NullLocator())
+
 def clipping_init_figure(c: dict, path: Path) -> str:
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
@@ -65,7 +72,8 @@ def clipping_init_figure(c: dict, path: Path) -> str:
             label = f"W_hh x{scale:g} (radius {c['radius'][family][str(scale)]:.2f})"
             ax.plot(c["lengths"], mean, marker="o", ms=3, color=COLORS[i], label=label)
             ax.fill_between(c["lengths"], low, high, color=COLORS[i], alpha=0.2)
-        ax.set(xscale="log", yscale="log", xlabel="sequence length (steps)", title=FAMILY_NAMES[family])
+        ax.set(yscale="log", xlabel="sequence length (steps)", title=FAMILY_NAMES[family])
+        log_x(ax, c["lengths"])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[0].set_ylabel("gradient norm at initialisation")
@@ -84,9 +92,11 @@ def clipping_training_figure(c: dict, path: Path) -> str:
             name = f"{FAMILY_NAMES[family]}, {label}"
             peak_ax.plot(c["train_lengths"], peaks, style, marker="o", ms=3, color=COLORS[i], label=name)
             rate_ax.plot(c["train_lengths"], rates, style, marker="o", ms=3, color=COLORS[i], label=name)
-    peak_ax.set(xscale="log", yscale="log", xlabel="sequence length (steps)",
+    log_x(peak_ax, c["train_lengths"])
+    log_x(rate_ax, c["train_lengths"])
+    peak_ax.set(yscale="log", xlabel="sequence length (steps)",
                 ylabel="largest gradient norm (median over seeds)", title="gradient norm during training")
-    rate_ax.set(xscale="log", xlabel="sequence length (steps)", ylabel="fraction of seeds diverged",
+    rate_ax.set(xlabel="sequence length (steps)", ylabel="fraction of seeds diverged",
                 title="divergence rate", ylim=(-0.05, 1.05))
     longest = str(c["train_lengths"][-1])
     for key, style, label in (("0.0", "-", "no clipping"), (clip, "--", f"clipnorm {c['clipnorm']:g}")):
@@ -109,7 +119,8 @@ def memory_figures(m: dict, accuracy_path: Path, gradient_path: Path) -> tuple[s
         ax.plot(m["lengths"], mean, marker="o", ms=3, color=COLORS[i], label=label)
         ax.fill_between(m["lengths"], low, high, color=COLORS[i], alpha=0.2)
     ax.axhline(1 / m["symbols"], color="grey", ls=":", label="chance")
-    ax.set(xscale="log", xlabel="sequence length (steps)", ylabel="test accuracy", ylim=(0, 1.05),
+    log_x(ax, m["lengths"])
+    ax.set(xlabel="sequence length (steps)", ylabel="test accuracy", ylim=(0, 1.05),
            title="remember the first symbol")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -123,7 +134,8 @@ def memory_figures(m: dict, accuracy_path: Path, gradient_path: Path) -> tuple[s
                     for t in m["lengths"]]
             ax.plot(m["lengths"], mean, style, marker="o", ms=3, color=COLORS[i],
                     label=f"{label}, {'initialised' if key == 'grad_first_init' else 'trained'}")
-    ax.set(xscale="log", yscale="log", xlabel="sequence length (steps)",
+    log_x(ax, m["lengths"])
+    ax.set(yscale="log", xlabel="sequence length (steps)",
            ylabel="|dLoss / dx_0| (geometric mean over seeds)", title="error signal reaching the first step")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
@@ -131,8 +143,8 @@ def memory_figures(m: dict, accuracy_path: Path, gradient_path: Path) -> tuple[s
 
 
 def forecast_figure(f: dict, path: Path) -> str:
-    fig = Figure(figsize=(11, 3.8), layout="constrained")
-    mse_ax, example_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.4]})
+    fig = Figure(figsize=(13, 3.8), layout="constrained")
+    mse_ax, example_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
     fields = [r["receptive_field"] for r in f["causal"]]
     for key, style, label in (("online_mse", "-", "causal, forecast from x[..t]"),
                               ("offline_mse", "--", "causal, one pass over the series")):
@@ -149,10 +161,11 @@ def forecast_figure(f: dict, path: Path) -> str:
     for (name, value), style in zip(f["baselines"].items(), (":", "-.")):
         mse_ax.axhline(value, color="grey", ls=style, label=f"baseline: {name}")
     mse_ax.axvline(f["horizon"], color=COLORS[2], ls=":", label=f"horizon ({f['horizon']} steps)")
-    mse_ax.set(xscale="log", xlabel="receptive field (input samples)", ylabel="test MSE (standardised)",
+    log_x(mse_ax, fields)
+    mse_ax.set(xlabel="receptive field (input samples)", ylabel="test MSE (standardised)",
                title="error against receptive field")
     mse_ax.grid(alpha=0.3)
-    mse_ax.legend(fontsize=7)
+    mse_ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ex = f["example"]
     t = np.arange(ex["start"], ex["start"] + len(ex["truth"]))
     example_ax.plot(t, ex["truth"], color="black", lw=1, label="series")
@@ -173,7 +186,8 @@ def header(data: dict) -> list[str]:
         "# Review questions, answered by experiment",
         "",
         f"Generated by `{run['command']}` in {minutes} min {seconds:02d} s of wall time "
-        f"({run['compute_seconds']:.0f} s of experiments), {run['threads']} torch thread(s), "
+        f"({run['compute_seconds']:.0f} s of experiments; {run['cpu_seconds']:.0f} s of CPU time), "
+        f"{run['threads']} torch thread(s), "
         f"torch {run['torch']}, Python {run['python']}, CPU only. "
         f"{'**Quick budget (a test run): the numbers below are not the study figures.** ' if run['quick'] else ''}"
         f"Seeds {', '.join(map(str, run['seeds']))} fix every number on one machine; the plain data is in "
@@ -360,7 +374,8 @@ def forecasting(data: dict, figures: dict) -> list[str]:
         "- **Receptive field against horizon.** One output sees 1 + sum (k - 1) x d past samples. It must cover "
         "the history the forecast needs (here a full 24-step period); it does not need to exceed the horizon, "
         "and a field much longer than the training windows only sees padding.", "",
-        f"| model | receptive field | test MSE, forecast from x[..t] | test MSE, one pass over the series | "
+        "Both test errors are taken at the same 100 forecast origins spread over the test part.", "",
+        "| model | receptive field | test MSE, forecast from x[..t] | test MSE, one pass over the series | "
         "largest change of outputs 0..100 when samples 101.. change |", "| --- | ---: | ---: | ---: | ---: |"]
     for r in f["causal"]:
         lines.append(f"| causal, {r['layers']} layer{'s' if r['layers'] > 1 else ''} | {r['receptive_field']} "
@@ -430,6 +445,7 @@ def write_report(data: dict, folder: Path) -> Path:
     figures["memory_accuracy"], figures["memory_gradient"] = memory_figures(
         data["memory"], folder / "memory_accuracy.png", folder / "memory_gradient.png")
     data["run"]["wall_seconds"] = time.perf_counter() - data["run"].pop("started")
+    data["run"]["cpu_seconds"] = time.process_time()  # this process's CPU time: what the run costs on an idle core
     write_atomic(folder / "results.json", json.dumps(data, indent=1) + "\n")
     text = "\n".join(header(data) + task_kinds(data) + parameter_counts(data) + clipping(data, figures)
                      + memory(data, figures) + forecasting(data, figures) + conv_layouts(data))
