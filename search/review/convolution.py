@@ -56,12 +56,15 @@ def future_influence(model: nn.Module, length: int, cut: int, seed: int = 0) -> 
         return float((model(series)[:, :cut + 1] - model(changed)[:, :cut + 1]).abs().max())
 
 
+NOISE_STD = 0.2
+
+
 def synthetic_series(length: int, seed: int = 0) -> torch.Tensor:
-    """Two sines (periods 24 and 7 steps) and Gaussian noise (std 0.2): a daily-and-weekly-like signal."""
+    """Two sines (periods 24 and 7 steps) and Gaussian noise (std NOISE_STD): a daily-and-weekly-like signal."""
     generator = torch.Generator().manual_seed(seed)
     t = torch.arange(length, dtype=torch.float32)
     signal = torch.sin(2 * math.pi * t / 24) + 0.5 * torch.sin(2 * math.pi * t / 7 + 1.0)
-    return signal + 0.2 * torch.randn(length, generator=generator)
+    return signal + NOISE_STD * torch.randn(length, generator=generator)
 
 
 def targets(series: torch.Tensor, horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,7 +119,8 @@ def forecasting_experiment(layer_counts: list[int], seeds: list[int], steps: int
     points = torch.linspace(test_start, length - horizon - 1, 100).long()  # the origins forecast_errors uses
     truth = series[points + horizon]
     baselines = {"last value": F.mse_loss(series[points], truth).item(),
-                 "zero (the mean)": float((truth ** 2).mean())}
+                 "zero (the mean)": float((truth ** 2).mean()),
+                 "noise floor (the noise's variance)": float((NOISE_STD / std) ** 2)}
     causal, leaking = [], []
     for layers in layer_counts:
         rows = []
