@@ -16,7 +16,7 @@ from .storage import StorageError, can_share, check_reachable, hide_password
 from .study import (PRUNERS, StudyConfig, StudyError, prepare_study, quiet_optuna, raise_interrupt, run_study,
                     summary, trials_to_run)
 from .train import METRICS
-from .workers import default_workers, run_workers
+from .workers import default_workers, exit_now, run_workers
 
 
 def parser(task: str) -> argparse.ArgumentParser:
@@ -108,5 +108,5 @@ def main(task: str, argv: list[str] | None = None) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: finished trials are saved; the running ones are marked FAIL", file=sys.stderr)
-        sys.exit(130)
+        exit_now(130)
     print(summary(study, config.storage))
