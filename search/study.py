@@ -190,9 +190,10 @@ class MarkedSampler(optuna.samplers.BaseSampler):
         self.sampler, self.storage = sampler, storage
 
     def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        self.storage.set_trial_system_attr(trial._trial_id, WORKER, this_worker())
-        if self.storage.get_heartbeat_interval():
-            self.storage.record_heartbeat(trial._trial_id)
+        if trial.state == State.RUNNING:  # not when a finished trial is opened again to read its note
+            self.storage.set_trial_system_attr(trial._trial_id, WORKER, this_worker())
+            if self.storage.get_heartbeat_interval():
+                self.storage.record_heartbeat(trial._trial_id)
         self.sampler.before_trial(study, trial)
 
     def infer_relative_search_space(self, study, trial):

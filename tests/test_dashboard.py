@@ -26,8 +26,9 @@ import pytest
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna_dashboard import get_note
 
-from search.artifacts import MISSING, AtomicFileStore, default_dir
+from search.artifacts import MISSING, AtomicFileStore
 from search.dashboard import main as dashboard_main
+from search.storage import artifact_dir
 from search.study import StudyConfig, run_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,6 +149,7 @@ def test_study_and_dashboard_share_the_sqlite_file(live, study_detail):
     # Live: some poll saw a finished trial's figures (and fetched a PNG) while trials were still to come.
     assert any(r["with_figures"] and r["png"] and r["finished"] < TRIALS for r in live.polls), live.polls
     trials = study_detail["trials"]
+    assert study_detail["objective_names"] == ["val accuracy, mean of 2 seeds"]  # not "Objective 0"
     assert [t["state"] for t in trials] == ["Complete"] * TRIALS
     assert all(len(t["artifacts"]) == 2 and t["note"]["body"] for t in trials)
 
@@ -211,7 +213,7 @@ def _attr(trial: dict, key: str) -> str:
 def test_optuna_api_finds_figures_and_notes(live, tmp_path):
     storage = optuna.storages.RDBStorage(live.url)
     study = optuna.load_study(study_name="har", storage=storage)
-    folder = default_dir(live.url)
+    folder = artifact_dir(live.url)
     assert Path(folder) == live.root / "artifacts"  # beside the SQLite file
     store = AtomicFileStore(folder)
     for frozen in study.trials:
@@ -239,34 +241,42 @@ def test_optuna_api_finds_figures_and_notes(live, tmp_path):
     assert f"`{study.user_attrs['commands'][0]}`" in note and f"--trials {TRIALS}" in note
 
 
-def test_broken_artifact_folder_leaves_trials_complete_with_a_note(small_har, tmp_path):
-    """Trial 0 writes its figures; then the folder is removed (trial 1), then a file takes its place (trial 2)."""
+def test_broken_artifact_folder_leaves_trials_complete_with_a_note(small_har, tmp_path, capfd):
+    """Trial 0 writes its figures; the folder is removed (trial 1 re-creates it); then a file takes its
+    place (trials 2 and 3: no figures, no dangling artifact entries, one warning on stderr)."""
     folder = tmp_path / "artifacts"
-    config = StudyConfig(task="har", trials=3, storage=f"sqlite:///{tmp_path / 'studies.db'}", seeds=1, pruner="none",
+    config = StudyConfig(task="har", trials=4, storage=f"sqlite:///{tmp_path / 'studies.db'}", seeds=1, pruner="none",
                          sampler_seed=0, fixed=dict(FAST), artifact_dir=str(folder), command="test")
     ended = []
 
-    def break_folder(line: str) -> None:  # run_study's progress line: a trial has ended
+    def break_folder(line: str) -> None:  # run_study's progress lines; a trial line ends with its seconds
+        if " epoch " in line:
+            return
         ended.append(line)
         if len(ended) == 1:
             shutil.rmtree(folder)
         elif len(ended) == 2:
+            shutil.rmtree(folder)
             folder.write_text("in the way")  # root ignores permissions; a file where the folder was does not
 
     study = run_study(config, small_har, write=break_folder)
-    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
     assert all(math.isfinite(t.value) for t in study.trials)
     for frozen in study.trials:
         n = frozen.number
         note = get_note(optuna.trial.Trial(study, frozen._trial_id))
         metas = get_all_artifact_meta(frozen, storage=study._storage)
         assert note.startswith(f"### Trial {n}: finished")
-        if n == 0:
+        if n < 2:
             assert len(metas) == 2 and MISSING not in note
         else:  # no broken entries in the dashboard, and the note says what is missing
             assert metas == []
             for name in (f"trial-{n}-curves.png", f"trial-{n}-confusion.png"):
                 assert f"**{MISSING}**: `{name}` was not saved to {folder}" in note
+    err = capfd.readouterr().err
+    assert err.count("warning: figures cannot be written") == 1 and str(folder) in err
+    assert folder.read_text() == "in the way"  # and no probe or partial file was left anywhere
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifacts", "studies.db"]
 
 
 def test_diverged_trial_gets_figures_and_a_note_too(small_har, tmp_path):
@@ -288,6 +298,7 @@ def test_diverged_trial_gets_figures_and_a_note_too(small_har, tmp_path):
     (["--storage", "{db}", "--artifacts", "{db_file}"], "must be a folder, but it is a file"),
     (["--storage", "{db}", "--port", "70000"], "--port must be in 1..65535, got 70000"),
     (["--storage", "{db}", "--port", "{busy}"], "error: cannot listen on --host 127.0.0.1 --port"),
+    (["--storage", "postgresql://postgres:secret@127.0.0.1:{closed}/test"], "cannot reach the database"),
 ])
 def test_dashboard_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
     db_file = tmp_path / "studies.db"
@@ -295,17 +306,19 @@ def test_dashboard_bad_input_is_one_line_and_exit_2(args, message, tmp_path, cap
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        values = {"tmp": tmp_path, "db": f"sqlite:///{db_file}", "db_file": db_file, "busy": busy.getsockname()[1]}
+        values = {"tmp": tmp_path, "db": f"sqlite:///{db_file}", "db_file": db_file, "busy": busy.getsockname()[1],
+                  "closed": free_port()}
         with pytest.raises(SystemExit) as exit_info:
             dashboard_main([a.format(**values) for a in args])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert "secret" not in err[0]  # the password is masked
     assert not (tmp_path / "none.db").exists()  # a mistyped path does not become an empty database
 
 
 def test_default_artifact_folder_is_beside_the_sqlite_file():
-    assert default_dir("sqlite:////data/runs/studies.db") == "/data/runs/artifacts"
-    assert default_dir("sqlite:///studies.db") == "artifacts"
-    assert default_dir("postgresql://postgres@127.0.0.1/test") == "artifacts"
-    assert default_dir("sqlite://") == "artifacts"
+    assert artifact_dir("sqlite:////data/runs/studies.db") == "/data/runs/artifacts"
+    assert artifact_dir("sqlite:///studies.db") == "artifacts"
+    assert artifact_dir("postgresql://postgres@127.0.0.1/test") == "artifacts"
+    assert artifact_dir("sqlite://") == "artifacts"
