@@ -7,7 +7,8 @@ Prints, from one run (every ratio compares timings taken in that run, interleave
 2. per family and task, one seed: seconds per epoch at 1 and 2 threads, the analytic FLOPs of an
    epoch (forward + backward = 3x forward over train, plus one forward over validation), the
    achieved GFLOP/s and its share of the matmul rate;
-3. K seeds sequential vs stacked (search/stacked.py), by width, at 1 and 2 threads;
+3. the training loop now (data on the device, one host read per epoch) against the loop before it
+   (bench/reference.py: a host read after every batch), one seed, per family, on --device;
 4. 2 seeds: 1 process x 2 threads (seeds one after the other) vs 2 processes x 1 thread (one seed each).
 Timings are the minimum over --repeats runs (the least disturbed by other work on a shared machine).
 """
@@ -27,11 +28,11 @@ import torch  # noqa: E402
 
 from data import DataError, Split, Task, load_har, load_names  # noqa: E402
 from models import FAMILIES  # noqa: E402
-from search.stacked import STACKABLE  # noqa: E402
+from reference import reference_history  # noqa: E402  (bench/reference.py, beside this script)
+from models.params import GATES  # noqa: E402
 from search.train import TrialSpec, train_seeds  # noqa: E402
 
-SHARED = Path("/work/shared/data")
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 
 
 # ---- analytic forward FLOPs per example (a multiply-add is 2 FLOPs; elementwise work is left out) ----
@@ -108,10 +109,21 @@ def load(name: str, path: str, n_train: int, n_val: int) -> Task:
     return Task(name, subset(task.train, n_train), subset(task.val, n_val), task.test, task.class_names, task.info)
 
 
-def seconds(spec: TrialSpec, task: Task, seeds: list[int], threads: int, stack: str = "off") -> float:
+def seconds(spec: TrialSpec, task: Task, seeds: list[int], threads: int, device: str = "cpu") -> float:
     torch.set_num_threads(threads)
     started = time.perf_counter()
-    train_seeds(spec, task, seeds, "cpu", stack=stack)
+    train_seeds(spec, task, seeds, device)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
+def reference_seconds(spec: TrialSpec, task: Task, seed: int, threads: int, device: str = "cpu") -> float:
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    reference_history(spec, task, seed, device)
+    if device == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - started
 
 
@@ -128,10 +140,10 @@ def _worker(task_name, path, n_train, n_val, spec, seeds, threads, barrier, resu
     torch.set_num_threads(threads)
     task = load(task_name, path, n_train, n_val)
     train_seeds(spec, Task(task.name, subset(task.train, 64), subset(task.val, 64), task.test, task.class_names),
-                seeds[:1], "cpu", stack="off")  # warm-up outside the timing
+                seeds[:1], "cpu")  # warm-up outside the timing
     barrier.wait()
     started = time.time()
-    train_seeds(spec, task, seeds, "cpu", stack="off")
+    train_seeds(spec, task, seeds, "cpu")
     results.put((started, time.time()))
 
 
@@ -175,19 +187,16 @@ def per_family(tasks, families, repeats, peak) -> None:
     print(f"load average now {load_average()}")
 
 
-def stacking(tasks, families, widths, repeats, k) -> None:
-    print(f"\n2. {k} seeds, one epoch: sequential (stack=off) vs stacked (stack=on), 1 layer, batch 64, dropout 0.2")
-    print(f"{'task':<6} {'family':<7} {'width':>5} {'thr':>3} {'seq s':>7} {'stack s':>7} {'seq/stack':>9}")
+def loops(tasks, families, repeats, device) -> None:
+    print(f"\n2. One seed, one epoch, width 64, 2 layers, on {device}: the loop before (a host read per batch) "
+          "vs now (one read per epoch)")
+    print(f"{'task':<6} {'family':<7} {'before s':>8} {'now s':>7} {'now/before':>10}")
     for name, task in tasks.items():
-        for family in [f for f in STACKABLE if f in families]:
-            for width in ([64] if family == "linear" else widths):  # linear has no width
-                spec = TrialSpec(family=family, width=width, layers=1, epochs=1, batch_size=64,
-                                 dropout=0.2 if family != "linear" else 0.0)
-                for threads in (1, 2):
-                    seq, stacked = best_of(repeats, lambda: seconds(spec, task, list(range(k)), threads, "off"),
-                                           lambda: seconds(spec, task, list(range(k)), threads, "on"))
-                    print(f"{name:<6} {family:<7} {width if family != 'linear' else '-':>5} {threads:>3} "
-                          f"{seq:>7.2f} {stacked:>7.2f} {seq / stacked:>9.2f}", flush=True)
+        for family in families:
+            spec = TrialSpec(family=family, width=64, layers=2, epochs=1, batch_size=64, norm=family == "conv1d")
+            before, now = best_of(repeats, lambda: reference_seconds(spec, task, 0, 1, device),
+                                  lambda: seconds(spec, task, [0], 1, device))
+            print(f"{name:<6} {family:<7} {before:>8.2f} {now:>7.2f} {now / before:>10.2f}", flush=True)
     print(f"load average now {load_average()}")
 
 
@@ -215,7 +224,7 @@ def main(argv=None) -> None:
     p.add_argument("--train", type=int, default=None, help="train examples per task (0 = all; default 3000, quick 1000)")
     p.add_argument("--val", type=int, default=500, help="validation examples per task (0 = all)")
     p.add_argument("--repeats", type=int, default=None, help="timings are the best of this many (default 3, quick 2)")
-    p.add_argument("--seeds", type=int, default=3, help="K for the stacking comparison")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device for section 2")
     p.add_argument("--sections", type=int, nargs="+", choices=[1, 2, 3], default=[1, 2, 3])
     p.add_argument("--families", nargs="+", choices=sorted(FAMILIES), default=None,
                    help="default: all (quick: linear dense conv1d lstm)")
@@ -223,7 +232,7 @@ def main(argv=None) -> None:
     n_train = args.train if args.train is not None else (1000 if args.quick else 3000)
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 3)
     for name, value, minimum in (("--train", n_train, 0), ("--val", args.val, 0), ("--repeats", repeats, 1),
-                                 ("--seeds", args.seeds, 2)):
+                                 ):
         if value < minimum:
             fail(f"{name} must be an int >= {minimum}, got {value}")
     tasks = {}
@@ -235,7 +244,6 @@ def main(argv=None) -> None:
         except DataError as exc:
             fail(str(exc))
     families = args.families or (["linear", "dense", "conv1d", "lstm"] if args.quick else list(FAMILIES))
-    widths = [16, 64] if args.quick else [16, 64, 256]
     cores = os.cpu_count()
 
     print(f"torch {torch.__version__}, {cores} cores, load average {load_average()} (1/5/15 min)")
@@ -250,12 +258,12 @@ def main(argv=None) -> None:
     for task in tasks.values():  # one-time costs (lazy initialisation, allocator) stay out of the timings
         for family in families:
             seconds(TrialSpec(family=family, epochs=1), Task(task.name, subset(task.train, 64), subset(task.val, 64),
-                                                             task.test, task.class_names), [0, 1], 1, "auto")
+                                                             task.test, task.class_names), [0, 1], 1)
 
     if 1 in args.sections:
         per_family(tasks, families, repeats, peak)
     if 2 in args.sections:
-        stacking(tasks, families, widths, repeats, args.seeds)
+        loops(tasks, families, repeats, args.device)
     if 3 in args.sections:
         processes(tasks, families, repeats, n_train, args)
 

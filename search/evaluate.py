@@ -39,7 +39,8 @@ import torch.nn.functional as F
 
 from data import Task, load_task, write_text
 from .decision import choose_tau, decide, ensemble_log_probs, frontier
-from .train import TrialSpec, log_prior, parameter_count, per_class, scores, train_seeds
+from .train import DeviceSplit, TrialSpec, log_prior, parameter_count, per_class, predict, scores, train_seeds
+from .storage import hide_password, open_storage
 from .util import json_safe
 
 FORMAT = 2
@@ -226,8 +227,57 @@ class Evaluations:
         return self.entries[key]
 
 
-def ensemble_metrics(entry: dict) -> dict | None:
-    return entry["ensemble"]["test"] if entry.get("ensemble") else None
+class EvaluationError(ValueError):
+    """A missing study, bad argument or data that differs from the study's, reported as one line."""
+
+
+def open_study(storage: str, name: str) -> optuna.Study:
+    """A study to evaluate; looking never creates a database file, and no message shows a password."""
+    store = open_storage(storage, heartbeat=None, must_exist=True)
+    try:
+        return optuna.load_study(study_name=name, storage=store)
+    except KeyError:
+        names = sorted(optuna.get_all_study_names(store))
+        there = f" (studies there: {', '.join(names)})" if names else " (no study there)"
+        raise EvaluationError(f"study {name!r} not found in {hide_password(storage)}{there}") from None
+
+
+def load_checked(task_name: str, data: str | None, attrs: dict) -> tuple[Task, str | None]:
+    """The data to retrain on: --data, else the source the study recorded, else the loader's default;
+    refused if its examples per class and split differ from the study's (return: the task, its source)."""
+    recorded = (attrs.get("data") or {}).get("source")
+    source = data or (recorded if recorded and Path(recorded).exists() else None)
+    task = load_task(task_name, source)
+    if attrs.get("counts") is not None and task.counts() != attrs["counts"]:
+        raise EvaluationError(f"--data {source}: examples per class and split differ from those the study "
+                              "recorded; pass the data the study was run on")
+    return task, source
+
+
+def final_metrics(models: list[torch.nn.Module], task: Task, tau: float = 0.0) -> dict:
+    """Test-split metrics of trained models under the decision rule (tau): each seed, their mean and std,
+    and the ensemble (averaged probabilities), for a model card.
+
+    "confusion" is summed over the seeds (rows: true class; the card's known confusions come from
+    it), "ensemble_confusion" is the ensemble's.
+    """
+    prior, y = log_prior(task.train, task.num_classes), task.test.y.numpy()
+    test = DeviceSplit(task.test, next(models[0].parameters()).device)
+    logits = [predict(model, test) for model in models]
+    runs = [scores(y, decide(lg, prior, tau), task.num_classes) for lg in logits]
+    ensemble = scores(y, decide(ensemble_log_probs(logits), prior, tau), task.num_classes)
+    names = ("accuracy", "balanced_accuracy", "macro_f1")
+    confusion = np.sum([run["confusion"] for run in runs], axis=0)
+    return {
+        "split": "test", "examples": len(y), "tau": tau,
+        "seeds": {k: [run[k] for run in runs] for k in names},
+        "mean": {k: float(np.mean([run[k] for run in runs])) for k in names},
+        "std": {k: float(np.std([run[k] for run in runs])) for k in names},
+        "ensemble": {k: ensemble[k] for k in names},
+        "per_class_recall": per_class(confusion)["recall"],
+        "confusion": confusion.tolist(),
+        "ensemble_confusion": ensemble["confusion"],
+    }
 
 
 def baseline_entry(result, task: Task, metric: str) -> dict:

@@ -30,18 +30,17 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-import sqlalchemy
-import sqlalchemy.exc
 import torch
 
-from data import LOADERS, DataError, Task, load_task
+from data import LOADERS, DataError, Task
 from data.har import CHANNELS, STEPS
 from data.names import encode, normalise
 from models import create_model, module_param_count
 from . import defaults
-from .decision import choose_tau, decide
-from .evaluate import spec_of
-from .train import TrialSpec, log_prior, per_class, scores, train_seeds
+from .decision import decide
+from .evaluate import EvaluationError, evaluate_spec, final_metrics, load_checked, open_study, spec_of
+from .storage import hide_password
+from .train import TrialSpec, log_prior
 from .util import json_safe
 
 FORMAT = 1
@@ -346,31 +345,6 @@ def how_to_produce(card: dict) -> str:
 # Test metrics and the card
 
 
-def final_metrics(models: list[torch.nn.Module], task: Task, tau: float = 0.0) -> dict:
-    """Test-split metrics under the decision rule (tau): each seed, their mean and std, and the ensemble.
-
-    "confusion" is summed over the seeds (rows: true class; the card's known confusions come from
-    it), "ensemble_confusion" is the ensemble's.
-    """
-    logs = log_prior(task.train, task.num_classes)
-    y = task.test.y.numpy()
-    per_seed = [ensemble_proba([model], task.test.x, task.test.lengths) for model in models]
-    runs = [scores(y, decide(log_proba(p), logs, tau), task.num_classes) for p in per_seed]
-    ensemble = scores(y, decide(log_proba(torch.stack(per_seed).mean(0)), logs, tau), task.num_classes)
-    names = ("accuracy", "balanced_accuracy", "macro_f1")
-    confusion = np.sum([run["confusion"] for run in runs], axis=0)
-    return {
-        "split": "test", "examples": len(y), "tau": tau,
-        "seeds": {k: [run[k] for run in runs] for k in names},
-        "mean": {k: float(np.mean([run[k] for run in runs])) for k in names},
-        "std": {k: float(np.std([run[k] for run in runs])) for k in names},
-        "ensemble": {k: ensemble[k] for k in names},
-        "per_class_recall": per_class(confusion)["recall"],
-        "confusion": confusion.tolist(),
-        "ensemble_confusion": ensemble["confusion"],
-    }
-
-
 def model_card(card: dict, folder: Path) -> str:
     """model.md: what the model is, how to use it, test metrics, known confusions, what it is (not) for."""
     task, spec, names, pre = card["task"], card["spec"], card["class_names"], card["preprocessing"]
@@ -491,82 +465,33 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-class ExportError(Exception):
-    """A bad argument, a missing study or trial, or data that differs from the study's: one line."""
-
-
-def shown(url: str) -> str:
-    """The storage URL without its password, for messages and the model's source."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        return url
-
-
-def open_study(storage: str, name: str) -> optuna.Study:
-    try:
-        url = sqlalchemy.engine.make_url(storage)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        raise ExportError(f"--storage {storage!r} is not a valid SQLAlchemy URL") from None
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
-            and not Path(url.database).exists():  # looking must not create an empty database file
-        raise ExportError(f"study {name!r} not found in {shown(storage)} (no such database file)")
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        names = sorted(optuna.get_all_study_names(storage))
-        raise ExportError(f"study {name!r} not found in {shown(storage)} "
-                          f"({'studies there: ' + ', '.join(names) if names else 'no study there'})") from None
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise ExportError(f"--storage {shown(storage)!r}: cannot open the study ({detail})") from None
-
-
-def load_checked(task_name: str, data: str | None, attrs: dict) -> Task:
-    """The data to retrain on: --data, else the source the study recorded, else the loader's default;
-    refused if its examples per class and split differ from the study's."""
-    recorded = (attrs.get("data") or {}).get("source")
-    source = data or (recorded if recorded and Path(recorded).exists() else None)
-    task = load_task(task_name, source)
-    if attrs.get("counts") is not None and task.counts() != attrs["counts"]:
-        raise ExportError(f"--data {source}: examples per class and split differ from those the study recorded; "
-                          "pass the data the study was run on")
-    return task
-
-
-def chosen_tau(results, task: Task, metric: str) -> float:
-    """tau of a logit-adjusted trial, chosen as the search and the report do: the seeds' mean validation metric."""
-    prior = log_prior(task.train, task.num_classes)
-    return choose_tau([r.logits["val"] for r in results], task.val.y.numpy(), prior, metric)[0]
-
-
 def export(args: argparse.Namespace, write=lambda line: print(line, file=sys.stderr, flush=True)) -> Path:
     """Retrain trial args.trial of the study on the final seeds and write its model folder."""
     for name, minimum in (("seeds", 1), ("trial", 0), ("threads", 1)):
         if getattr(args, name) < minimum:
-            raise ExportError(f"--{name} must be an int >= {minimum}, got {getattr(args, name)}")
+            raise EvaluationError(f"--{name} must be an int >= {minimum}, got {getattr(args, name)}")
     if args.tau is not None and not math.isfinite(args.tau):
-        raise ExportError(f"--tau must be a finite number, got {args.tau}")
+        raise EvaluationError(f"--tau must be a finite number, got {args.tau}")
     if args.data is not None and not Path(args.data).exists():
-        raise ExportError(f"--data {args.data!r}: no such file or folder")
+        raise EvaluationError(f"--data {args.data!r}: no such file or folder")
     study_name = args.study_name or args.task
     study = open_study(args.storage, study_name)
     attrs = study.user_attrs
     if attrs.get("task", args.task) != args.task:
-        raise ExportError(f"study {study_name!r} is a {attrs['task']} study, not {args.task}")
+        raise EvaluationError(f"study {study_name!r} is a {attrs['task']} study, not {args.task}")
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if args.trial not in trials:
         span = f"0-{max(trials)}" if trials else "none"
-        raise ExportError(f"--trial {args.trial}: no such trial in study {study_name!r} (trials: {span})")
+        raise EvaluationError(f"--trial {args.trial}: no such trial in study {study_name!r} (trials: {span})")
     trial = trials[args.trial]
     State = optuna.trial.TrialState
     if trial.state not in (State.COMPLETE, State.PRUNED):
-        raise ExportError(f"--trial {args.trial} is {trial.state.name} (only COMPLETE or PRUNED trials have a "
+        raise EvaluationError(f"--trial {args.trial} is {trial.state.name} (only COMPLETE or PRUNED trials have a "
                           "configuration that trained)")
     spec = spec_of(trial)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study.study_name).strip("._") or "study"
     out = Path(args.out) if args.out else Path("reports") / safe / f"model-trial-{trial.number}"
-    task = load_checked(args.task, args.data, attrs)
+    task, _ = load_checked(args.task, args.data, attrs)
     seeds = defaults.final_seeds(args.seeds)
     torch.set_num_threads(args.threads)
     write(f"training trial #{trial.number} ({spec.family}) on seeds {seeds[0]}-{seeds[-1]}, {spec.epochs} epochs")
@@ -575,24 +500,27 @@ def export(args: argparse.Namespace, write=lambda line: print(line, file=sys.std
         write(f"  epoch {epoch}/{spec.epochs}")
         return False  # never stop early
 
-    results = train_seeds(spec, task, seeds, args.device, on_epoch=on_epoch, test=True, keep_models=True)
-    failed = [f"seed {r.seed} {r.status}" for r in results if r.status != "finished"]
+    metric = attrs.get("metric") or defaults.METRIC[args.task]
+    entry, states = evaluate_spec(spec, task, seeds, metric, args.device, keep_models=True, on_epoch=on_epoch)
+    failed = [f"seed {r['seed']} {r['status']}" for r in entry["runs"] if r["status"] != "finished"]
     if failed:
         raise RuntimeError(f"trial #{trial.number} did not train: {'; '.join(failed)}; nothing written")
-    metric = attrs.get("metric") or defaults.METRIC[args.task]
-    tau = args.tau if args.tau is not None else \
-        chosen_tau(results, task, metric) if spec.decision == "logit_adjust" else 0.0
-    models = [r.model for r in results]
-    command = ["python -m search.export", args.task, "--trial", str(trial.number), "--storage", shown(args.storage),
+    tau = args.tau if args.tau is not None else entry["decision"]["tau"]
+    models = []
+    for state in states:
+        models.append(create_model(spec, task.input_size, task.num_classes, task.seq_len))
+        models[-1].load_state_dict(state)
+        models[-1].eval()
+    command = ["python -m search.export", args.task, "--trial", str(trial.number), "--storage", hide_password(args.storage),
                "--study-name", study_name, "--seeds", str(args.seeds), "--out", str(out)] \
         + (["--data", args.data] if args.data else []) + (["--tau", f"{args.tau:g}"] if args.tau is not None else [])
-    source = {"study": study.study_name, "storage": shown(args.storage), "trial": trial.number,
+    source = {"study": study.study_name, "storage": hide_password(args.storage), "trial": trial.number,
               "state": trial.state.name, "search_metric": metric,
               "search_value": trial.value if trial.state == State.COMPLETE else None,
               "search_seeds": trial.user_attrs.get("seeds"),
               "tau_from": "--tau" if args.tau is not None else
               "validation split" if spec.decision == "logit_adjust" else "argmax rule",
-              "study_commands": [shown(c) for c in attrs.get("commands", [])],
+              "study_commands": [hide_password(c) for c in attrs.get("commands", [])],
               "command": " ".join(command[:1] + [shlex.quote(a) for a in command[1:]])}
     return save_model(out, spec, task, models, seeds, {"tau": tau}, final_metrics(models, task, tau), source)
 
@@ -602,7 +530,7 @@ def main(argv: list[str] | None = None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         folder = export(args)
-    except (ExportError, DataError, ValueError) as exc:
+    except (EvaluationError, DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except RuntimeError as exc:

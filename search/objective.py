@@ -32,6 +32,11 @@ from .util import json_safe
 STRATEGIES = ("lockstep", "racing")
 
 
+def budget_step(epoch: int, epochs: int, max_epochs: int) -> int:
+    """The step a trial reports at: its share of its own budget, in epochs of the longest budget."""
+    return round(epoch * max_epochs / epochs)
+
+
 class Objective:
     def __init__(self, task: Task, space: Callable[[Suggest], None], seeds: int = defaults.SEEDS,
                  metric: str = "accuracy", strategy: str = defaults.STRATEGY, device: str = "cpu",
@@ -81,14 +86,11 @@ class Objective:
                                   "metric": self.metric, "value": value})
             if not prune:
                 return False
-            trial.report(statistics.fmean(values), self.step(epoch, spec.epochs))
+            trial.report(statistics.fmean(values), budget_step(epoch, spec.epochs, self.max_epochs))
             # The last epoch is reported but never pruned: its training is already paid for, and a
             # complete trial's value still informs the sampler.
             return epoch < spec.epochs and trial.should_prune()
         return train_seeds(spec, self.task, seeds, self.device, on_epoch=on_epoch, should_stop=self.should_stop)
-
-    def step(self, epoch: int, epochs: int) -> int:
-        return round(epoch * self.max_epochs / epochs)
 
     def _lockstep(self, trial: optuna.Trial, spec: TrialSpec) -> tuple[list[SeedResult], str]:
         results = self._train(trial, spec, self.seeds, prune=True)

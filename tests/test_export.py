@@ -274,5 +274,5 @@ def test_export_command_retrains_a_trial_of_a_sqlite_study(names_task, tmp_path)
     assert missing.stderr == "error: --trial 4: no such trial in study 'names' (trials: 0-0)\n"
     other = subprocess.run([sys.executable, "-m", "search.export", "names", "--trial", "0", "--storage",
                             f"sqlite:///{tmp_path / 'none.db'}"], capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert other.returncode == 2 and other.stderr.count("\n") == 1 and "no such database file" in other.stderr
+    assert other.returncode == 2 and other.stderr.count("\n") == 1 and "no such SQLite file" in other.stderr
     assert optuna.load_study(study_name="names", storage=storage).trials[0].number == 0

@@ -59,7 +59,7 @@ def har(tmp_path_factory, data_cache, one_torch_thread):
     before = trial_attrs(storage, "har")
     # The command line itself, in its own process.
     first = subprocess.run([sys.executable, "-m", "search.report", "har", "--storage", storage, "--out",
-                            str(folder / "reports"), "--seeds", "2", "--threads", "1"],
+                            str(folder / "reports"), "--seeds", "2", "--baselines", "none", "--workers", "2"],
                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
     out = folder / "reports" / "har"
@@ -73,7 +73,8 @@ def names(tmp_path_factory, data_cache, one_torch_thread):
     folder = tmp_path_factory.mktemp("names-report")
     storage = make_study("names", folder, NAMES_DIR, {"family": "conv1d", "epochs": 1, "batch_size": 256},
                          {"imbalance": ["none"]})
-    report.main(["names", "--storage", storage, "--out", str(folder / "reports"), "--seeds", "2"])
+    report.main(["names", "--storage", storage, "--out", str(folder / "reports"), "--seeds", "2",
+                 "--baselines", "quick", "--workers", "2"])
     out = folder / "reports" / "names"
     return {"storage": storage, "out": out, "text": (out / "report.md").read_text()}
 
@@ -95,11 +96,12 @@ def table_rows(markdown: str) -> list[list[str]]:
 def test_leaderboard_lists_every_family_that_completed_a_trial(har):
     study = optuna.load_study(study_name="har", storage=har["storage"])
     completed = {t.user_attrs["spec"]["family"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
-    rows = table_rows(section(har["text"], "### Best configuration of each family"))
+    rows = table_rows(section(har["text"], "### Best configuration of each family, and the scikit-learn baselines"))
     assert completed and {row[0] for row in rows} == completed and len(rows) == len(completed)
     for row in rows:  # val and test as mean ± std over the 2 evaluation seeds
         assert all("±" in cell for cell in row[5:11]), row
-    for title in ("## Search", "## Data", "## Reproduce", "## Learning curves", "## Confusion matrices (test)",
+    for title in ("## Search", "## Data", "## Reproduce", "## Recommendation", "## Learning curves",
+                  "## Confusion matrices (test)", "## Accuracy against balanced accuracy",
                   "## Effects seen across trials", "## Class imbalance", "## Seed robustness", "## Issues spotted",
                   "## Optuna's views"):
         assert f"\n{title}\n" in har["text"], title
@@ -110,7 +112,7 @@ def test_figures_are_png_files_and_every_link_resolves(har):
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", har["text"])
     expected = {"curves_train_loss.png", "curves_val_loss.png", "curves_val_accuracy.png", "effect_width.png",
                 "effect_layers.png", "effect_batch_size.png", "effect_clipnorm.png", "imbalance_per_class.png",
-                "optuna_history.png"} | {f"confusion_{f}.png" for f in HAR_FAMILIES}
+                "optuna_history.png", "frontier.png"} | {f"confusion_{f}.png" for f in HAR_FAMILIES}
     assert expected <= set(links)
     for link in links:
         file = har["out"] / link
@@ -156,12 +158,12 @@ def test_test_split_is_touched_only_by_the_final_evaluation(har):
     assert {json.dumps(e["spec"], sort_keys=True) for e in entries} == expected_specs(har["storage"], "har")
     counts = optuna.load_study(study_name="har", storage=har["storage"]).user_attrs["counts"]
     for entry in entries:
-        assert [run["seed"] for run in entry["runs"]] == [0, 1]
+        assert [run["seed"] for run in entry["runs"]] == [100, 101]  # never a search seed (0, 1)
         for run in entry["runs"]:
             assert sum(map(sum, run["test"]["confusion"])) == sum(counts["test"])
             assert 0 <= run["test"]["accuracy"] <= 1
     # And in the code: only search/evaluate.py asks train_seeds for test metrics.
-    callers = [p.name for p in (ROOT / "search").glob("*.py") if re.search(r"train_seeds\([^)]*test=True", p.read_text())]
+    callers = [p.name for p in (ROOT / "search").rglob("*.py") if re.search(r"train_seeds\([^)]*test=True", p.read_text())]
     assert callers == ["evaluate.py"]
 
 
@@ -170,7 +172,8 @@ def test_second_run_reuses_the_cache_and_writes_the_same_text(har, capsys):
     saved, stamp = cache.read_bytes(), cache.stat().st_mtime_ns
     assert "0 evaluations reused" in har["stdout"] and "0 configurations trained" not in har["stdout"]
     # In this process (the first run was a subprocess): the same entry point, without a second start-up.
-    report.main(["har", "--storage", har["storage"], "--out", str(har["folder"] / "reports"), "--seeds", "2"])
+    report.main(["har", "--storage", har["storage"], "--out", str(har["folder"] / "reports"), "--seeds", "2",
+                 "--baselines", "none"])
     assert "0 configurations trained" in capsys.readouterr().out
     assert cache.read_bytes() == saved and cache.stat().st_mtime_ns == stamp
     assert (har["out"] / "report.md").read_text() == har["text"]
@@ -206,7 +209,7 @@ def test_missing_or_empty_study_and_bad_storage_exit_2_with_one_line(har, tmp_pa
     out = tmp_path / "reports"
     missing = tmp_path / "missing.db"
     err = error_line(["har", "--storage", f"sqlite:///{missing}", "--out", str(out)], capsys)
-    assert err.startswith(f"error: study 'har' not found in sqlite:///{missing}") and not missing.exists()
+    assert err.startswith(f"error: --storage 'sqlite:///{missing}': no such SQLite file") and not missing.exists()
     err = error_line(["har", "--storage", har["storage"], "--study-name", "nope", "--out", str(out)], capsys)
     assert err == f"error: study 'nope' not found in {har['storage']} (studies there: har)"
     empty = f"sqlite:///{tmp_path / 'empty.db'}"
@@ -279,5 +282,78 @@ def test_a_family_whose_trials_were_all_pruned_is_still_evaluated(tmp_path):
     assert families["linear"].number == 2 and search_value(families["linear"]) == 0.7
     assert [t.number for t in leaders] == [0]  # the top configurations stay COMPLETE trials only
 
-    marks = {f: report.search_cell(t) for f, t in families.items()}
+    marks = {f: report.search_cell(search_value(t), t.state == TrialState.COMPLETE) for f, t in families.items()}
     assert marks == {"dense": "0.900", "linear": "0.700 †"}
+
+
+def test_summary_json_names_the_recommended_model_and_the_baselines(names):
+    summary = json.loads((names["out"] / "summary.json").read_text())
+    assert summary["task"] == "names" and summary["metric"] == "balanced_accuracy"
+    rec = summary["recommended"]
+    assert set(rec) >= {"trial", "family", "spec", "decision", "seeds", "test", "test_ensemble"}
+    assert rec["seeds"] == [100, 101] and not set(rec["seeds"]) & {0, 1}  # the search used seeds 0 and 1
+    assert set(rec["decision"]) >= {"tau"} and rec["decision"]["tau"] >= 0
+    for key in ("test", "test_ensemble"):
+        assert set(rec[key]) == {"accuracy", "balanced_accuracy", "macro_f1"}
+        assert all(0 <= v <= 1 for v in rec[key].values())
+    # The summary's test values are the means over the final seeds in the evaluation cache.
+    cache = json.loads((names["out"] / "evaluations.json").read_text())["evaluations"]
+    entry = next(e for e in cache.values() if e["spec"] == rec["spec"])
+    accuracies = [run["test"]["accuracy"] for run in entry["runs"]]
+    assert rec["test"]["accuracy"] == pytest.approx(sum(accuracies) / len(accuracies))
+    names_ = [b["name"] for b in summary["baselines"]]
+    assert names_ == ["char-ngram-logreg", "char-ngram-logreg-balanced"]
+    for baseline in summary["baselines"]:
+        assert set(baseline["test"]) == {"accuracy", "balanced_accuracy", "macro_f1"}
+    rows = table_rows(section(names["text"], "### Best configuration of each family, and the scikit-learn baselines"))
+    assert [row[0] for row in rows if row[0].startswith("baseline: ")][:2] == [f"baseline: {n}" for n in names_]
+    assert "frontier.png" in names["text"] and (names["out"] / "frontier.png").read_bytes().startswith(PNG)
+    verdicts = [line for line in section(names["text"], "## Recommendation").splitlines() if "baseline" in line]
+    assert len(verdicts) == 2 and all(("beats" in v) for v in verdicts)
+
+
+def test_the_recommended_model_is_exported_and_predicts(names):
+    from search.export import load_model
+
+    summary = json.loads((names["out"] / "summary.json").read_text())
+    predictor = load_model(names["out"] / "model")
+    assert predictor.spec.family == summary["recommended"]["family"]
+    assert predictor.tau == pytest.approx(summary["recommended"]["decision"]["tau"])
+    probabilities = predictor.predict_proba(["Nakamura", "Schmidt"])
+    assert probabilities.shape == (2, 18) and probabilities.sum(1) == pytest.approx([1, 1], abs=1e-5)
+
+
+def test_cache_key_follows_the_training_code(tmp_path, monkeypatch):
+    """A change to the training code changes the fingerprint, hence every evaluation's key: nothing stale is reused."""
+    import shutil
+
+    from search import evaluate
+    from search.train import TrialSpec
+
+    for folder in ("data", "models", "search"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(evaluate, "ROOT", tmp_path)
+    before = evaluate.code_fingerprint()
+    assert before == evaluate.code_fingerprint()
+    spec, data = TrialSpec(family="linear"), {"task": "har"}
+    key = evaluate.cache_key(spec, [100], data, "accuracy", before)
+    (tmp_path / "search" / "train.py").write_text((tmp_path / "search" / "train.py").read_text() + "\n# changed\n")
+    after = evaluate.code_fingerprint()
+    assert after != before and evaluate.cache_key(spec, [100], data, "accuracy", after) != key
+    (tmp_path / "search" / "report" / "markdown.py").write_text("# rendering only\n")
+    assert evaluate.code_fingerprint() == after  # rendering is not training: the cache stays valid
+
+
+def test_unwritable_output_and_other_data_exit_2_before_training(har, tmp_path, capsys):
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("not a folder")
+    err = error_line(["har", "--storage", har["storage"], "--out", str(in_the_way)], capsys)
+    assert err == f"error: --out: {in_the_way} is a file, not a folder"
+    other = tmp_path / "two-languages"
+    other.mkdir()
+    for language in ("English", "Scottish"):
+        (other / f"{language}.txt").write_text((NAMES_DIR / f"{language}.txt").read_text())
+    make_study("names", tmp_path, NAMES_DIR, {"family": "linear", "epochs": 1}, {})
+    err = error_line(["names", "--storage", f"sqlite:///{tmp_path / 'studies.db'}", "--data", str(other),
+                      "--out", str(tmp_path / "out")], capsys)
+    assert "differ from those the study recorded" in err and not (tmp_path / "out").exists()

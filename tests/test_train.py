@@ -1,20 +1,29 @@
 """search/train.py: the one training loop, on a small real HAR subset (600 windows, 2 epochs)."""
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from conftest import head
 from data import Split, Task
-from models import create_model
 from search.decision import choose_tau, decide, frontier
-from search.train import BUCKET, TrialSpec, batches, epoch_order, log_prior, scores, train_seeds
+from search.train import TrialSpec, epoch_order, log_prior, scores, train_seeds
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def load_reference():
+    """bench/reference.py: the loop before the device-resident rewrite (a yardstick, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "bench" / "reference.py"
+    spec = importlib.util.spec_from_file_location("reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 HISTORY_KEYS = {"train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1", "grad_norm"}
 
@@ -180,43 +189,12 @@ def test_larger_tau_raises_minority_recall():
     assert choose_tau([logits], y, prior, "accuracy", taus=(0.0, 0.25, 1.0))[0] == 0.0
 
 
-def reference_history(spec: TrialSpec, task: Task, seed: int) -> dict[str, list[float]]:
-    """The training loop as it was before the device-resident rewrite: a host read after every batch."""
-    torch.manual_seed(seed)
-    model = create_model(spec, task.input_size, task.num_classes, task.seq_len)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    history = {"train_loss": [], "grad_norm": [], "val_accuracy": []}
-    for epoch in range(spec.epochs):
-        torch.manual_seed(seed * 100_003 + epoch)
-        model.train()
-        losses, norms, count = 0.0, [], 0
-        for index in batches(epoch_order(task.train, task.num_classes, False, generator), task.train.lengths,
-                             spec.batch_size, generator):
-            width = int(task.train.lengths[index].max())
-            x, y, lengths = task.train.x[index, :width], task.train.y[index], task.train.lengths[index]
-            loss = torch.nn.functional.cross_entropy(model(x, lengths), y)
-            optimizer.zero_grad()
-            loss.backward()
-            norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), spec.clipnorm or math.inf).item())
-            optimizer.step()
-            losses += loss.item() * len(y)
-            count += len(y)
-        model.eval()
-        with torch.no_grad():
-            predicted = model(task.val.x, task.val.lengths).argmax(1)
-        history["train_loss"].append(losses / count)
-        history["grad_norm"].append(sum(norms) / len(norms))
-        history["val_accuracy"].append((predicted == task.val.y).float().mean().item())
-    return history
-
-
 @pytest.mark.parametrize("spec", [rnn(clipnorm=0.5), TrialSpec(family="conv1d", width=16, epochs=2, norm=True,
                                                                    dropout=0.2, batch_size=64)])
 def test_sync_free_loop_matches_a_per_batch_reference(spec, small_har):
     task = Task("har", head(small_har.train, 300), head(small_har.val, 200), small_har.test, small_har.class_names)
     (result,) = train_seeds(spec, task, [5])
-    expected = reference_history(spec, task, 5)
+    expected = load_reference().reference_history(spec, task, 5)
     for key, values in expected.items():
         assert result.history[key] == pytest.approx(values, rel=1e-5, abs=1e-6), key
 

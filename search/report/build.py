@@ -20,21 +20,22 @@ import optuna
 import sklearn
 import torch
 
-from data import LOADERS, Task, load_task, write_text
+from data import LOADERS, Task, write_text
 from models import create_model
 from .. import defaults, figures
 from ..baselines import run_baselines
-from ..evaluate import Evaluations, baseline_entry, ranked, select, spec_of
-from ..storage import hide_password, open_storage
+from ..evaluate import (EvaluationError, Evaluations, baseline_entry, final_metrics, load_checked, open_study, ranked,
+                        select, spec_of)
+from ..storage import hide_password
 from ..train import IMBALANCE, METRICS
 from ..util import json_safe
 from . import analysis
 from .markdown import LABEL, render
 
-WEIGHTS_LIMIT = 2 * 1024 * 1024  # bytes: larger exported weights are not meant to be committed (see model.md)
+BASELINES = ("full", "quick", "none")
 
 
-class ReportError(Exception):
+class ReportError(EvaluationError):
     """A missing study, bad argument or mismatched data, reported as one line."""
 
 
@@ -49,12 +50,14 @@ class ReportConfig:
     out: str = "reports"
     device: str = defaults.DEVICE
     workers: int = 1
-    baselines: bool = True
+    baselines: str = "full"  # full | quick (small hyper-parameter grids, for tests) | none
 
     def __post_init__(self):
         if self.task not in LOADERS:
             raise ReportError(f"task must be one of {sorted(LOADERS)}, got {self.task!r}")
         self.study_name = self.study_name or self.task
+        if self.baselines not in BASELINES:
+            raise ReportError(f"--baselines must be one of {list(BASELINES)}, got {self.baselines!r}")
         for name in ("seeds", "top", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -76,30 +79,6 @@ def shown_path(path: str) -> str:
         return Path(path).name
 
 
-def open_study(storage: str, name: str) -> optuna.Study:
-    store = open_storage(storage, heartbeat=None, must_exist=True)
-    try:
-        return optuna.load_study(study_name=name, storage=store)
-    except KeyError:
-        names = sorted(optuna.get_all_study_names(store))
-        there = f" (studies there: {', '.join(names)})" if names else " (no study there)"
-        raise ReportError(f"study {name!r} not found in {hide_password(storage)}{there}") from None
-
-
-def load_checked(config: ReportConfig, attrs: dict) -> tuple[Task, str | None]:
-    """The task data for retraining: --data, else the source the study recorded, else the loaders' default.
-
-    Refused if its class counts differ from the study's: the evaluations must use the data the search used.
-    """
-    recorded = (attrs.get("data") or {}).get("source")
-    source = config.data or (recorded if recorded and Path(recorded).exists() else None)
-    task = load_task(config.task, source)
-    if attrs.get("counts") is not None and task.counts() != attrs["counts"]:
-        raise ReportError(f"--data {source}: examples per class and split differ from those the study recorded; "
-                          "pass the data the study was run on")
-    return task, source
-
-
 def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "study"
 
@@ -118,12 +97,13 @@ def check_out(out: Path) -> None:
 def baselines_of(config: ReportConfig, task: Task, metric: str, out: Path, data: dict) -> list[dict]:
     """The scikit-learn baselines on the same splits, cached in baselines.json (they take a minute or two)."""
     path = out / "baselines.json"
-    key = {"data": data, "metric": metric}
+    key = {"data": data, "metric": metric, "grid": config.baselines}
     if path.exists():
         saved = json.loads(path.read_text())
         if saved.get("key") == key:
             return saved["baselines"]
-    entries = [baseline_entry(result, task, metric) for result in run_baselines(task, metric=metric)]
+    results = run_baselines(task, quick=config.baselines == "quick", metric=metric)
+    entries = [baseline_entry(result, task, metric) for result in results]
     write_text(path, json.dumps({"key": key, "baselines": entries}, indent=1, sort_keys=True) + "\n")
     return entries
 
@@ -231,9 +211,7 @@ def export(r: dict, config: ReportConfig, evaluations: Evaluations, task: Task, 
     from ..export import save_model  # imported here: the card's rendering is only needed for a report
     key = evaluations.key(spec)
     folder = out / "model"
-    card = folder / "model.json"
-    if card.exists() and json.loads(card.read_text()).get("source", {}).get("evaluation") == key \
-            and all((folder / f).exists() for f in json.loads(card.read_text()).get("weights", {}).get("files", [])):
+    if exported(folder, key):
         return folder
     if key not in evaluations.states:
         evaluations.run([spec], keep_models={spec})
@@ -243,11 +221,21 @@ def export(r: dict, config: ReportConfig, evaluations: Evaluations, task: Task, 
         model.load_state_dict(state)
         models.append(model.eval())
     rec = r["recommended"]
-    metrics = {"seeds": {m: rec["test"].get(m) for m in METRICS}, "ensemble": rec["test_ensemble"],
-               "confusion": rec["confusion"]}
+    tau = rec["decision"]["tau"]
     source = {"study": r["study"], "trial": rec["trial"], "storage": r["storage"], "evaluation": key,
               "command": config.command()}
-    return save_model(folder, spec, task, models, evaluations.seeds, {"tau": rec["decision"]["tau"]}, metrics, source)
+    return save_model(folder, spec, task, models, evaluations.seeds, {"tau": tau}, final_metrics(models, task, tau),
+                      source)
+
+
+def exported(folder: Path, key: str) -> bool:
+    """Whether folder already holds the model of this evaluation, weights included."""
+    try:
+        card = json.loads((folder / "model.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return card.get("source", {}).get("evaluation") == key and \
+        all((folder / w["file"]).exists() for w in card.get("weights", []))
 
 
 def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, flush=True)) -> tuple[Path, Evaluations]:
@@ -263,7 +251,7 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
         raise ReportError(f"study {config.study_name!r} has no complete trial in {hide_password(config.storage)}")
     out = Path(config.out) / safe_name(study.study_name)
     check_out(out)
-    task, source = load_checked(config, attrs)
+    task, source = load_checked(config.task, config.data, attrs)
     metric = attrs.get("metric") or complete[0].user_attrs.get("metric", "accuracy")
     out.mkdir(parents=True, exist_ok=True)
     data = {"task": config.task, "split": (attrs.get("data") or {}).get("split"), "counts": attrs.get("counts")}
@@ -273,9 +261,8 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     families, leaders = select(study, config.top)
     best = spec_of(complete[0])
     wanted = [spec_of(t) for t in [*families.values(), *leaders]] + [replace(best, imbalance=v) for v in IMBALANCE]
-    folder_ok = (out / "model" / "model.json").exists()
-    evaluations.run(wanted, keep_models=set() if folder_ok else {best})
-    baselines = baselines_of(config, task, metric, out, data) if config.baselines else []
+    evaluations.run(wanted, keep_models=set() if exported(out / "model", evaluations.key(best)) else {best})
+    baselines = baselines_of(config, task, metric, out, data) if config.baselines != "none" else []
     r = compute(config, study, evaluations, baselines, out)
     draw(r, out)
     write_text(out / "report.md", render(r))

@@ -31,7 +31,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.DEVICE)
     p.add_argument("--workers", type=int, default=None,
                    help="evaluation processes, one torch thread each (default: one per core)")
-    p.add_argument("--no-baselines", action="store_true", help="skip the scikit-learn baselines")
+    p.add_argument("--baselines", choices=["full", "quick", "none"], default="full",
+                   help="scikit-learn baselines: full grids (default), quick (small grids, for tests) or none")
     return p
 
 
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(defaults.THREADS)
         config = ReportConfig(task=args.task, storage=args.storage, study_name=args.study_name, data=args.data,
                               seeds=args.seeds, top=args.top, out=args.out, device=args.device,
-                              workers=args.workers or default_workers(), baselines=not args.no_baselines)
+                              workers=args.workers or default_workers(), baselines=args.baselines)
         path, evaluations = build(config)
     except (ReportError, StudyError, StorageError, DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
