@@ -47,6 +47,12 @@ def mean_std(values: list[float], digits: int = 2) -> str:
     return f"{a.mean():.{digits}f}" if len(a) == 1 else f"{a.mean():.{digits}f} ± {a.std():.{digits}f}"
 
 
+def geo_mean(values: list[float]) -> float:
+    """Geometric mean; 0 when any value is 0 (a gradient that underflowed float32)."""
+    a = np.asarray(values, dtype=float)
+    return 0.0 if (a <= 0).any() else float(np.exp(np.log(a).mean()))
+
+
 def sci(value: float) -> str:
     return "inf" if not np.isfinite(value) else f"{value:.3g}"
 
@@ -131,7 +137,7 @@ def memory_figures(m: dict, accuracy_path: Path, gradient_path: Path) -> tuple[s
     ax = fig.subplots()
     for i, (label, by_length) in enumerate(m["results"].items()):
         for key, style in (("grad_first_init", ":"), ("grad_first_trained", "-")):
-            mean = [np.exp(np.mean(np.log(np.maximum([r[key] for r in by_length[str(t)]], 1e-30))))
+            mean = [geo_mean([r[key] for r in by_length[str(t)]]) or np.nan  # 0 (underflow) is not drawn
                     for t in m["lengths"]]
             ax.plot(m["lengths"], mean, style, marker="o", ms=3, color=COLORS[i],
                     label=f"{label}, {'initialised' if key == 'grad_first_init' else 'trained'}")
@@ -334,14 +340,14 @@ def memory(data: dict, figures: dict) -> list[str]:
         cells = []
         for t in m["lengths"]:
             runs = by_length[str(t)]
-            before, after = (float(np.exp(np.mean(np.log(np.maximum([r[k] for r in runs], 1e-30)))))
-                             for k in ("grad_first_init", "grad_first_trained"))
+            before, after = (geo_mean([r[k] for r in runs]) for k in ("grad_first_init", "grad_first_trained"))
             cells.append(f"{sci(before)} -> {sci(after)}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", f"![gradient at the first step]({figures['memory_gradient']})", "",
               f"*Figure: |dLoss/dx_0| against sequence length at initialisation (dotted) and after "
-              f"{m['steps']} training steps (solid); geometric mean over {seeds_text(seeds)}.*", "",
-              learnt_text(m), "",
+              f"{m['steps']} training steps (solid); geometric mean over {seeds_text(seeds)}. A point is missing "
+              "where the gradient underflowed to 0 in float32 (0 in the table).*", "",
+              learnt_text(m), "", signal_text(m), "",
               "The label depends on step 0 only, so the only useful error signal is the one that travels "
               "back through every step. In an Elman network it is multiplied by diag(tanh') W_hh at each "
               "step and shrinks geometrically with length; once it is far below the noise of the gradients "
@@ -366,6 +372,18 @@ def learnt_text(m: dict) -> str:
         parts.append(f"{label} {max(learnt)} steps" if learnt else f"{label} none of the lengths")
     return ("Longest length learnt (mean test accuracy at least 0.95) within "
             f"{m['steps']} steps: " + "; ".join(parts) + f" (of {', '.join(map(str, m['lengths']))}).")
+
+
+def signal_text(m: dict) -> str:
+    """How the first-step gradient at initialisation falls from the shortest to the longest length."""
+    first, last = str(m["lengths"][0]), str(m["lengths"][-1])
+    parts = [f"{label} {sci(geo_mean([r['grad_first_init'] for r in by_length[first]]))} -> "
+             f"{sci(geo_mean([r['grad_first_init'] for r in by_length[last]]))}"
+             for label, by_length in m["results"].items()]
+    return (f"At initialisation the error signal at step 0 falls from {first} to {last} steps as follows: "
+            + "; ".join(parts) + " (0: below float32's smallest number). After training, a model that has "
+            "learnt the task has a small loss and so small gradients everywhere; the signal at "
+            "initialisation is what decides whether learning can start.")
 
 
 def forecasting(data: dict, figures: dict) -> list[str]:
@@ -463,6 +481,17 @@ def conv_layouts(data: dict) -> list[str]:
     return lines
 
 
+def rounded(value):
+    """Floats to 5 significant digits, for a results.json that stays small and readable."""
+    if isinstance(value, float):
+        return float(f"{value:.5g}") if np.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v) for v in value]
+    return value
+
+
 def write_report(data: dict, folder: Path) -> Path:
     """Figures first, then results.json and report.md, each written to a temporary file and renamed."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -475,7 +504,7 @@ def write_report(data: dict, folder: Path) -> Path:
         data["memory"], folder / "memory_accuracy.png", folder / "memory_gradient.png")
     data["run"]["wall_seconds"] = time.perf_counter() - data["run"].pop("started")
     data["run"]["cpu_seconds"] = time.process_time()  # this process's CPU time: what the run costs on an idle core
-    write_atomic(folder / "results.json", json.dumps(data, indent=1) + "\n")
+    write_atomic(folder / "results.json", json.dumps(rounded(data)) + "\n")
     text = "\n".join(header(data) + task_kinds(data) + parameter_counts(data) + clipping(data, figures)
                      + memory(data, figures) + forecasting(data, figures) + conv_layouts(data))
     path = folder / "report.md"
