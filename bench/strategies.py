@@ -8,8 +8,7 @@ first TPE startup trials (10 random ones) are the same configurations for all; l
 each study's own results. Printed per strategy: seed-epochs spent (sum of the trials'
 user_attrs["seed_epochs"]), wall seconds, trials per hour, fraction pruned, best value (mean over
 seeds of the best complete trial; validation split) and its gap to plain lockstep without pruning.
-Wall seconds include seed stacking where train_seeds uses it (lockstep on stackable families);
-seed-epochs do not depend on the machine.
+Seed-epochs do not depend on the machine; wall seconds do.
 """
 from __future__ import annotations
 
