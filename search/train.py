@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 from sklearn.utils.class_weight import compute_class_weight
 
 from data import Split, Task
@@ -84,17 +82,24 @@ class SeedResult:
 
 
 def scores(y_true, y_pred, num_classes: int) -> dict:
-    """accuracy, balanced accuracy and macro-F1 (over the classes present), and the confusion matrix."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    present = np.unique(y_true)
-    with warnings.catch_warnings():  # a predicted class absent from y_true is fine: recall is over y_true's classes
-        warnings.simplefilter("ignore", UserWarning)
-        balanced = balanced_accuracy_score(y_true, y_pred)
+    """accuracy, balanced accuracy and macro-F1 (over the classes present in y_true), and the confusion matrix.
+
+    The same numbers as scikit-learn's accuracy_score, balanced_accuracy_score and f1_score(average="macro",
+    labels=present) (tests/test_train.py checks it), computed from one bincount: scikit-learn's three
+    calls took 46 ms here, a third of a small model's whole epoch, and this runs after every epoch.
+    """
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    confusion = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
+    confusion = confusion.reshape(num_classes, num_classes)
+    support, predicted, correct = confusion.sum(1), confusion.sum(0), np.diag(confusion)
+    present = support > 0
+    recall = correct / np.maximum(support, 1)
+    f1 = 2 * correct / np.maximum(support + predicted, 1)  # 2PR/(P+R) = 2TP/(support + predicted)
     return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(balanced),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
-        "confusion": confusion_matrix(y_true, y_pred, labels=range(num_classes)).tolist(),
+        "accuracy": float(correct.sum() / max(len(y_true), 1)),
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else math.nan,
+        "macro_f1": float(f1[present].mean()) if present.any() else math.nan,
+        "confusion": confusion.tolist(),
     }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
 from conftest import head
 from data import Split, Task
@@ -138,6 +139,20 @@ def test_oversampling_draws_every_class_about_equally(small_har):
 def labels_of(confusion: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     pairs = [(t, p) for t, row in enumerate(confusion) for p, n in enumerate(row) for _ in range(n)]
     return np.array([t for t, _ in pairs]), np.array([p for _, p in pairs])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scores_equal_scikit_learns(seed):
+    """search.train.scores counts with one bincount (fast, after every epoch); scikit-learn is the reference."""
+    rng = np.random.default_rng(seed)
+    y_true, y_pred = rng.integers(0, 5, 300), rng.integers(0, 6, 300)  # class 5 predicted, never true
+    found = scores(y_true, y_pred, 6)
+    present = np.unique(y_true)
+    assert found["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
+    with pytest.warns(UserWarning):  # y_pred has a class y_true lacks; recall is over y_true's classes
+        assert found["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+    assert found["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, labels=present, average="macro"))
+    assert found["confusion"] == confusion_matrix(y_true, y_pred, labels=range(6)).tolist()
 
 
 def test_scores_of_a_hand_made_confusion_matrix():
