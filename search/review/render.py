@@ -406,7 +406,8 @@ def forecasting(data: dict, figures: dict) -> list[str]:
         "cover the history the forecast needs, which depends on the series, not on the horizon; a field longer "
         "than the training windows (128) would see only padding there. The warm-up outputs, whose field "
         "reaches back before the window, are left out of the loss.", "",
-        "Both test errors are taken at the same 100 forecast origins spread over the test part.", "",
+        "Both test errors are taken over every forecast origin of the test part; the forecast from x[..t] "
+        "gives the model the 256 samples up to t, more than any receptive field here.", "",
         "| model | receptive field | test MSE, forecast from x[..t] | test MSE, one pass over the series | "
         "largest change of outputs 0..100 when samples 101.. change |", "| --- | ---: | ---: | ---: | ---: |"]
     for r in f["causal"]:
