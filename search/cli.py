@@ -102,7 +102,7 @@ def main(task: str, argv: list[str] | None = None) -> None:
                     print("error: a worker failed (its message is above); finished trials are saved", file=sys.stderr)
                     sys.exit(1)
             else:
-                run_study(config, data, setup=False)
+                run_study(config, data, setup=False, study=study)
     except (StudyError, StorageError, DataError, ValueError) as exc:
         print(f"error: {hide_password(str(exc))}", file=sys.stderr)
         sys.exit(2)

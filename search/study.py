@@ -529,19 +529,19 @@ def trials_to_run(study: optuna.Study, config: StudyConfig) -> int | None:
 
 def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] | None = None,
               claim: Callable[[], bool] | None = None, setup: bool = True, stop: StopFlag | None = None,
-              prefix: str = "") -> optuna.Study:
+              prefix: str = "", study: optuna.Study | None = None) -> optuna.Study:
     """Add config.trials trials to the study (created or continued) and return it.
 
     With `claim` (search/workers.py), trials run one at a time while claim() grants one, so several
     processes share config.trials; `setup=False` there, since the parent already prepared the study
-    and queued its grid. Raises KeyboardInterrupt when stopped by SIGINT/SIGTERM (finished trials are
+    and queued its grid (the CLI passes the `study` it prepared: an in-memory database exists once). Raises KeyboardInterrupt when stopped by SIGINT/SIGTERM (finished trials are
     kept; the running one is FAIL).
     """
     if setup:
         study = prepare_study(config, task)
         config_trials = trials_to_run(study, config)
     else:
-        study, config_trials = create_study(config), config.trials
+        study, config_trials = study or create_study(config), config.trials
     stop = stop or StopFlag()
     progress = Progress(write, prefix=prefix)
     suggest = (lambda trial: grid_suggest(trial, config.fixed, config.grid)) if config.grid else None  # noqa: E731

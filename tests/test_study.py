@@ -1,18 +1,27 @@
 """Studies on the real data: persistence, resume, fixed parameters, divergence, pruning, reproducibility."""
 from __future__ import annotations
 
+import json
 import os
+import pty
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
 import pytest
 import sqlite3
+import torch
 
-from search.study import StudyConfig, create_study, run_study
+from conftest import head
+from data import Split, Task
+from search.study import StudyConfig, StudyError, create_study, fail_dead_trials, run_study
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HAR = DATA / "UCI_HAR_Dataset.zip"
@@ -69,10 +78,13 @@ def test_study_file_keeps_complete_trials_and_a_second_run_continues(tmp_path, c
     assert {t.params["family"] for t in study.trials} == {"dense", "linear"}
     first_trials = study.trials
 
-    search("--trials", "1", *common, cache=cache)
+    assert study.metric_names == ["val accuracy, mean of 2 seeds"]  # the dashboard's name for the objective
+
+    second = search("--trials", "1", *common, cache=cache)  # the grid has run every point: nothing more
+    assert "has run every point; nothing to do" in second.stdout
     again = optuna.load_study(study_name="har", storage=f"sqlite:///{db}")
-    assert len(again.trials) == 3 and again._study_id == study._study_id
-    assert again.trials[:2] == first_trials  # the first run's trials are kept as they were
+    assert len(again.trials) == 2 and again._study_id == study._study_id
+    assert again.trials == first_trials  # the first run's trials are kept as they were
     assert len(again.user_attrs["commands"]) == 2
 
     changed = search("--trials", "1", *common[:-1], "family=dense,conv1d", cache=cache, check=False)
@@ -88,8 +100,23 @@ def test_workers_share_one_study_and_its_trial_count(tmp_path, cache):
     trials = optuna.load_study(study_name="har", storage=f"sqlite:///{db}").trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 8  # --trials 8 in all, not per worker
     assert len({t.user_attrs["worker"] for t in trials}) == 2
-    numbers = sorted(int(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("trial "))
-    assert numbers == list(range(8))  # one progress line per trial
+    lines = result.stdout.splitlines()
+    ended = [re.match(r"\[w[01]\] trial +(\d+) dense ", line) for line in lines]
+    assert sorted(int(m[1]) for m in ended if m) == list(range(8))  # one line per trial, prefixed by its worker
+    epochs = [re.match(r"\[w[01]\] trial +(\d+) seed 0 epoch (\d)/3 val accuracy 0\.\d{4} \| ", line) for line in lines]
+    assert sorted((int(m[1]), int(m[2])) for m in epochs if m) == [(n, e) for n in range(8) for e in (1, 2, 3)]
+
+
+def test_grid_with_two_workers_runs_every_point_once(tmp_path, cache):
+    db = tmp_path / "studies.db"
+    args = ["--storage", f"sqlite:///{db}", "--workers", "2", "--family", "linear", "--epochs", "1", "--seeds", "1",
+            "--grid", "lr=0.001,0.002,0.003"]  # default --trials 100: the grid's 3 points are all it runs
+    search(*args, cache=cache)
+    trials = optuna.load_study(study_name="har", storage=f"sqlite:///{db}").trials
+    assert sorted(t.params["lr"] for t in trials) == [0.001, 0.002, 0.003]
+    again = search(*args, cache=cache)
+    assert "nothing to do" in again.stdout
+    assert len(optuna.load_study(study_name="har", storage=f"sqlite:///{db}").trials) == 3
 
 
 def test_fixed_family_restricts_the_sampled_space(tmp_path, har):
@@ -162,12 +189,31 @@ def test_racing_strategy_trains_all_seeds_of_a_competitive_trial(tmp_path, har):
     (["--width", "0"], "width must be an int >= 1, got 0"),
     (["--grid", "width"], "--grid takes NAME=V1,V2"),
     (["--lr", "fast"], "--lr must be a float"),
+    (["--lr", "inf"], "--lr must be a finite number, got inf"),
+    (["--study-name", ""], "--study-name must not be empty"),
+    (["--grid", "lr=0.1", "--grid", "lr=0.2", "--family", "dense"], "--grid lr is given twice"),
+    (["--width", "1000000000"], "parameters, over the limit of 100,000,000"),
+    (["--device", "cuda"], "no CUDA device is available"),
+    (["--storage", "postgresql://postgres:secret@127.0.0.1:{closed}/test"], "postgres:***@127.0.0.1"),
+    (["--storage", "sqlite:///{tmp}/no/such/folder/s.db"], "does not exist"),
+    (["--artifacts", "{tmp}/cache"], "--artifacts"),
 ])
 def test_bad_arguments_get_one_line_and_exit_2(tmp_path, cache, args, message):
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    (tmp_path / "cache").write_text("a file where a folder should be")
+    args = [a.format(tmp=tmp_path, closed=closed_port()) for a in args]
     result = search("--storage", f"sqlite:///{tmp_path / 's.db'}", *args, cache=cache, check=False, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and message in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "secret" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # nothing created: no database, no folder
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_postgresql_storage(har):
@@ -211,8 +257,9 @@ def _wait_for(db: Path, condition, process: subprocess.Popen, log: Path, timeout
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_run_loses_no_finished_trial(tmp_path, cache, sig):
     db, log = tmp_path / "studies.db", tmp_path / "stderr.txt"
+    # The default heartbeat (30 s): a killed run's trials must be failed by the next run at once, not after 120 s.
     args = [sys.executable, "-m", "search.har", "--data", str(HAR), "--storage", f"sqlite:///{db}", "--trials", "50",
-            "--family", "dense", "--width", "16", "--epochs", "3", "--seeds", "1", "--heartbeat", "1"]
+            "--family", "dense", "--width", "16", "--epochs", "3", "--seeds", "1"]
     with open(log, "w") as stderr:
         # As from a terminal: a shell's background job (`pytest &`) would otherwise pass SIGINT on as ignored.
         process = subprocess.Popen(args, env={**os.environ, "DATA_CACHE": str(cache)},
@@ -227,13 +274,162 @@ def test_interrupted_run_loses_no_finished_trial(tmp_path, cache, sig):
         process.kill()
         raise AssertionError(f"the study did not stop within 150 s of {sig.name}:\n{log.read_text()[-2000:]}")
     done_before = {t.number for t in finished if t.state == optuna.trial.TrialState.COMPLETE}
-    if sig == signal.SIGINT:
-        assert process.returncode == 130 and "finished trials are saved" in log.read_text(), log.read_text()[-2000:]
+    if sig == signal.SIGINT:  # one line, no traceback from any worker
+        assert process.returncode == 130, log.read_text()[-2000:]
+        assert log.read_text() == "interrupted: finished trials are saved; the running ones are marked FAIL\n"
     else:
-        time.sleep(5)  # let the killed run's heartbeat go stale (4 x 1 s)
-        search(*args[5:7], "--trials", "1", *args[9:], cache=cache)
+        search(*args[5:7], "--trials", "1", *args[9:], cache=cache)  # at once: no waiting for a heartbeat
     trials = optuna.load_study(study_name="har", storage=f"sqlite:///{db}").trials
     complete = {t.number for t in trials if t.state == optuna.trial.TrialState.COMPLETE}
     assert done_before <= complete
     running = [(t.number, t.user_attrs.get("worker")) for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     assert not running, f"left RUNNING: {running}\n{log.read_text()[-2000:]}"
+
+
+def test_continuation_on_other_data_seeds_or_pins_is_refused(tmp_path, har):
+    config = StudyConfig("har", trials=1, storage=f"sqlite:///{tmp_path / 's.db'}", seeds=1, pruner="none",
+                         fixed={"family": "linear", "epochs": 1})
+    study = run_study(config, har, write=lambda line: None)
+    before = dict(study.user_attrs)
+    assert before["seeds"] == 1 and before["counts"] == har.counts() and len(before["fingerprint"]) == 64
+    fewer = Task("har", head(har.train, 500), har.val, har.test, har.class_names, dict(har.info))
+    shifted = Task("har", Split(har.train.x + 0.5, har.train.y, har.train.lengths), har.val, har.test,
+                   har.class_names, dict(har.info))
+    cases = [
+        (replace(config, seeds=2), har, "was run with --seeds 1, got --seeds 2"),
+        (config, fewer, "was run on other data: "),
+        (config, shifted, "same class counts, other values"),
+        (replace(config, fixed={"epochs": 1}), har, "was started with --family linear; this run does not give it"),
+        (replace(config, fixed={**config.fixed, "lr": 0.01}), har, "was started without --lr"),
+        (replace(config, metric="macro_f1"), har, "optimises accuracy"),
+    ]
+    for changed, task, message in cases:
+        with pytest.raises(StudyError) as error:
+            run_study(changed, task, write=lambda line: None)
+        assert message in str(error.value) and "\n" not in str(error.value)
+    again = optuna.load_study(study_name="har", storage=config.storage)
+    assert again.user_attrs == before and len(again.trials) == 1  # nothing overwritten, nothing run
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"English.txt": None}, "1 class (English); a classifier needs at least 2"),
+    ({"English.txt": "Smith\n", "German.txt": "Muller\n"}, "the validation split is empty"),
+])
+def test_too_little_data_is_refused_before_anything_is_created(tmp_path, cache, files, message):
+    folder = tmp_path / "names"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text if text is not None else (NAMES / name).read_text())
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run([sys.executable, "-m", "search.names", "--data", str(folder), "--trials", "1"],
+                            capture_output=True, text=True, env={**os.environ, "DATA_CACHE": str(cache)},
+                            cwd=work, timeout=300)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert list(work.iterdir()) == []  # no studies.db, no artifacts/
+
+
+def test_trials_of_a_killed_process_are_failed_by_the_next_run(tmp_path, har):
+    """A run killed right after creating a trial (before any training or heartbeat thread)."""
+    config = StudyConfig("har", trials=1, storage=f"sqlite:///{tmp_path / 's.db'}", seeds=1, heartbeat=30,
+                         fixed={"family": "linear", "epochs": 1})
+    study = create_study(config)
+    code = ("import os, signal, sys; from search.study import StudyConfig, create_study; "
+            f"create_study(StudyConfig('har', storage={config.storage!r}, fixed={config.fixed!r})).ask(); "
+            "os.kill(os.getpid(), signal.SIGKILL)")
+    killed = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    (trial,) = study.get_trials()
+    assert trial.state == optuna.trial.TrialState.RUNNING and trial.system_attrs["worker"].endswith(":" + str(
+        int(trial.system_attrs["worker"].rpartition(":")[2])))
+    # Killed within the instant between creation and marking: no worker recorded. Failed once older
+    # than 4 heartbeats (here an hour old), kept while younger (it may be a live run's new trial).
+    for age in (3600, 0):
+        template = optuna.trial.FrozenTrial(
+            number=0, state=optuna.trial.TrialState.RUNNING, value=None, datetime_complete=None,
+            datetime_start=datetime.now() - timedelta(seconds=age), params={}, distributions={}, user_attrs={},
+            system_attrs={}, intermediate_values={}, trial_id=0)
+        study._storage.create_new_trial(study._study_id, template_trial=template)
+    assert fail_dead_trials(study, heartbeat=30) == [0, 1]  # at once: its process is gone from this machine
+    states = [t.state.name for t in study.get_trials()]
+    assert states == ["FAIL", "FAIL", "RUNNING"]
+    run_study(config, har, write=lambda line: None)  # the next run leaves the young one to its owner
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "FAIL", "RUNNING", "COMPLETE"]
+
+
+def test_in_memory_storage_runs_quietly(cache):
+    result = search("--storage", "sqlite://", "--trials", "2", "--family", "linear", "--epochs", "1", "--seeds", "1",
+                    cache=cache)
+    assert result.stderr == ""  # no heartbeat tracebacks ("no such table: trial_heartbeats")
+    assert "study 'har': 2 trials {'complete': 2}" in result.stdout
+
+
+PROGRESS_ARGS = ["--trials", "2", "--workers", "1", "--family", "linear", "--epochs", "2", "--seeds", "2",
+                 "--strategy", "lockstep", "--pruner", "none"]
+
+
+def test_progress_through_a_pipe_is_plain_lines(tmp_path, cache):
+    result = search("--storage", f"sqlite:///{tmp_path / 's.db'}", *PROGRESS_ARGS, cache=cache)
+    assert "\r" not in result.stdout and "\x1b" not in result.stdout
+    lines = result.stdout.splitlines()
+    epochs = [re.fullmatch(r"trial +(\d) seed (\d) epoch (\d)/2 val accuracy 0\.\d{4} \| (no complete trial yet|"
+                           r"best 0\.\d{4} \(#\d\))", line) for line in lines]
+    assert sorted((int(m[1]), int(m[2]), int(m[3])) for m in epochs if m) == [
+        (t, s, e) for t in range(2) for s in range(2) for e in (1, 2)]  # every seed-epoch: nothing lost
+    assert sum(bool(re.match(r"trial +\d linear ", line)) for line in lines) == 2
+    assert "best 0." in next(line for line in lines if line.startswith("trial    1 seed"))  # trial 0's value
+
+
+def test_progress_on_a_terminal_updates_one_line_in_place(tmp_path, cache):
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "search.har", "--data", str(HAR), "--storage",
+                                f"sqlite:///{tmp_path / 's.db'}", *PROGRESS_ARGS],
+                               stdout=terminal, stderr=subprocess.PIPE, env={**os.environ, "DATA_CACHE": str(cache)})
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    assert process.wait(timeout=300) == 0, process.stderr.read()
+    text = output.decode()
+    updates = re.findall(r"\r(trial +\d seed \d epoch \d/2 val accuracy 0\.\d{4} \| [^\r\n]*?)\x1b\[K", text)
+    assert len(updates) == 8  # rewritten in place: no newline between the seed-epochs of a trial
+    assert all("\n" not in update for update in updates)
+    ended = re.findall(r"\r(trial +\d linear [^\r\n]*)\x1b\[K\r?\n", text)  # each trial's line replaces it and stays
+    assert len(ended) == 2
+
+
+def test_password_never_leaves_the_url(tmp_path, cache):
+    """PostgreSQL with a password (trust auth accepts any): no output, attribute, note, figure or report shows it."""
+    url = "postgresql://postgres:secret@127.0.0.1:5432/test"
+    name = f"pytest-masked-{os.getpid()}-{time.time_ns()}"
+    figures = tmp_path / "figures"
+    outputs = []
+    try:
+        run = search("--storage", url, "--study-name", name, "--artifacts", str(figures), "--trials", "2",
+                     "--workers", "2", "--family", "linear", "--epochs", "1", "--seeds", "1", cache=cache)
+        outputs += [run.stdout, run.stderr]
+        assert "postgres:***@127.0.0.1" in run.stdout
+        report = subprocess.run([sys.executable, "-m", "search.report", "har", "--storage", url, "--study-name", name,
+                                 "--seeds", "1", "--top", "1", "--out", str(tmp_path / "reports"), "--data", str(HAR)],
+                                capture_output=True, text=True, env={**os.environ, "DATA_CACHE": str(cache)},
+                                timeout=600)
+        outputs += [report.stdout, report.stderr]
+        assert report.returncode == 0, report.stderr
+        study = optuna.load_study(study_name=name, storage=url.replace(":secret", ""))
+        outputs.append(json.dumps([study.user_attrs, study._storage.get_study_system_attrs(study._study_id)],
+                                  default=str))  # notes are study system attributes
+        outputs += [json.dumps([t.user_attrs, t.system_attrs], default=str) for t in study.trials]
+        files = [p for p in tmp_path.rglob("*") if p.is_file()]
+        assert any(p.suffix == ".md" for p in files) and len(list(figures.iterdir())) == 4
+        leaks = [str(p) for p in files if b"secret" in p.read_bytes()]
+        leaks += [text[max(0, text.find("secret") - 80):][:160] for text in outputs if "secret" in text]
+        assert not leaks
+    finally:
+        optuna.delete_study(study_name=name, storage=url.replace(":secret", ""))
