@@ -91,8 +91,11 @@ def check_writable(url: str) -> None:
 def describe_error(url: str, exc: BaseException) -> str:
     """One line for a database error, naming the storage without its password."""
     shown = hide_password(url)
-    if isinstance(exc, sqlalchemy.exc.OperationalError):
-        detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc).splitlines()[0]
+    cause = exc
+    while cause is not None and not isinstance(cause, sqlalchemy.exc.OperationalError):
+        cause = cause.__cause__ or cause.__context__  # Optuna wraps a failed commit in StorageInternalError
+    if cause is not None:
+        detail = str(cause.orig or cause).strip().splitlines()[0]
         if "readonly" in detail or "read-only" in detail:
             return f"--storage {shown!r}: the database is read-only ({hide_password(detail)})"
         return f"--storage {shown!r}: cannot reach the database ({hide_password(detail)})"

@@ -433,3 +433,15 @@ def test_password_never_leaves_the_url(tmp_path, cache):
         assert not leaks
     finally:
         optuna.delete_study(study_name=name, storage=url.replace(":secret", ""))
+
+
+def test_read_only_database_is_one_line(tmp_path, cache):
+    db = tmp_path / "s.db"
+    optuna.create_study(storage=f"sqlite:///{db}", study_name="har")
+    before = db.read_bytes()
+    # mode=ro: SQLite refuses every write, even root's (chmod would not stop root).
+    result = search("--storage", f"sqlite:///file:{db}?mode=ro&uri=true", "--family", "linear", "--trials", "1",
+                    cache=cache, check=False, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "the database is read-only" in result.stderr and "Traceback" not in result.stderr
+    assert db.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["s.db"]
