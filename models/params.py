@@ -14,6 +14,7 @@ from .registry import FAMILIES, is_recurrent
 # Gate counts and cells are the families' own (models/rnn.py, gru.py, lstm.py): defined once.
 GATES = {name: cls.gates for name, cls in FAMILIES.items() if is_recurrent(name)}
 CELLS = {name: cls.cell for name, cls in FAMILIES.items() if is_recurrent(name)}
+MAX_BUILT = 100_000_000  # parameters: the modules are built to check the formula only below this
 
 
 def built_count(family: str, input_size: int, hidden: list[int], classes: int) -> int:
@@ -31,15 +32,19 @@ def main(argv=None) -> None:
     parser.add_argument("--classes", type=int, required=True)
     parser.add_argument("--seq-len", type=int, default=None, help="shown only: it does not change the count")
     args = parser.parse_args(argv)
-    for name, value in [("--input", args.input), ("--classes", args.classes)] + [("--hidden", h) for h in args.hidden]:
+    sizes = [("--input", args.input), ("--classes", args.classes)] + [("--hidden", h) for h in args.hidden]
+    for name, value in sizes + ([("--seq-len", args.seq_len)] if args.seq_len is not None else []):
         if value < 1:
             parser.error(f"{name} must be an int >= 1, got {value}")
     gates = GATES[args.family]
     pytorch = recurrent_params(gates, args.input, args.hidden, args.classes, biases=2)
     textbook = recurrent_params(gates, args.input, args.hidden, args.classes, biases=1)
+    # The formula needs no memory; building the modules does (4 bytes a parameter): skip that for huge sizes.
+    built = built_count(args.family, args.input, args.hidden, args.classes) if pytorch <= MAX_BUILT \
+        else f"not built, {pytorch * 4 / 1e9:.1f} GB of weights"
     print(f"{args.family} input={args.input} hidden={args.hidden} classes={args.classes}"
           + (f" seq_len={args.seq_len} (does not change the count)" if args.seq_len else ""))
-    print(f"PyTorch (b_ih + b_hh per layer): {pytorch}  (built modules: {built_count(args.family, args.input, args.hidden, args.classes)})")
+    print(f"PyTorch (b_ih + b_hh per layer): {pytorch}  (built modules: {built})")
     print(f"textbook/Keras (one bias):       {textbook}  (difference {pytorch - textbook} = one bias vector per gate and layer)")
 
 

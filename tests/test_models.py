@@ -174,3 +174,14 @@ def test_models_params_gru_and_its_arguments(capsys):
         params.main(["rnn", "--input", "0", "--hidden", "8", "--classes", "2"])
     assert exit_.value.code == 2
     assert "--input must be an int >= 1, got 0" in capsys.readouterr().err
+
+
+def test_models_params_refuses_a_negative_seq_len_and_counts_huge_sizes_without_building(capsys):
+    from models import params
+
+    with pytest.raises(SystemExit) as exit_:
+        params.main(["rnn", "--input", "30", "--hidden", "32", "--classes", "10", "--seq-len", "-5"])
+    assert exit_.value.code == 2 and "--seq-len must be an int >= 1, got -5" in capsys.readouterr().err
+    params.main(["lstm", "--input", "30", "--hidden", "1000000", "--classes", "10"])  # 16 TB if built
+    output = capsys.readouterr().out
+    assert f"{recurrent_params(4, 30, [1_000_000], 10)}  (built modules: not built, 16000.6 GB of weights)" in output
