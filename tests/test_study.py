@@ -445,3 +445,14 @@ def test_read_only_database_is_one_line(tmp_path, cache):
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "the database is read-only" in result.stderr and "Traceback" not in result.stderr
     assert db.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["s.db"]
+
+
+def test_a_class_without_training_examples_is_refused(tmp_path, har):
+    keep = har.train.y != 5  # no LAYING window in training
+    task = Task("har", Split(har.train.x[keep], har.train.y[keep], har.train.lengths[keep]), har.val, har.test,
+                har.class_names, dict(har.info))
+    config = StudyConfig("har", trials=1, storage=f"sqlite:///{tmp_path / 's.db'}", seeds=1,
+                         artifact_dir=str(tmp_path / "figures"), fixed={"family": "linear", "epochs": 1})
+    with pytest.raises(StudyError, match="no training example of class LAYING"):
+        run_study(config, task, write=lambda line: None)
+    assert list(tmp_path.iterdir()) == []
