@@ -2,7 +2,7 @@
 
     python bench/faults.py [--kills 20] [--seed 0] [--data PATH] [--workers 2]
 
-Runs `python -m search.har` on a grid (dense models, 80 points, so that every point must end up
+Runs `python -m search.har` on a grid (dense models, 2 seeds x 4 epochs, 80 points, so that every point must end up
 run) against a temporary SQLite file, with the default heartbeat (30 s), and kills it `--kills`
 times, cycling through three faults:
 - SIGKILL of every process right after a trial is created (the instant before its first heartbeat);
@@ -30,9 +30,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_HAR = REPO.parent / "shared" / "data" / "UCI_HAR_Dataset.zip"
-GRID = ["--family", "dense", "--width", "16", "--epochs", "3", "--seeds", "1", "--pruner", "none",
+GRID = ["--family", "dense", "--epochs", "4", "--seeds", "2", "--batch-size", "32", "--pruner", "none",
         "--grid", "lr=0.0005,0.001,0.0015,0.002,0.003,0.004,0.005,0.006,0.008,0.01",
-        "--grid", "batch_size=32,64,128,256", "--grid", "weight_decay=0.0,0.0001"]
+        "--grid", "weight_decay=0.0,0.0001,0.0003,0.001", "--grid", "width=16,32"]
 POINTS = 10 * 4 * 2
 FAULTS = ("right after a trial's creation", "one worker, then Ctrl-C", "the parent")
 
@@ -64,10 +64,9 @@ def alive(pid: int) -> bool:
         return True
 
 
-def stuck(db: Path) -> list[int]:
-    """RUNNING trials whose process is gone (or never recorded)."""
-    return [n for n, (state, worker) in trials(db).items()
-            if state == "RUNNING" and (worker is None or not alive(int(worker.rpartition(":")[2])))]
+def stuck(db: Path, earlier: set[int]) -> list[int]:
+    """Trials of earlier runs still RUNNING (the new run has started: it must have failed them)."""
+    return [n for n, (state, _) in trials(db).items() if state == "RUNNING" and n in earlier]
 
 
 def group(pgid: int) -> list[int]:
@@ -108,15 +107,20 @@ def main() -> None:
     with open(log_path, "w") as log:
         for kill in range(args.kills):
             fault = FAULTS[kill % len(FAULTS)]
-            before = set(trials(db))
+            before = {n for n, (state, _) in trials(db).items() if state != "WAITING"}
+            earlier = {n for n, (state, _) in trials(db).items() if state == "RUNNING"}
             process = start(command, log)
-            # Once this run has created a trial (its startup is over), no dead run's trial may be RUNNING.
+            # Once this run has started a trial (its startup is over), no dead run's trial may be RUNNING.
             deadline = time.monotonic() + 120
-            while not set(trials(db)) - before and process.poll() is None and time.monotonic() < deadline:
+            while (not {n for n, (state, _) in trials(db).items() if state == "RUNNING"} - before
+                   and process.poll() is None and time.monotonic() < deadline):
                 time.sleep(0.002)
-            stuck_at_start.update(stuck(db))
+            if process.poll() is not None:
+                print(f"the grid was done after {kill} kills; no more faults", file=sys.stderr)
+                break
+            stuck_at_start.update(stuck(db, earlier))
             if fault == FAULTS[0]:
-                os.killpg(process.pid, signal.SIGKILL)  # within milliseconds of the trial's creation
+                os.killpg(process.pid, signal.SIGKILL)  # within milliseconds of the trial's start
             else:
                 time.sleep(rng.uniform(0.0, 4.0))
                 seen_finished |= {n for n, (state, _) in trials(db).items() if state in ("COMPLETE", "PRUNED")}

@@ -95,7 +95,7 @@ def main(task: str, argv: list[str] | None = None) -> None:
             if workers > 1 and can_share(config.storage):
                 print(f"{workers} workers x {args.threads} torch thread(s) on {hide_password(config.storage)}",
                       flush=True)
-                code = run_workers(config, args.data, workers, args.threads)
+                code = run_workers(config, args.data, workers, args.threads, study=study)
                 if code == 130:
                     raise KeyboardInterrupt
                 if code:

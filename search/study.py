@@ -34,6 +34,7 @@ DEFAULT_METRIC = defaults.METRIC
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "patient", "none")
 MAX_PARAMS = 100_000_000  # 400 MB of float32 weights per seed: far above the search spaces' largest model
 WORKER = "worker"  # trial system attribute: host:pid of the process that created the trial
+PROCESS = "process:"  # study system attribute per process that ran the study: process:host:pid -> start time
 State = optuna.trial.TrialState
 
 
@@ -343,25 +344,43 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def register_process(study: optuna.Study) -> None:
+    """Record this process in the study, so a later run knows whether any of its processes still live."""
+    study._storage.set_study_system_attr(study._study_id, PROCESS + this_worker(), time.time())
+
+
+def others_alive(study: optuna.Study) -> bool:
+    """Whether a process other than this one may still be running the study (another machine: maybe)."""
+    host = socket.gethostname()
+    for key in study._storage.get_study_system_attrs(study._study_id):
+        if key.startswith(PROCESS):
+            where, _, pid = key[len(PROCESS):].rpartition(":")
+            if where != host or (int(pid) != os.getpid() and _alive(int(pid))):
+                return True
+    return False
+
+
 def fail_dead_trials(study: optuna.Study, heartbeat: int) -> list[int]:
     """Mark FAIL the RUNNING trials whose process is gone; return their numbers.
 
     On this machine a trial's process is known (its worker attribute), so a killed run's trial is
-    failed at once. Trials of other machines are failed by Optuna once their heartbeat is older than
-    4 heartbeats; a trial with no worker attribute (killed within the instant after its creation)
-    once it is that old.
+    failed at once. A trial with no worker attribute was killed within the instant between its start
+    and its marking: it is failed at once when no other process of the study lives, else once it is
+    4 heartbeats old. Trials of other machines are failed by Optuna once their heartbeat is that old.
     """
     storage = study._storage
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         before = {t.number for t in study.get_trials(deepcopy=False, states=(State.RUNNING,))}
         optuna.storages.fail_stale_trials(study)
-    host, now = socket.gethostname(), datetime.now()
+    host, now, alone = socket.gethostname(), datetime.now(), None
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(State.RUNNING,)):
         worker = trial.system_attrs.get(WORKER)
         if worker is None:
-            dead = trial.datetime_start is not None and (now - trial.datetime_start).total_seconds() > 4 * heartbeat
+            alone = (not others_alive(study)) if alone is None else alone
+            dead = alone or (trial.datetime_start is not None
+                             and (now - trial.datetime_start).total_seconds() > 4 * heartbeat)
         else:
             where, _, pid = worker.rpartition(":")
             dead = where == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
@@ -518,6 +537,7 @@ def prepare_study(config: StudyConfig, task: Task) -> optuna.Study:
         set_study_attrs(study, config, task, now)
     except Exception as exc:  # a read-only database opens fine and fails at the first write
         raise StudyError(describe_error(config.storage, exc)) from None
+    register_process(study)
     fail_dead_trials(study, config.heartbeat)
     return study
 
@@ -542,6 +562,7 @@ def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] | No
         config_trials = trials_to_run(study, config)
     else:
         study, config_trials = study or create_study(config), config.trials
+        register_process(study)
     stop = stop or StopFlag()
     progress = Progress(write, prefix=prefix)
     suggest = (lambda trial: grid_suggest(trial, config.fixed, config.grid)) if config.grid else None  # noqa: E731

@@ -69,7 +69,7 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
-def run_workers(config: StudyConfig, data: str | None, workers: int, threads: int) -> int:
+def run_workers(config: StudyConfig, data: str | None, workers: int, threads: int, study=None) -> int:
     """Run config.trials trials over `workers` processes; the parent has called prepare_study.
 
     Returns 0, 1 when a worker failed, or 130 when interrupted. Ctrl-C reaches every worker of the
@@ -107,7 +107,7 @@ def run_workers(config: StudyConfig, data: str | None, workers: int, threads: in
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    fail_dead_trials(create_study(config), config.heartbeat)  # a worker killed by a second signal or SIGKILL
+    fail_dead_trials(study or create_study(config), config.heartbeat)  # a worker killed by a second signal or SIGKILL
     codes = [p.exitcode for p in processes]
     del processes, started  # releases the counter's semaphore now (exit_now skips the interpreter's cleanup)
     if signals[0] or 130 in codes:

@@ -342,19 +342,25 @@ def test_trials_of_a_killed_process_are_failed_by_the_next_run(tmp_path, har):
     (trial,) = study.get_trials()
     assert trial.state == optuna.trial.TrialState.RUNNING and trial.system_attrs["worker"].endswith(":" + str(
         int(trial.system_attrs["worker"].rpartition(":")[2])))
-    # Killed within the instant between creation and marking: no worker recorded. Failed once older
-    # than 4 heartbeats (here an hour old), kept while younger (it may be a live run's new trial).
+    # Killed within the instant between its start and its marking: no worker recorded. While another
+    # process of the study lives, it may be that process's new trial: failed only once 4 heartbeats
+    # old (here an hour); when none lives, at once.
     for age in (3600, 0):
         template = optuna.trial.FrozenTrial(
             number=0, state=optuna.trial.TrialState.RUNNING, value=None, datetime_complete=None,
             datetime_start=datetime.now() - timedelta(seconds=age), params={}, distributions={}, user_attrs={},
             system_attrs={}, intermediate_values={}, trial_id=0)
         study._storage.create_new_trial(study._study_id, template_trial=template)
-    assert fail_dead_trials(study, heartbeat=30) == [0, 1]  # at once: its process is gone from this machine
-    states = [t.state.name for t in study.get_trials()]
-    assert states == ["FAIL", "FAIL", "RUNNING"]
-    run_study(config, har, write=lambda line: None)  # the next run leaves the young one to its owner
-    assert [t.state.name for t in study.get_trials()] == ["FAIL", "FAIL", "RUNNING", "COMPLETE"]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        study._storage.set_study_system_attr(study._study_id, f"process:{socket.gethostname()}:{other.pid}", 0)
+        assert fail_dead_trials(study, heartbeat=30) == [0, 1]  # the killed one at once, the old unmarked one
+        assert [t.state.name for t in study.get_trials()] == ["FAIL", "FAIL", "RUNNING"]
+    finally:
+        other.kill()
+        other.wait()
+    run_study(config, har, write=lambda line: None)  # the next run: no other process lives any more
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "FAIL", "FAIL", "COMPLETE"]
 
 
 def test_in_memory_storage_runs_quietly(cache):
