@@ -1,7 +1,7 @@
 """Dataset loaders: each returns a Task with train/val/test splits of padded sequences."""
 from .har import load_har
 from .names import load_names
-from .files import atomic_path, write_text
+from .files import atomic_path, process_alive, write_text
 from .source import cache_dir
 from .task import DataError, Split, Task
 
@@ -14,4 +14,4 @@ def load_task(name: str, path=None) -> Task:
     return LOADERS[name](path)
 
 
-__all__ = ["DataError", "LOADERS", "atomic_path", "write_text", "Split", "Task", "cache_dir", "load_har", "load_names", "load_task"]
+__all__ = ["DataError", "LOADERS", "atomic_path", "process_alive", "write_text", "Split", "Task", "cache_dir", "load_har", "load_names", "load_task"]

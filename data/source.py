@@ -11,7 +11,7 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
-from .files import atomic_path
+from .files import atomic_path, process_alive
 from .task import DataError
 
 CACHE_DIR = Path(__file__).resolve().parent / "cache"
@@ -26,23 +26,13 @@ def cache_dir() -> Path:
 _PART = re.compile(r"^\..+\.(?P<pid>\d+)\.part|\.part(?P<old>\d+)")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def remove_stale_parts(folder: Path) -> None:
     """Delete the temporary files of cache writes whose process was killed (they are never renamed)."""
     if not folder.is_dir():
         return
     for path in folder.iterdir():
         found = _PART.search(path.name)
-        if found and path.is_file() and not _alive(int(found["pid"] or found["old"])):
+        if found and path.is_file() and not process_alive(int(found["pid"] or found["old"])):
             path.unlink(missing_ok=True)
 
 

@@ -8,7 +8,6 @@ task, the data, the search space and the commands that ran it. A figure that can
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
 import os
@@ -25,6 +24,8 @@ from matplotlib.figure import Figure  # no pyplot: no global state, renders with
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna_dashboard import save_note
 
+from data import atomic_path
+from . import figures
 from .storage import hide_password
 
 MISSING = "Artifact missing"  # starts the line of a trial's note that names a figure not saved, and why
@@ -60,15 +61,8 @@ class AtomicFileStore(FileSystemArtifactStore):
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
         target = self._get_filepath(artifact_id)  # Optuna's check: no absolute or ../ ids
-        partial = target.with_name(target.name + ".partial")
-        try:
-            with open(partial, "wb") as f:
-                shutil.copyfileobj(content_body, f)
-            os.replace(partial, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                partial.unlink()
-            raise
+        with atomic_path(target) as partial, open(partial, "wb") as f:
+            shutil.copyfileobj(content_body, f)
 
 
 # ---- figures ---------------------------------------------------------------------------------
@@ -115,23 +109,10 @@ def curves_figure(number: int, summary: dict) -> Figure:
 def confusion_figure(number: int, summary: dict, class_names: list[str]) -> Figure:
     """Counts summed over seeds; the colour is the row share (recall), so rare classes stay visible."""
     counts = np.array(summary["confusion"], dtype=float)
-    n = len(counts)
-    names = class_names if len(class_names) == n else [str(i) for i in range(n)]
+    names = class_names if len(class_names) == len(counts) else [str(i) for i in range(len(counts))]
     share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    size = max(5.0, 0.45 * n + 3)
-    fig = Figure(figsize=(size + 1, size), layout="constrained")
-    ax = fig.subplots()
-    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(image, ax=ax, label="share of the true class")
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, f"{counts[i, j]:.0f}", ha="center", va="center", fontsize=max(6, 11 - n // 4),
-                    color="white" if share[i, j] > 0.6 else "black")
-    ax.set_xticks(range(n), names, rotation=45, ha="right")
-    ax.set_yticks(range(n), names)
-    ax.set(xlabel="predicted", ylabel="true")
-    fig.suptitle(f"trial {number}: validation confusion matrix, {len(summary['seeds'])} seed(s) summed")
-    return fig
+    return figures.confusion_figure(share, names, f"trial {number}: validation confusion matrix, "
+                                    f"{len(summary['seeds'])} seed(s) summed", counts=counts)
 
 
 # ---- notes -----------------------------------------------------------------------------------

@@ -206,7 +206,7 @@ class Evaluations:
             self.write(f"evaluating {len(todo)} configuration(s) on seeds {self.seeds}, {self.workers} at a time")
             futures = {pool.submit(_evaluate_in_worker, s, f"configuration {i}/{len(todo)} ({s.family})", self.seeds,
                                    self.metric, self.device, s in keep_models): s for i, s in enumerate(todo, start=1)}
-            for future in as_completed(futures):
+            for done, future in enumerate(as_completed(futures), start=1):
                 spec = futures[future]
                 entry, states = future.result()
                 key = self.key(spec)
@@ -217,7 +217,7 @@ class Evaluations:
                 # Saved after each evaluation, so an interrupted report keeps what it has trained.
                 write_text(self.path, json.dumps({"format": FORMAT, "evaluations": self.entries},
                                                  sort_keys=True, indent=1) + "\n")
-                self.write(f"evaluated {spec.family}: {len(self.new)} of {len(todo)} done, {len(todo) - len(self.new)} to go")
+                self.write(f"evaluated {spec.family}: {done} of {len(todo)} done, {len(todo) - done} to go")
 
     def get(self, spec: TrialSpec) -> dict:
         key = self.key(spec)

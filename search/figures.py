@@ -19,10 +19,10 @@ def figure(width: float = 6.4, height: float = 4.0) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def save(fig: Figure, path: Path) -> str:
+def save(fig: Figure, path: Path, dpi: int = 110) -> str:
     """Write through a temporary file; no metadata that changes between runs. Returns the file name."""
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
+        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
     return Path(path).name
 
 

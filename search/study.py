@@ -22,6 +22,7 @@ from typing import Callable, TextIO
 import optuna
 
 from data import Task
+from data.files import process_alive
 from models import FAMILIES, param_count
 from . import defaults
 from .objective import STRATEGIES, Objective
@@ -330,20 +331,6 @@ def set_study_attrs(study: optuna.Study, config: StudyConfig, task: Task, now: d
 
 # ---- trials of runs that died -----------------------------------------------------------------
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed child its parent has not reaped yet is a zombie: dead
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def register_process(study: optuna.Study) -> None:
     """Record this process in the study, so a later run knows whether any of its processes still live."""
     study._storage.set_study_system_attr(study._study_id, PROCESS + this_worker(), time.time())
@@ -355,7 +342,7 @@ def others_alive(study: optuna.Study) -> bool:
     for key in study._storage.get_study_system_attrs(study._study_id):
         if key.startswith(PROCESS):
             where, _, pid = key[len(PROCESS):].rpartition(":")
-            if where != host or (int(pid) != os.getpid() and _alive(int(pid))):
+            if where != host or (int(pid) != os.getpid() and process_alive(int(pid))):
                 return True
     return False
 
@@ -383,7 +370,7 @@ def fail_dead_trials(study: optuna.Study, heartbeat: int) -> list[int]:
                              and (now - trial.datetime_start).total_seconds() > 4 * heartbeat)
         else:
             where, _, pid = worker.rpartition(":")
-            dead = where == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
+            dead = where == host and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid))
         if dead:
             try:
                 storage.set_trial_state_values(trial._trial_id, state=State.FAIL)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -10,30 +9,18 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
+from data import write_text
+from .. import figures
+
 DPI = 90
 NOISE_FLOOR = "noise floor (the noise's variance)"
 FAMILY_NAMES = {"rnn": "Elman RNN", "lstm": "LSTM", "gru": "GRU"}
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save(fig: Figure, path: Path) -> str:
     """PNG through a temporary file, without metadata that changes between runs. Returns the file name."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    try:
-        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path.name
+    return figures.save(fig, path, dpi=DPI)
 
 
 def spread(values: list[float]) -> tuple[float, float, float]:
@@ -505,9 +492,9 @@ def write_report(data: dict, folder: Path) -> Path:
         data["memory"], folder / "memory_accuracy.png", folder / "memory_gradient.png")
     data["run"]["wall_seconds"] = time.perf_counter() - data["run"].pop("started")
     data["run"]["cpu_seconds"] = time.process_time()  # this process's CPU time: what the run costs on an idle core
-    write_atomic(folder / "results.json", json.dumps(rounded(data)) + "\n")
+    write_text(folder / "results.json", json.dumps(rounded(data)) + "\n")
     text = "\n".join(header(data) + task_kinds(data) + parameter_counts(data) + clipping(data, figures)
                      + memory(data, figures) + forecasting(data, figures) + conv_layouts(data))
     path = folder / "report.md"
-    write_atomic(path, text)
+    write_text(path, text)
     return path
