@@ -41,7 +41,7 @@ from .decision import decide
 from .evaluate import EvaluationError, evaluate_spec, final_metrics, load_checked, open_study, spec_of
 from .storage import hide_password
 from .train import TrialSpec, log_prior
-from .util import json_safe
+from .util import json_safe, shown_path
 
 FORMAT = 1
 WEIGHTS = "weights"
@@ -512,8 +512,8 @@ def export(args: argparse.Namespace, write=lambda line: print(line, file=sys.std
         models[-1].load_state_dict(state)
         models[-1].eval()
     command = ["python -m search.export", args.task, "--trial", str(trial.number), "--storage", hide_password(args.storage),
-               "--study-name", study_name, "--seeds", str(args.seeds), "--out", str(out)] \
-        + (["--data", args.data] if args.data else []) + (["--tau", f"{args.tau:g}"] if args.tau is not None else [])
+               "--study-name", study_name, "--seeds", str(args.seeds), "--out", shown_path(str(out))] \
+        + (["--data", shown_path(args.data)] if args.data else []) + (["--tau", f"{args.tau:g}"] if args.tau is not None else [])
     source = {"study": study.study_name, "storage": hide_password(args.storage), "trial": trial.number,
               "state": trial.state.name, "search_metric": metric,
               "search_value": trial.value if trial.state == State.COMPLETE else None,

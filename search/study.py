@@ -29,6 +29,7 @@ from .objective import STRATEGIES, Objective
 from .space import SPACES, check_fixed, grid_space, grid_suggest, max_epochs
 from .storage import StorageError, artifact_dir, check_reachable, describe_error, hide_password, open_storage
 from .train import METRICS, TrialSpec, resolve_device
+from .util import shown_path
 
 DEFAULT_STORAGE = defaults.STORAGE
 DEFAULT_METRIC = defaults.METRIC
@@ -68,9 +69,11 @@ class StudyConfig:
         if self.study_name is None:
             self.study_name = self.task
         self.metric = self.metric or defaults.METRIC[self.task]
-        # The command is recorded in the study and shown in notes and reports: never with a password.
+        # The command is recorded in the study and shown in notes and reports: never with a password,
+        # nor with an absolute path of this machine (a path outside the working folder keeps its name).
         self.command = hide_password(self.command or " ".join(
-            [f"python -m search.{self.task}"] + [shlex.quote(a) for a in sys.argv[1:]]))
+            [f"python -m search.{self.task}"]
+            + [shlex.quote(shown_path(a) if os.path.isabs(a) else a) for a in sys.argv[1:]]))
         checks = [
             (isinstance(self.study_name, str) and self.study_name.strip() != "", "--study-name must not be empty",
              self.study_name),

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -17,3 +19,13 @@ def json_safe(value):
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
+
+
+def shown_path(path: str) -> str:
+    """A path as notes and reports may print it: relative to the working folder when inside it, else its
+    name only (no machine's absolute path is recorded)."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return Path(path).name
+    return Path(path).name if relative.startswith("..") else relative

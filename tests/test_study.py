@@ -462,3 +462,10 @@ def test_a_class_without_training_examples_is_refused(tmp_path, har):
     with pytest.raises(StudyError, match="no training example of class LAYING"):
         run_study(config, task, write=lambda line: None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_recorded_command_holds_no_absolute_path_of_this_machine(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "argv", ["search/names.py", "--data", str(tmp_path / "names"), "--trials", "3"])
+    command = StudyConfig(task="names").command
+    assert str(tmp_path) not in command
+    assert command == "python -m search.names --data names --trials 3"

@@ -28,7 +28,7 @@ from ..evaluate import (EvaluationError, Evaluations, baseline_entry, final_metr
                         select, spec_of)
 from ..storage import hide_password
 from ..train import IMBALANCE, METRICS
-from ..util import json_safe
+from ..util import json_safe, shown_path
 from . import analysis
 from .markdown import LABEL, render
 
@@ -69,14 +69,6 @@ class ReportConfig:
         if self.data:
             args += ["--data", shown_path(self.data)]
         return " ".join(args[:1] + [shlex.quote(a) for a in args[1:]])
-
-
-def shown_path(path: str) -> str:
-    """A path as a report may print it: relative to the working folder when inside it, else its name only."""
-    try:
-        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else Path(path).name
-    except ValueError:
-        return Path(path).name
 
 
 def safe_name(name: str) -> str:
