@@ -183,11 +183,14 @@ def tradeoff(r: dict) -> list[str]:
                    f"seeds {seed_range(rec['seeds'])} and each scikit-learn baseline (one fit each).")
     points = []
     for label, series in r["frontier"]["series"].items():
-        best = max(series, key=lambda p: (min(p["accuracy"], p["balanced_accuracy"]), -p["tau"]))
-        points.append(f"{label}: tau 0 → {series[0]['accuracy']:.3f} / {series[0]['balanced_accuracy']:.3f}; "
-                      f"tau {best['tau']:g} → {best['accuracy']:.3f} / {best['balanced_accuracy']:.3f}")
-    lines += ["Accuracy / balanced accuracy on the test split (tau 0, and the tau with the highest smaller of the "
-              "two): " + "; ".join(points) + ".", ""]
+        chosen = next(p for p in series if p["tau"] == r["frontier"]["chosen"][label])
+        text = f"{label}: tau 0 → {series[0]['accuracy']:.3f} / {series[0]['balanced_accuracy']:.3f}"
+        if chosen["tau"]:
+            text += f", tau {chosen['tau']:g} (chosen) → {chosen['accuracy']:.3f} / {chosen['balanced_accuracy']:.3f}"
+        points.append(text)
+    lines += ["Test accuracy / balanced accuracy at tau 0 and at the tau chosen on validation: "
+              + "; ".join(points) + ". A model dominates another where its curve lies above and to the right "
+              "of the other's.", ""]
     return lines
 
 
