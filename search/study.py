@@ -175,8 +175,9 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
 
 def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
     if config.grid:
-        # Grid points are queued (queue_grid); the sampler only serves a trial that finds the queue empty.
-        return optuna.samplers.GridSampler(grid_space(config.fixed, config.grid), seed=config.sampler_seed)
+        # Every grid point is queued (queue_grid) and a run takes no more trials than points queued, so
+        # the sampler never chooses. Not GridSampler: it fails on a queued trial that lacks its grid_id.
+        return optuna.samplers.RandomSampler(seed=config.sampler_seed)
     # multivariate + group: TPE models the conditional (per-family) parameters jointly.
     return optuna.samplers.TPESampler(seed=config.sampler_seed, multivariate=True, group=True,
                                       n_startup_trials=10, constant_liar=True)
