@@ -28,7 +28,8 @@ from data import DataError, Split, Task, load_task  # noqa: E402
 from models import FAMILIES  # noqa: E402
 from search.study import StudyConfig, StudyError, quiet_optuna, run_study  # noqa: E402
 
-SHARED = {"har": "/work/shared/data/UCI_HAR_Dataset.zip", "names": "/work/shared/data/names"}
+_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
+SHARED = {"har": str(_DATA / "UCI_HAR_Dataset.zip"), "names": str(_DATA / "names")}
 REFERENCE = ("lockstep", "none")
 STRATEGIES = [REFERENCE, ("lockstep", "median"), ("lockstep", "hyperband"), ("racing", "median"),
               ("racing", "hyperband")]
