@@ -100,14 +100,11 @@ def baselines_of(config: ReportConfig, task: Task, metric: str, out: Path, data:
     return entries
 
 
-def compute(config: ReportConfig, study: optuna.Study, evaluations: Evaluations, baselines: list[dict],
-            out: Path) -> dict:
-    """Everything the report says, as plain data."""
+def compute(config: ReportConfig, study: optuna.Study, complete: list, families: dict, leaders: list, metric: str,
+            evaluations: Evaluations, baselines: list[dict], out: Path) -> dict:
+    """Everything the report says, as plain data (complete, families, leaders: as build chose them)."""
     attrs = study.user_attrs
-    complete = ranked(study)
-    metric = attrs.get("metric") or complete[0].user_attrs.get("metric", "accuracy")
     class_names = attrs.get("class_names") or [str(i) for i in range(len(complete[0].user_attrs["confusion"]))]
-    families, leaders = select(study, config.top)
     trials = sorted(study.trials, key=lambda t: t.number)
     best = complete[0]
     best_entry = evaluations.get(spec_of(best))
@@ -255,7 +252,7 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     wanted = [spec_of(t) for t in [*families.values(), *leaders]] + [replace(best, imbalance=v) for v in IMBALANCE]
     evaluations.run(wanted, keep_models=set() if exported(out / "model", evaluations.key(best)) else {best})
     baselines = baselines_of(config, task, metric, out, data) if config.baselines != "none" else []
-    r = compute(config, study, evaluations, baselines, out)
+    r = compute(config, study, complete, families, leaders, metric, evaluations, baselines, out)
     draw(r, out)
     write_text(out / "report.md", render(r))
     write_text(out / "summary.json", json.dumps(summary(r), indent=1, sort_keys=True) + "\n")

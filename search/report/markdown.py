@@ -5,7 +5,7 @@ import math
 import statistics
 
 from ..train import IMBALANCE, METRICS
-from .analysis import find_issues, mean_std, median_by
+from .analysis import mean_std, median_by
 
 LABEL = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1"}
 
@@ -397,5 +397,3 @@ SECTIONS = (header, recommendation, leaderboard, tradeoff, learning_curves, conf
 def render(r: dict) -> str:
     return "\n".join(line for section in SECTIONS for line in section(r)).rstrip() + "\n"
 
-
-__all__ = ["find_issues", "render"]
