@@ -44,6 +44,9 @@ def parser(task: str) -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=int, default=defaults.HEARTBEAT,
                    help="seconds between trial heartbeats; a trial of a run killed on another machine is failed "
                         "after 4 (default %(default)s)")
+    p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
+                   help="a new study without --grid or fixed parameters first trains the known-good "
+                        "configurations of search/space.py WARM_START (default: on)")
     p.add_argument("--data", default=None, help="data folder or archive (else $HAR_DATA/$NAMES_DATA, cache, download)")
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="run a plain grid over these values (repeatable); other parameters fixed or default")
@@ -70,7 +73,7 @@ def config_from_args(task: str, args: argparse.Namespace) -> StudyConfig:
                        seeds=args.seeds, metric=args.metric, strategy=args.strategy, pruner=args.pruner,
                        sampler_seed=args.sampler_seed, timeout=args.timeout, device=args.device,
                        fixed=fixed, grid=grid, heartbeat=args.heartbeat,
-                       artifact_dir=args.artifacts)
+                       artifact_dir=args.artifacts, warm_start=args.warm_start)
 
 
 def main(task: str, argv: list[str] | None = None) -> None:

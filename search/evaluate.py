@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from data import Task, load_task, write_text
 from .decision import choose_tau, decide, ensemble_log_probs, frontier
-from .train import DeviceSplit, TrialSpec, log_prior, parameter_count, per_class, predict, scores, train_seeds
+from .train import METRICS, DeviceSplit, TrialSpec, log_prior, parameter_count, per_class, predict, scores, train_seeds
 from .storage import hide_password, open_storage
 from .util import json_safe
 
@@ -119,7 +119,7 @@ def evaluate_spec(spec: TrialSpec, task: Task, seeds: list[int], metric: str, de
     tau = 0.0
     if spec.decision == "logit_adjust" and ok:
         tau = choose_tau([r.logits["val"] for r in ok], task.val.y.numpy(), prior, metric)[0]
-    keep = ("accuracy", "balanced_accuracy", "macro_f1")
+    keep = METRICS
     runs = [{"seed": r.seed, "status": r.status, "seconds": round(r.seconds, 2), "history": r.history,
              "val_confusion": r.confusion,
              "val": {k: v for k, v in decided(r.logits["val"], task.val.y, prior, tau, classes).items() if k in keep}
@@ -266,7 +266,7 @@ def final_metrics(models: list[torch.nn.Module], task: Task, tau: float = 0.0) -
     logits = [predict(model, test) for model in models]
     runs = [scores(y, decide(lg, prior, tau), task.num_classes) for lg in logits]
     ensemble = scores(y, decide(ensemble_log_probs(logits), prior, tau), task.num_classes)
-    names = ("accuracy", "balanced_accuracy", "macro_f1")
+    names = METRICS
     confusion = np.sum([run["confusion"] for run in runs], axis=0)
     return {
         "split": "test", "examples": len(y), "tau": tau,
@@ -285,7 +285,7 @@ def baseline_entry(result, task: Task, metric: str) -> dict:
     prior = log_prior(task.train, task.num_classes)
     val, test = torch.as_tensor(np.asarray(result.val_logprob)).float(), torch.as_tensor(np.asarray(result.test_logprob)).float()
     tau = choose_tau([val], task.val.y.numpy(), prior, metric)[0]
-    keep = ("accuracy", "balanced_accuracy", "macro_f1")
+    keep = METRICS
     return json_safe({
         "name": result.name, "description": result.description, "chosen": result.chosen,
         "seconds": round(result.seconds, 2), "tau": tau,

@@ -40,7 +40,7 @@ from . import defaults
 from .decision import decide
 from .evaluate import EvaluationError, evaluate_spec, final_metrics, load_checked, open_study, spec_of
 from .storage import hide_password
-from .train import TrialSpec, log_prior
+from .train import METRICS, TrialSpec, log_prior
 from .util import json_safe, shown_path
 
 FORMAT = 1
@@ -409,7 +409,7 @@ def test_section(metrics: dict, names: list[str]) -> list[str]:
     lines = ["## Test metrics", ""]
     if not metrics:
         return lines + ["No test metrics were recorded.", ""]
-    keys = [k for k in ("accuracy", "balanced_accuracy", "macro_f1")
+    keys = [k for k in METRICS
             if k in (metrics.get("mean") or {}) or k in (metrics.get("ensemble") or {})]
     if keys:
         lines += [f"On the test split ({metrics.get('examples', '?')} examples, evaluated once):", "",

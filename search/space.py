@@ -98,6 +98,29 @@ def names_space(s: Suggest) -> None:
 
 
 SPACES = {"har": har_space, "names": names_space}
+
+# Known-good configurations a new default study trains first (queued as its first trials, counted in
+# --trials). They were chosen on validation only, and they keep the answer from depending on whether
+# the sampler happens to reach that corner (issue 10: three runs of one command disagreed by 1.2 points).
+WARM_START = {
+    "har": [
+        # conv1d #95 of an earlier 100-trial study: validation 0.953 +/- 0.002 over 3 seeds.
+        dict(family="conv1d", layers=3, width=64, dropout=0.09, kernel_size=3, pool=2, norm=True, clipnorm=1.0,
+             lr=1.4e-3, batch_size=32, epochs=10, schedule="constant", weight_decay=2e-3,
+             imbalance="class_weights", decision="argmax"),
+        # Wider and longer, batch norm: validation 0.96 after 18-20 epochs (one seed, bench run by hand).
+        dict(family="conv1d", layers=3, width=128, dropout=0.3, kernel_size=7, pool=2, norm=True, clipnorm=0.0,
+             lr=2e-3, batch_size=64, epochs=20, schedule="cosine", weight_decay=1e-4,
+             imbalance="none", decision="argmax"),
+    ],
+    "names": [
+        # Bidirectional 2x256 GRU, plain loss, logit adjustment as the decision: validation accuracy 0.83 and
+        # balanced accuracy 0.50 at tau 0, 0.81 / 0.59 at tau 0.75 (one seed), above every earlier trial.
+        dict(family="gru", layers=2, width=256, dropout=0.2, bidirectional=True, frontend=0, clipnorm=0.0,
+             lr=2e-3, batch_size=64, epochs=10, schedule="cosine", weight_decay=1e-6,
+             imbalance="none", decision="logit_adjust"),
+    ],
+}
 FIELDS = {f.name: f for f in fields(TrialSpec)}
 
 

@@ -26,7 +26,7 @@ from data.files import process_alive
 from models import FAMILIES, param_count
 from . import defaults
 from .objective import STRATEGIES, Objective
-from .space import SPACES, check_fixed, grid_space, grid_suggest, max_epochs
+from .space import SPACES, WARM_START, check_fixed, grid_space, grid_suggest, max_epochs
 from .storage import StorageError, artifact_dir, check_reachable, describe_error, hide_password, open_storage
 from .train import METRICS, TrialSpec, resolve_device
 from .util import shown_path
@@ -62,6 +62,7 @@ class StudyConfig:
     command: str = ""
     heartbeat: int = defaults.HEARTBEAT  # seconds; a trial silent for 4 heartbeats (killed on another machine) is failed
     artifact_dir: str | None = None  # dashboard figures; None: artifacts/ beside a SQLite file, else ./artifacts
+    warm_start: bool = True  # a new default study trains space.WARM_START first
 
     def __post_init__(self):
         if self.task not in SPACES:
@@ -533,9 +534,21 @@ def prepare_study(config: StudyConfig, task: Task) -> optuna.Study:
     return study
 
 
+def queue_warm_start(study: optuna.Study, config: StudyConfig) -> int:
+    """A new default study (no grid, nothing fixed) trains the task's known-good configurations first."""
+    if not config.warm_start or config.grid or config.fixed or study.get_trials(deepcopy=False):
+        return 0
+    for params in WARM_START[config.task]:
+        study.enqueue_trial(params, user_attrs={"warm_start": True})
+    return len(WARM_START[config.task])
+
+
 def trials_to_run(study: optuna.Study, config: StudyConfig) -> int | None:
     """config.trials, or for a grid the points still to run (queued here); None: until --timeout."""
-    return queue_grid(study, config) if config.grid else config.trials
+    if config.grid:
+        return queue_grid(study, config)
+    queue_warm_start(study, config)
+    return config.trials
 
 
 def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] | None = None,

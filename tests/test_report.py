@@ -288,13 +288,13 @@ def test_a_family_whose_trials_were_all_pruned_is_still_evaluated(tmp_path):
 
 def test_summary_json_names_the_recommended_model_and_the_baselines(names):
     summary = json.loads((names["out"] / "summary.json").read_text())
-    assert summary["task"] == "names" and summary["metric"] == "balanced_accuracy"
+    assert summary["task"] == "names" and summary["metric"] == "acc_bal_hmean"
     rec = summary["recommended"]
     assert set(rec) >= {"trial", "family", "spec", "decision", "seeds", "test", "test_ensemble"}
     assert rec["seeds"] == [100, 101] and not set(rec["seeds"]) & {0, 1}  # the search used seeds 0 and 1
     assert set(rec["decision"]) >= {"tau"} and rec["decision"]["tau"] >= 0
     for key in ("test", "test_ensemble"):
-        assert set(rec[key]) == {"accuracy", "balanced_accuracy", "macro_f1"}
+        assert set(rec[key]) == {"accuracy", "balanced_accuracy", "macro_f1", "acc_bal_hmean"}
         assert all(0 <= v <= 1 for v in rec[key].values())
     # The summary's test values are the means over the final seeds in the evaluation cache.
     cache = json.loads((names["out"] / "evaluations.json").read_text())["evaluations"]
@@ -304,7 +304,7 @@ def test_summary_json_names_the_recommended_model_and_the_baselines(names):
     names_ = [b["name"] for b in summary["baselines"]]
     assert names_ == ["char-ngram-logreg", "char-ngram-logreg-balanced"]
     for baseline in summary["baselines"]:
-        assert set(baseline["test"]) == {"accuracy", "balanced_accuracy", "macro_f1"}
+        assert set(baseline["test"]) == {"accuracy", "balanced_accuracy", "macro_f1", "acc_bal_hmean"}
     rows = table_rows(section(names["text"], "### Best configuration of each family, and the scikit-learn baselines"))
     assert [row[0] for row in rows if row[0].startswith("baseline: ")][:2] == [f"baseline: {n}" for n in names_]
     assert "frontier.png" in names["text"] and (names["out"] / "frontier.png").read_bytes().startswith(PNG)

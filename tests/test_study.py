@@ -119,6 +119,23 @@ def test_grid_with_two_workers_runs_every_point_once(tmp_path, cache):
     assert len(optuna.load_study(study_name="har", storage=f"sqlite:///{db}").trials) == 3
 
 
+def test_a_new_default_study_trains_the_known_good_configurations_first(tmp_path):
+    from search.space import WARM_START, TrialSpec
+    from search.study import queue_warm_start
+    config = StudyConfig("names", trials=5, storage=f"sqlite:///{tmp_path / 's.db'}")
+    study = create_study(config)
+    assert queue_warm_start(study, config) == len(WARM_START["names"])
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.WAITING] * len(WARM_START["names"])
+    assert [t.system_attrs["fixed_params"] for t in study.trials] == WARM_START["names"]
+    assert queue_warm_start(study, config) == 0  # a continued study is not queued again
+    for task in WARM_START:  # every configuration is a valid spec
+        for params in WARM_START[task]:
+            TrialSpec(**params)
+    for other in (replace(config, study_name="fixed", fixed={"family": "lstm"}),
+                  replace(config, study_name="off", warm_start=False)):
+        assert queue_warm_start(create_study(other), other) == 0
+
+
 def test_fixed_family_restricts_the_sampled_space(tmp_path, har):
     config = StudyConfig("har", trials=3, storage=f"sqlite:///{tmp_path / 's.db'}", seeds=1, sampler_seed=3,
                          fixed={"family": "dense", "epochs": 1, "width": 16})

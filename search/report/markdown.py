@@ -7,7 +7,8 @@ import statistics
 from ..train import IMBALANCE, METRICS
 from .analysis import mean_std, median_by
 
-LABEL = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1"}
+LABEL = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1",
+         "acc_bal_hmean": "hmean(acc, bal acc)"}
 
 
 def fmt(values: list, digits: int = 3) -> str:

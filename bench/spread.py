@@ -1,0 +1,133 @@
+"""How much does the answer depend on luck? Run the default study several times and test each answer.
+
+    python bench/spread.py TASK [--runs 3] [--trials 100] [--parallel 1] [--workers W] [--device D]
+                                [--dir bench/spread] [--data PATH] [--final-seeds 5] [--timeout S]
+
+Run i is `python -m search.TASK --trials N --sampler-seed i` on its own SQLite file (DIR/TASK-i.db),
+`--parallel` of them at a time, each with `--workers` processes. A file whose study already has N
+finished trials is not run again, so an interrupted bench continues. Then each study's
+recommendation (its best trial by validation value, what `search.report` recommends) is retrained on
+the final seeds (100, 101, ...; never a search seed) and measured once on the test split, exactly as
+the report does (search.evaluate.evaluate_spec). Printed: one row per run (wall minutes, trials
+complete/pruned, best validation value, the recommended trial, its test accuracy and balanced
+accuracy as mean +/- std over the final seeds, and the seed ensemble), then the spread over runs.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import optuna  # noqa: E402
+import torch  # noqa: E402
+
+from data import load_task  # noqa: E402
+from search import defaults  # noqa: E402
+from search.evaluate import evaluate_spec, ranked, spec_of  # noqa: E402
+from search.study import open_storage, quiet_optuna  # noqa: E402
+from search.workers import default_workers  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def finished(db: Path, task: str, trials: int) -> bool:
+    if not db.exists():
+        return False
+    try:
+        study = optuna.load_study(study_name=task, storage=open_storage(f"sqlite:///{db}"))
+    except KeyError:
+        return False
+    return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)) >= trials
+
+
+def run_studies(args, dbs: list[Path]) -> dict[Path, float]:
+    """Start the studies not yet finished, `--parallel` at a time; return each one's wall seconds."""
+    todo = [db for db in dbs if not finished(db, args.task, args.trials)]
+    running: dict[Path, tuple[subprocess.Popen, float]] = {}
+    seconds: dict[Path, float] = {}
+    while todo or running:
+        while todo and len(running) < args.parallel:
+            db = todo.pop(0)
+            command = [sys.executable, "-m", f"search.{args.task}", "--trials", str(args.trials),
+                       "--sampler-seed", str(dbs.index(db)), "--storage", f"sqlite:///{db}",
+                       "--workers", str(args.workers), "--device", args.device]
+            command += ["--data", args.data] if args.data else []
+            command += ["--timeout", str(args.timeout)] if args.timeout else []
+            command += shlex.split(args.extra)
+            log = open(db.with_suffix(".log"), "w")
+            print(f"start: {' '.join(command[1:])}", flush=True)
+            running[db] = (subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), time.time())
+        time.sleep(2)
+        for db, (process, started) in list(running.items()):
+            if process.poll() is not None:
+                seconds[db] = time.time() - started
+                print(f"done: {db.name} in {seconds[db] / 60:.1f} min (exit {process.returncode})", flush=True)
+                del running[db]
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python bench/spread.py", description=__doc__.splitlines()[0])
+    p.add_argument("task", choices=["har", "names"])
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--trials", type=int, default=100)
+    p.add_argument("--parallel", type=int, default=1, help="studies run at the same time")
+    p.add_argument("--workers", type=int, default=default_workers(), help="processes per study")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--dir", default=str(ROOT / "bench" / "spread"), help="where the SQLite files go")
+    p.add_argument("--data", default=None)
+    p.add_argument("--final-seeds", type=int, default=defaults.FINAL_SEEDS)
+    p.add_argument("--timeout", type=float, default=None, help="passed to each study: stop starting trials after S s")
+    p.add_argument("--extra", default="", help="more study arguments, e.g. '--family linear --epochs 1' for a quick check")
+    args = p.parse_args(argv)
+    for name in ("runs", "trials", "parallel", "workers", "final_seeds"):
+        if getattr(args, name) < 1:
+            print(f"error: --{name.replace('_', '-')} must be an int >= 1, got {getattr(args, name)}", file=sys.stderr)
+            sys.exit(2)
+    quiet_optuna()
+    torch.set_num_threads(1)
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    dbs = [folder / f"{args.task}-{i}.db" for i in range(args.runs)]
+    seconds = run_studies(args, dbs)
+
+    task = load_task(args.task, args.data)
+    metric = defaults.METRIC[args.task]
+    rows = []
+    print(f"\ncommand: python -m search.{args.task} --trials {args.trials} --sampler-seed i --workers {args.workers} "
+          f"--device {args.device} {args.extra}; device: {torch.cuda.get_device_name() if args.device != 'cpu' and torch.cuda.is_available() else 'cpu'}"
+          f"; final seeds {defaults.final_seeds(args.final_seeds)}")
+    print(f"{'run':>3} {'min':>6} {'done/pruned':>11} {'best val':>8} {'trial':>14} {'test acc':>13} {'test bal':>13} "
+          f"{'ens acc':>7} {'ens bal':>7}")
+    for i, db in enumerate(dbs):
+        study = optuna.load_study(study_name=args.task, storage=open_storage(f"sqlite:///{db}"))
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        best = ranked(study)[0]
+        spec = spec_of(best)
+        entry, _ = evaluate_spec(spec, task, defaults.final_seeds(args.final_seeds), metric, args.device)
+        tests = [run["test"] for run in entry["runs"] if run["test"]]
+        acc = [t["accuracy"] for t in tests]
+        bal = [t["balanced_accuracy"] for t in tests]
+        ens = entry["ensemble"]["test"]
+        rows.append({"acc": statistics.fmean(acc), "bal": statistics.fmean(bal), "ens_acc": ens["accuracy"],
+                     "ens_bal": ens["balanced_accuracy"], "val": best.value})
+        wall = f"{seconds[db] / 60:6.1f}" if db in seconds else "     -"
+        print(f"{i:>3} {wall} {states.count(optuna.trial.TrialState.COMPLETE):>5}/{states.count(optuna.trial.TrialState.PRUNED):<5} "
+              f"{best.value:>8.4f} {f'#{best.number} {spec.family}':>14} "
+              f"{statistics.fmean(acc):.3f}±{statistics.pstdev(acc):.3f} {statistics.fmean(bal):.3f}±{statistics.pstdev(bal):.3f} "
+              f"{ens['accuracy']:>7.3f} {ens['balanced_accuracy']:>7.3f}", flush=True)
+    for key, label in (("acc", "test accuracy (mean over final seeds)"), ("bal", "test balanced accuracy"),
+                       ("ens_acc", "ensemble test accuracy"), ("val", f"best validation {metric}")):
+        values = [row[key] for row in rows]
+        print(f"spread of {label}: min {min(values):.3f} max {max(values):.3f} range {max(values) - min(values):.3f}"
+              f" std {statistics.pstdev(values):.3f} over {len(values)} runs")
+
+
+if __name__ == "__main__":
+    main()
