@@ -1,15 +1,19 @@
 """GPU figures of issue 15: one training epoch, and a whole HAR study, on the device named.
 
-    python bench/gpu.py [--device cuda] [--har PATH] [--study-trials 100] [--workers 4]
+    python bench/gpu.py [--device cuda] [--har PATH] [--study-trials 100] [--workers 4] [--train N]
 
 Prints, from one run:
-1. HAR conv1d 3x64 with batch norm, 3 seeds, one epoch over the full training split: the loop
-   before (bench/reference.py: a host read after every batch) against now (data on the device,
-   one read per epoch); best of 3 after a warm-up epoch. Target on an H100-class GPU: <= 0.5 s.
-2. LSTM 2x64 and dense 2x128, the same way.
+1. HAR conv1d 3x64 with batch norm, 3 seeds, one epoch over the full training split, three ways:
+   the loop before (bench/reference.py: a host read after every batch), now with one model per seed
+   (data on the device, one read per epoch: the CPU default), and now with the seeds stacked (one
+   vmapped computation for the 3 seeds: the CUDA default). Best of 3 after a warm-up epoch.
+   Target on an H100-class GPU: <= 0.5 s.
+2. LSTM 2x64 and dense 2x128, the same way (recurrent models do not stack: "-").
 3. With --study-trials N: `python -m search.har --trials N --device DEVICE --workers W` on a fresh
    SQLite file, its wall time and best validation accuracy. Target: 100 trials <= 3 min.
-The device's name is printed first, so every figure says which card produced it.
+The device's name is printed first, so every figure says which card produced it. With --device cpu
+it runs on the CPU too (a check of the script; --train N keeps the first N training and validation
+windows to make it short).
 """
 from __future__ import annotations
 
@@ -24,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import torch  # noqa: E402
 
-from data import DataError, load_har  # noqa: E402
+from data import DataError, Split, Task, load_har  # noqa: E402
 from reference import reference_history  # noqa: E402  (bench/reference.py, beside this script)
-from search.train import TrialSpec, train_seeds  # noqa: E402
+from search.train import TrialSpec, stacks, train_seeds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -48,6 +52,10 @@ def timed(run, device: str) -> float:
     return time.perf_counter() - started
 
 
+def first(split: Split, n: int) -> Split:
+    return Split(split.x[:n], split.y[:n], split.lengths[:n])
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python bench/gpu.py", description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda")
@@ -56,7 +64,11 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--study-trials", type=int, default=0, help="also time a whole study of this many trials")
     p.add_argument("--workers", type=int, default=4, help="processes for the study")
+    p.add_argument("--train", type=int, default=0, help="only the first N training and validation windows (0: all)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but no CUDA device is available", file=sys.stderr)
         sys.exit(2)
@@ -65,17 +77,29 @@ def main(argv=None) -> None:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    if args.train:
+        task = Task(task.name, first(task.train, args.train), first(task.val, args.train), task.test,
+                    task.class_names, task.info)
     card = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"
     print(f"device: {card}; torch {torch.__version__}; HAR train windows {len(task.train)}")
     seeds = list(range(args.seeds))
     print(f"\n1-2. one epoch, {len(seeds)} seeds (seconds, best of {args.repeats} after a warm-up)")
-    print(f"{'model':<24} {'before s':>9} {'now s':>7} {'before/now':>10}")
+    print(f"{'model':<24} {'before s':>9} {'now s':>7} {'stacked s':>10} {'before/now':>10} {'now/stacked':>11}")
     for name, spec in MODELS.items():
-        train_seeds(spec, task, seeds[:1], args.device)  # warm-up: kernels, allocator
-        before = min(timed(lambda: [reference_history(spec, task, s, args.device) for s in seeds], args.device)
-                     for _ in range(args.repeats))
-        now = min(timed(lambda: train_seeds(spec, task, seeds, args.device), args.device) for _ in range(args.repeats))
-        print(f"{name:<24} {before:>9.2f} {now:>7.2f} {before / now:>10.2f}", flush=True)
+        stackable = stacks(spec, task, len(seeds), args.device, "on")
+        runs = {"before": lambda: [reference_history(spec, task, s, args.device) for s in seeds],
+                "now": lambda: train_seeds(spec, task, seeds, args.device, stack="off")}
+        if stackable:
+            runs["stacked"] = lambda: train_seeds(spec, task, seeds, args.device, stack="on")
+        reference_history(spec, task, seeds[0], args.device)  # warm-up: kernels, allocator
+        train_seeds(spec, task, seeds[:1], args.device)
+        if stackable:
+            train_seeds(spec, task, seeds, args.device, stack="on")
+        best = {key: min(timed(run, args.device) for _ in range(args.repeats)) for key, run in runs.items()}
+        stacked = f"{best['stacked']:>10.2f}" if stackable else f"{'-':>10}"
+        ratio = f"{best['now'] / best['stacked']:>11.2f}" if stackable else f"{'-':>11}"
+        print(f"{name:<24} {best['before']:>9.2f} {best['now']:>7.2f} {stacked} {best['before'] / best['now']:>10.2f} "
+              f"{ratio}", flush=True)
     if args.study_trials:
         with tempfile.TemporaryDirectory() as folder:
             command = [sys.executable, "-m", "search.har", "--trials", str(args.study_trials), "--device", args.device,

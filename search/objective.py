@@ -2,9 +2,15 @@
 
 Budget strategies (how a trial spends its seed-epochs; the pruner decides on what they report):
 - lockstep: all K seeds train epoch by epoch; each epoch reports their mean to the pruner.
-- racing:   seed 1 trains alone with per-epoch pruning on its curve; each further seed is
-            added only while the running mean stays at or above the median of finished trials.
+- racing:   seed 1 trains alone with per-epoch pruning on its curve; if it finishes at or above the
+            median of finished trials, the other K-1 seeds train together in one call (on CUDA
+            as one stacked computation), without pruning; below it, the trial is raced out.
 Either way a completed trial's value is the mean over all K seeds.
+
+Racing used to add the further seeds one at a time, checking the running mean against the median
+before each; it now checks once, after seed 1, so that the others can train together. A trial
+whose first seed passes therefore always trains all K seeds (before, it could still be raced out
+after 2..K-1 of them); with the default K=3 that is at most one extra seed run per such trial.
 
 Pruning is fair across epoch budgets: a trial reports at step = epoch * max_epochs / its epochs,
 so a 20-epoch trial and a 10-epoch trial are compared at the same share of their budget (and
@@ -102,12 +108,10 @@ class Objective:
             return results, self._ended(results)
         finished = [t.value for t in trial.study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])]
         bar = statistics.median(finished) if len(finished) >= 5 else -math.inf
-        for seed in self.seeds[1:]:
+        if len(self.seeds) > 1:  # the bar is checked once, then the other seeds train together
             if statistics.fmean(self.values(spec, results)[1]) < bar:
-                return results, f"raced out after {len(results)} of {len(self.seeds)} seeds"
-            results += self._train(trial, spec, [seed], prune=False)
-            if self._ended(results) != "finished":
-                break
+                return results, f"raced out after 1 of {len(self.seeds)} seeds"
+            results += self._train(trial, spec, self.seeds[1:], prune=False)
         return results, self._ended(results)
 
     @staticmethod

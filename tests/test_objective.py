@@ -12,6 +12,7 @@ from data import Split, Task
 from search.objective import Objective, budget_step
 from search.space import har_space
 from search.study import make_pruner
+from search.train import train_seeds
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
@@ -49,6 +50,24 @@ def test_a_good_trial_runs_every_seed_and_completes(small_har, tmp_path):
     trial = s.trials[-1]
     assert trial.state == TrialState.COMPLETE and trial.user_attrs["seeds"] == [0, 1]
     assert trial.value == pytest.approx(sum(trial.user_attrs["seed_metrics"]["accuracy"]) / 2)
+
+
+def test_after_its_first_seed_passes_the_other_seeds_train_in_one_call(small_har, tmp_path, monkeypatch):
+    """The bar is checked once, after seed 0; seeds 1..K-1 then train together (stacked on CUDA)."""
+    import search.objective
+    calls = []
+
+    def recording(spec, task, seeds, *args, **kwargs):
+        calls.append(list(seeds))
+        return train_seeds(spec, task, seeds, *args, **kwargs)
+
+    monkeypatch.setattr(search.objective, "train_seeds", recording)
+    s = study(tmp_path, 4)
+    for _ in range(5):
+        s.add_trial(create_trial(value=0.2))
+    s.optimize(objective(small_har, seeds=3, lr=1e-2), n_trials=1)
+    assert calls == [[0], [1, 2]]
+    assert s.trials[-1].state == TrialState.COMPLETE and s.trials[-1].user_attrs["seeds"] == [0, 1, 2]
 
 
 def test_a_trial_far_behind_at_a_rung_is_pruned_there(small_har, tmp_path):

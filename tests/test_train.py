@@ -378,6 +378,15 @@ def test_recurrent_models_fall_back_to_one_model_per_seed(small_har):
         assert without_times(a.history) == without_times(b.history) and a.confusion == b.confusion
 
 
+def test_stacked_dropout_draws_each_seed_its_own_masks(small_har):
+    """With dropout a stacked seed gets other masks than alone (vmap draws them), so only the run is checked."""
+    spec = dataclasses.replace(STACKED_SPECS["conv1d batch norm"], dropout=0.3, epochs=1)
+    results = train_seeds(spec, small_har, [0, 1], stack="on")
+    assert [r.status for r in results] == ["finished"] * 2
+    assert all(math.isfinite(r.history["train_loss"][0]) for r in results)
+    assert results[0].history["train_loss"] != results[1].history["train_loss"]
+
+
 def test_seeds_stack_by_default_only_on_cuda(small_har):
     spec = STACKED_SPECS["conv1d batch norm"]
     assert not stacks(spec, small_har, 3, "cpu")  # the CPU default path is the per-seed loop
