@@ -1,7 +1,7 @@
 """How much does the answer depend on luck? Run the default study several times and test each answer.
 
     python bench/spread.py TASK [--runs 3] [--trials 100] [--parallel 1] [--workers W] [--device D]
-                                [--dir bench/spread] [--data PATH] [--final-seeds 5] [--timeout S]
+                                [--dir bench/spread] [--data PATH] [--final-seeds 5] [--timeout S] [--no-run]
 
 Run i is `python -m search.TASK --trials N --sampler-seed i` on its own SQLite file (DIR/TASK-i.db),
 `--parallel` of them at a time, each with `--workers` processes. A file whose study already has N
@@ -46,11 +46,16 @@ def finished(db: Path, task: str, trials: int) -> bool:
     return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)) >= trials
 
 
-def run_studies(args, dbs: list[Path]) -> dict[Path, float]:
-    """Start the studies not yet finished, `--parallel` at a time; return each one's wall seconds."""
+def wall_seconds(study: optuna.Study) -> float:
+    """From the first trial's start to the last trial's end, as the storage recorded them."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.datetime_start and t.datetime_complete]
+    return (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+
+
+def run_studies(args, dbs: list[Path]) -> None:
+    """Start the studies not yet finished, `--parallel` at a time."""
     todo = [db for db in dbs if not finished(db, args.task, args.trials)]
     running: dict[Path, tuple[subprocess.Popen, float]] = {}
-    seconds: dict[Path, float] = {}
     while todo or running:
         while todo and len(running) < args.parallel:
             db = todo.pop(0)
@@ -66,10 +71,8 @@ def run_studies(args, dbs: list[Path]) -> dict[Path, float]:
         time.sleep(2)
         for db, (process, started) in list(running.items()):
             if process.poll() is not None:
-                seconds[db] = time.time() - started
-                print(f"done: {db.name} in {seconds[db] / 60:.1f} min (exit {process.returncode})", flush=True)
+                print(f"done: {db.name} in {(time.time() - started) / 60:.1f} min (exit {process.returncode})", flush=True)
                 del running[db]
-    return seconds
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", default=None)
     p.add_argument("--final-seeds", type=int, default=defaults.FINAL_SEEDS)
     p.add_argument("--timeout", type=float, default=None, help="passed to each study: stop starting trials after S s")
+    p.add_argument("--no-run", action="store_true", help="only evaluate the studies already in --dir")
     p.add_argument("--extra", default="", help="more study arguments, e.g. '--family linear --epochs 1' for a quick check")
     args = p.parse_args(argv)
     for name in ("runs", "trials", "parallel", "workers", "final_seeds"):
@@ -95,15 +99,18 @@ def main(argv: list[str] | None = None) -> None:
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
     dbs = [folder / f"{args.task}-{i}.db" for i in range(args.runs)]
-    seconds = run_studies(args, dbs)
+    if not args.no_run:
+        run_studies(args, dbs)
 
     task = load_task(args.task, args.data)
     metric = defaults.METRIC[args.task]
     rows = []
-    print(f"\ncommand: python -m search.{args.task} --trials {args.trials} --sampler-seed i --workers {args.workers} "
-          f"--device {args.device} {args.extra}; device: {torch.cuda.get_device_name() if args.device != 'cpu' and torch.cuda.is_available() else 'cpu'}"
+    ran = "studies as found in --dir" if args.no_run else (
+        f"python -m search.{args.task} --trials {args.trials} --sampler-seed i --workers {args.workers} "
+        f"--device {args.device} {args.extra}".strip())
+    print(f"\ncommand: {ran}; device: {torch.cuda.get_device_name() if args.device != 'cpu' and torch.cuda.is_available() else 'cpu'}"
           f"; final seeds {defaults.final_seeds(args.final_seeds)}")
-    print(f"{'run':>3} {'min':>6} {'done/pruned':>11} {'best val':>8} {'trial':>14} {'test acc':>13} {'test bal':>13} "
+    print(f"{'run':>3} {'min':>6} {'complete/pruned':>15} {'best val':>8} {'trial':>14} {'test acc':>13} {'test bal':>13} "
           f"{'ens acc':>7} {'ens bal':>7}")
     for i, db in enumerate(dbs):
         study = optuna.load_study(study_name=args.task, storage=open_storage(f"sqlite:///{db}"))
@@ -117,8 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         ens = entry["ensemble"]["test"]
         rows.append({"acc": statistics.fmean(acc), "bal": statistics.fmean(bal), "ens_acc": ens["accuracy"],
                      "ens_bal": ens["balanced_accuracy"], "val": best.value})
-        wall = f"{seconds[db] / 60:6.1f}" if db in seconds else "     -"
-        print(f"{i:>3} {wall} {states.count(optuna.trial.TrialState.COMPLETE):>5}/{states.count(optuna.trial.TrialState.PRUNED):<5} "
+        wall = f"{wall_seconds(study) / 60:6.1f}"
+        print(f"{i:>3} {wall} {states.count(optuna.trial.TrialState.COMPLETE):>7}/{states.count(optuna.trial.TrialState.PRUNED):<7} "
               f"{best.value:>8.4f} {f'#{best.number} {spec.family}':>14} "
               f"{statistics.fmean(acc):.3f}±{statistics.pstdev(acc):.3f} {statistics.fmean(bal):.3f}±{statistics.pstdev(bal):.3f} "
               f"{ens['accuracy']:>7.3f} {ens['balanced_accuracy']:>7.3f}", flush=True)
