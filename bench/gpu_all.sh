@@ -6,6 +6,8 @@
 #    --device cuda; each stops starting trials after STUDY_SECONDS, default 170 s), each recommendation
 #    retrained on the final seeds and tested once (issue 10's run-to-run spread).
 # Results go to OUT_DIR as text files; the studies' logs as one tar file.
+# The CUDA tests (pytest tests/test_train.py -k 'stack or diverging or cuda') need all of shared/data on the
+# device beside the checkout: names/, names_data.zip and UCI_HAR_Dataset.zip (tests/conftest.py checks them).
 set -u
 HAR=$1 NAMES=$2 OUT=$3 SECONDS_PER_STUDY=${4:-170}
 export PYTHONUNBUFFERED=1
