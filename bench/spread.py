@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from data import load_task  # noqa: E402
 from search import defaults  # noqa: E402
 from search.evaluate import evaluate_spec, ranked, spec_of  # noqa: E402
+from search.report.analysis import mean_std  # noqa: E402
 from search.study import open_storage, quiet_optuna  # noqa: E402
 from search.workers import default_workers  # noqa: E402
 
@@ -108,8 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     ran = "studies as found in --dir" if args.no_run else (
         f"python -m search.{args.task} --trials {args.trials} --sampler-seed i --workers {args.workers} "
         f"--device {args.device} {args.extra}".strip())
-    print(f"\ncommand: {ran}; device: {torch.cuda.get_device_name() if args.device != 'cpu' and torch.cuda.is_available() else 'cpu'}"
-          f"; final seeds {defaults.final_seeds(args.final_seeds)}")
+    device = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else "cpu"
+    print(f"\ncommand: {ran}; device: {device}; final seeds {defaults.final_seeds(args.final_seeds)}")
     print(f"{'run':>3} {'min':>6} {'complete/pruned':>15} {'best val':>8} {'trial':>14} {'test acc':>13} {'test bal':>13} "
           f"{'ens acc':>7} {'ens bal':>7}")
     for i, db in enumerate(dbs):
@@ -119,16 +120,13 @@ def main(argv: list[str] | None = None) -> None:
         spec = spec_of(best)
         entry, _ = evaluate_spec(spec, task, defaults.final_seeds(args.final_seeds), metric, args.device)
         tests = [run["test"] for run in entry["runs"] if run["test"]]
-        acc = [t["accuracy"] for t in tests]
-        bal = [t["balanced_accuracy"] for t in tests]
+        (acc, acc_std), (bal, bal_std) = (mean_std([t[k] for t in tests]) for k in ("accuracy", "balanced_accuracy"))
         ens = entry["ensemble"]["test"]
-        rows.append({"acc": statistics.fmean(acc), "bal": statistics.fmean(bal), "ens_acc": ens["accuracy"],
-                     "ens_bal": ens["balanced_accuracy"], "val": best.value})
-        wall = f"{wall_seconds(study) / 60:6.1f}"
-        print(f"{i:>3} {wall} {states.count(optuna.trial.TrialState.COMPLETE):>7}/{states.count(optuna.trial.TrialState.PRUNED):<7} "
-              f"{best.value:>8.4f} {f'#{best.number} {spec.family}':>14} "
-              f"{statistics.fmean(acc):.3f}±{statistics.pstdev(acc):.3f} {statistics.fmean(bal):.3f}±{statistics.pstdev(bal):.3f} "
-              f"{ens['accuracy']:>7.3f} {ens['balanced_accuracy']:>7.3f}", flush=True)
+        rows.append({"acc": acc, "bal": bal, "ens_acc": ens["accuracy"], "val": best.value})
+        print(f"{i:>3} {wall_seconds(study) / 60:6.1f} {states.count(optuna.trial.TrialState.COMPLETE):>7}/"
+              f"{states.count(optuna.trial.TrialState.PRUNED):<7} {best.value:>8.4f} {f'#{best.number} {spec.family}':>14} "
+              f"{acc:.3f}±{acc_std:.3f} {bal:.3f}±{bal_std:.3f} {ens['accuracy']:>7.3f} {ens['balanced_accuracy']:>7.3f}",
+              flush=True)
     for key, label in (("acc", "test accuracy (mean over final seeds)"), ("bal", "test balanced accuracy"),
                        ("ens_acc", "ensemble test accuracy"), ("val", f"best validation {metric}")):
         values = [row[key] for row in rows]

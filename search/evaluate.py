@@ -108,6 +108,12 @@ def decided(logits: torch.Tensor, y: torch.Tensor, prior: torch.Tensor, tau: flo
     return {"loss": F.cross_entropy(logits, y).item(), **found, **per_class(found["confusion"])}
 
 
+def decided_metrics(logits: torch.Tensor, y: torch.Tensor, prior: torch.Tensor, tau: float, num_classes: int) -> dict:
+    """Only the METRICS of one model's logits under the decision rule (no loss, per-class rates or confusion)."""
+    found = scores(y.numpy(), decide(logits, prior, tau), num_classes)
+    return {k: found[k] for k in METRICS}
+
+
 def evaluate_spec(spec: TrialSpec, task: Task, seeds: list[int], metric: str, device: str = "cpu",
                   keep_models: bool = False, on_epoch: Callable | None = None) -> tuple[dict, list[dict] | None]:
     """Train spec on the final seeds, decide tau on validation, measure the test split once.
@@ -119,17 +125,16 @@ def evaluate_spec(spec: TrialSpec, task: Task, seeds: list[int], metric: str, de
     tau = 0.0
     if spec.decision == "logit_adjust" and ok:
         tau = choose_tau([r.logits["val"] for r in ok], task.val.y.numpy(), prior, metric)[0]
-    keep = METRICS
     runs = [{"seed": r.seed, "status": r.status, "seconds": round(r.seconds, 2), "history": r.history,
              "val_confusion": r.confusion,
-             "val": {k: v for k, v in decided(r.logits["val"], task.val.y, prior, tau, classes).items() if k in keep}
+             "val": decided_metrics(r.logits["val"], task.val.y, prior, tau, classes)
              if r.test is not None else None,
              "test": decided(r.logits["test"], task.test.y, prior, tau, classes) if r.test is not None else None}
             for r in results]
     ensemble = None
     if ok:
         val, test = (ensemble_log_probs([r.logits[split] for r in ok]) for split in ("val", "test"))
-        ensemble = {"val": {k: v for k, v in decided(val, task.val.y, prior, tau, classes).items() if k in keep},
+        ensemble = {"val": decided_metrics(val, task.val.y, prior, tau, classes),
                     "test": decided(test, task.test.y, prior, tau, classes),
                     "frontier": {"val": frontier(val, task.val.y.numpy(), prior),
                                  "test": frontier(test, task.test.y.numpy(), prior)}}
@@ -266,14 +271,13 @@ def final_metrics(models: list[torch.nn.Module], task: Task, tau: float = 0.0) -
     logits = [predict(model, test) for model in models]
     runs = [scores(y, decide(lg, prior, tau), task.num_classes) for lg in logits]
     ensemble = scores(y, decide(ensemble_log_probs(logits), prior, tau), task.num_classes)
-    names = METRICS
     confusion = np.sum([run["confusion"] for run in runs], axis=0)
     return {
         "split": "test", "examples": len(y), "tau": tau,
-        "seeds": {k: [run[k] for run in runs] for k in names},
-        "mean": {k: float(np.mean([run[k] for run in runs])) for k in names},
-        "std": {k: float(np.std([run[k] for run in runs])) for k in names},
-        "ensemble": {k: ensemble[k] for k in names},
+        "seeds": {k: [run[k] for run in runs] for k in METRICS},
+        "mean": {k: float(np.mean([run[k] for run in runs])) for k in METRICS},
+        "std": {k: float(np.std([run[k] for run in runs])) for k in METRICS},
+        "ensemble": {k: ensemble[k] for k in METRICS},
         "per_class_recall": per_class(confusion)["recall"],
         "confusion": confusion.tolist(),
         "ensemble_confusion": ensemble["confusion"],
@@ -285,13 +289,12 @@ def baseline_entry(result, task: Task, metric: str) -> dict:
     prior = log_prior(task.train, task.num_classes)
     val, test = torch.as_tensor(np.asarray(result.val_logprob)).float(), torch.as_tensor(np.asarray(result.test_logprob)).float()
     tau = choose_tau([val], task.val.y.numpy(), prior, metric)[0]
-    keep = METRICS
     return json_safe({
         "name": result.name, "description": result.description, "chosen": result.chosen,
         "seconds": round(result.seconds, 2), "tau": tau,
-        "val": {k: v for k, v in decided(val, task.val.y, prior, 0.0, task.num_classes).items() if k in keep},
-        "test": {k: v for k, v in decided(test, task.test.y, prior, 0.0, task.num_classes).items() if k in keep},
-        "val_adjusted": {k: v for k, v in decided(val, task.val.y, prior, tau, task.num_classes).items() if k in keep},
-        "test_adjusted": {k: v for k, v in decided(test, task.test.y, prior, tau, task.num_classes).items() if k in keep},
+        "val": decided_metrics(val, task.val.y, prior, 0.0, task.num_classes),
+        "test": decided_metrics(test, task.test.y, prior, 0.0, task.num_classes),
+        "val_adjusted": decided_metrics(val, task.val.y, prior, tau, task.num_classes),
+        "test_adjusted": decided_metrics(test, task.test.y, prior, tau, task.num_classes),
         "frontier": {"val": frontier(val, task.val.y.numpy(), prior), "test": frontier(test, task.test.y.numpy(), prior)},
     })

@@ -88,6 +88,10 @@ class SeedResult:
     model: torch.nn.Module | None = field(default=None, repr=False, compare=False)  # with keep_models=True
 
     @property
+    def diverged(self) -> bool:
+        return self.status.startswith("diverged")
+
+    @property
     def final(self) -> dict[str, float]:
         return {key[4:]: values[-1] for key, values in self.history.items() if key.startswith("val_") and values}
 
@@ -260,10 +264,6 @@ class SeedRun:
         self.result.logits["val"] = logits
 
     @property
-    def diverged(self) -> bool:
-        return self.result.status.startswith("diverged")
-
-    @property
     def results(self) -> list[SeedResult]:
         return [self.result]
 
@@ -271,7 +271,7 @@ class SeedRun:
         """After the last epoch: the final status, test metrics if asked (never for a diverged seed), the model."""
         if self.result.status == "running":
             self.result.status = "finished"
-        if test and not self.diverged:
+        if test and not self.result.diverged:
             self.result.test = self.test()
         if keep_models:
             self.result.model = self.model.eval()
@@ -476,7 +476,7 @@ def train_seeds(spec: TrialSpec, task: Task, seeds: list[int], device: str | tor
     for epoch in range(1, spec.epochs + 1):
         for run in runs:
             run.train_epoch(should_stop)
-        if any(result.status.startswith("diverged") for result in results):
+        if any(result.diverged for result in results):
             break
         if on_epoch is not None and on_epoch(epoch, results):
             for result in results:
