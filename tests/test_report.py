@@ -18,7 +18,7 @@ from conftest import DATA_ENV, HAR_ZIP, NAMES_DIR
 from data import load_task
 from search import report
 from search.study import StudyConfig, run_study
-from search.train import IMBALANCE
+from search.space import IMBALANCE
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -123,7 +123,7 @@ def test_figures_are_png_files_and_every_link_resolves(har):
         assert re.search(rf"!\[[^\]]*\]\({re.escape(link)}\)\n\n\*[^*]+\*\n", har["text"]), link
 
 
-def expected_specs(storage: str, name: str, top: int = 3) -> set[str]:
+def expected_specs(storage: str, name: str, task: str, top: int = 3) -> set[str]:
     """What the final evaluation may touch: chosen from COMPLETE trials by validation value only."""
     study = optuna.load_study(study_name=name, storage=storage)
     ranked = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE),
@@ -136,7 +136,7 @@ def expected_specs(storage: str, name: str, top: int = 3) -> set[str]:
             specs.append(spec)
         if len(leaders) < top and spec not in leaders:
             leaders.append(spec)
-    specs += leaders + [{**ranked[0].user_attrs["spec"], "imbalance": value} for value in IMBALANCE]
+    specs += leaders + [{**ranked[0].user_attrs["spec"], "imbalance": value} for value in IMBALANCE[task]]
     return {json.dumps(spec, sort_keys=True) for spec in specs}
 
 
@@ -155,7 +155,9 @@ def test_test_split_is_touched_only_by_the_final_evaluation(har):
     # Test-split results exist only for the configurations the validation values selected.
     cache = json.loads((har["out"] / "evaluations.json").read_text())
     entries = cache["evaluations"].values()
-    assert {json.dumps(e["spec"], sort_keys=True) for e in entries} == expected_specs(har["storage"], "har")
+    assert {json.dumps(e["spec"], sort_keys=True) for e in entries} == expected_specs(har["storage"], "har", "har")
+    # The imbalance comparison retrains only what HAR's space offers: no logit_adjust (5 seeds nobody chose).
+    assert "logit_adjust" not in {e["spec"]["imbalance"] for e in entries}
     counts = optuna.load_study(study_name="har", storage=har["storage"]).user_attrs["counts"]
     for entry in entries:
         assert [run["seed"] for run in entry["runs"]] == [100, 101]  # never a search seed (0, 1)
@@ -184,7 +186,7 @@ def test_names_imbalance_compares_three_strategies_on_one_architecture(names):
     study = optuna.load_study(study_name="names", storage=names["storage"])
     counts, classes = study.user_attrs["counts"]["train"], study.user_attrs["class_names"]
     summary, per_class = [table_rows(t) for t in text.split("\n\n") if t.startswith("|")]
-    assert [row[0] for row in summary] == list(IMBALANCE)
+    assert [row[0] for row in summary] == IMBALANCE["names"] == ["none", "class_weights", "oversample", "logit_adjust"]
     assert sorted(row[0] for row in per_class) == sorted(classes)
     assert [int(row[1]) for row in per_class] == sorted(counts)  # fewest training examples first
     rarest = sorted(range(len(classes)), key=lambda i: (counts[i], classes[i]))[:3]
@@ -193,7 +195,7 @@ def test_names_imbalance_compares_three_strategies_on_one_architecture(names):
     assert "imbalance_per_class.png" in text
     cache = json.loads((names["out"] / "evaluations.json").read_text())
     specs = [e["spec"] for e in cache["evaluations"].values()]
-    assert sorted(s["imbalance"] for s in specs) == sorted(IMBALANCE)
+    assert sorted(s["imbalance"] for s in specs) == sorted(IMBALANCE["names"])
     assert all({**s, "imbalance": "none"} == {**specs[0], "imbalance": "none"} for s in specs)
 
 

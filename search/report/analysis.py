@@ -177,12 +177,13 @@ def effects(complete: list, metric: str) -> dict:
 
 
 def imbalance(best: optuna.trial.FrozenTrial, evaluations: Evaluations, class_names: list[str],
-              train_counts: list[int]) -> dict:
+              train_counts: list[int], strategies: list[str]) -> dict:
+    """The best configuration retrained with each imbalance strategy the task's space offers."""
     spec = spec_of(best)
     k = len(class_names)
-    entries = {value: evaluations.get(replace(spec, imbalance=value)) for value in IMBALANCE}
+    entries = {value: evaluations.get(replace(spec, imbalance=value)) for value in strategies}
     return {
-        "trial": best.number, "configuration": describe(spec), "chosen": spec.imbalance,
+        "trial": best.number, "configuration": describe(spec), "chosen": spec.imbalance, "strategies": list(entries),
         "train_counts": train_counts,
         "rows": {value: {"tau": e["decision"]["tau"], "val_balanced": val_values(e, "balanced_accuracy"),
                          "test": {m: test_values(e, m) for m in METRICS}} for value, e in entries.items()},

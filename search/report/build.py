@@ -26,8 +26,9 @@ from .. import defaults, figures
 from ..baselines import run_baselines
 from ..evaluate import (EvaluationError, Evaluations, baseline_entry, final_metrics, load_checked, open_study, ranked,
                         select, spec_of)
+from ..space import IMBALANCE
 from ..storage import hide_password
-from ..train import IMBALANCE, METRICS
+from ..train import METRICS
 from ..util import json_safe, shown_path
 from . import analysis
 from .markdown import LABEL, render
@@ -135,7 +136,7 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
                    for t in families.values()},
         "confusions": confusions,
         "effects": analysis.effects(complete, metric),
-        "imbalance": analysis.imbalance(best, evaluations, class_names, train_counts),
+        "imbalance": analysis.imbalance(best, evaluations, class_names, train_counts, strategies(config.task, best)),
         "robustness": analysis.robustness(leaders, evaluations, metric),
         "issues": analysis.find_issues(trials, metric),
         "importances": analysis.importances(study, complete),
@@ -166,8 +167,8 @@ def draw(r: dict, out: Path) -> None:
     i = r["imbalance"]
     names = [r["class_names"][k] for k in i["order"]]
     figures.grouped_bars(out / "imbalance_per_class.png", names,
-                         {"test recall": {v: [i["recall"][v][k] for k in i["order"]] for v in IMBALANCE},
-                          "test F1": {v: [i["f1"][v][k] for k in i["order"]] for v in IMBALANCE}},
+                         {"test recall": {v: [i["recall"][v][k] for k in i["order"]] for v in i["strategies"]},
+                          "test F1": {v: [i["f1"][v][k] for k in i["order"]] for v in i["strategies"]}},
                          f"trial #{i['trial']} by imbalance strategy")
     figures.history(out / "optuna_history.png", r["history"], f"search value (validation {m})", "optimisation history")
     if "values" in r["importances"]:
@@ -227,6 +228,14 @@ def exported(folder: Path, key: str) -> bool:
         all((folder / w["file"]).exists() for w in card.get("weights", []))
 
 
+def strategies(task: str, best: optuna.trial.FrozenTrial) -> list[str]:
+    """The imbalance strategies the task's space offers, and the one the best trial used if it was pinned
+    outside them: a strategy nobody could choose (logit_adjust on HAR) would cost 5 seeds of training."""
+    offered = IMBALANCE[task]
+    chosen = spec_of(best).imbalance
+    return offered if chosen in offered else [*offered, chosen]
+
+
 def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, flush=True)) -> tuple[Path, Evaluations]:
     """Write <out>/<study>/report.md, its figures, summary.json and model/; return the report's path."""
     if config.data is not None and not Path(config.data).exists():
@@ -249,7 +258,7 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     # Every configuration the report needs, evaluated first (in parallel), then read from the cache.
     families, leaders = select(study, config.top)
     best = spec_of(complete[0])
-    wanted = [spec_of(t) for t in [*families.values(), *leaders]] + [replace(best, imbalance=v) for v in IMBALANCE]
+    wanted = [spec_of(t) for t in [*families.values(), *leaders]] + [replace(best, imbalance=v) for v in strategies(config.task, complete[0])]
     evaluations.run(wanted, keep_models=set() if exported(out / "model", evaluations.key(best)) else {best})
     baselines = baselines_of(config, task, metric, out, data) if config.baselines != "none" else []
     r = compute(config, study, complete, families, leaders, metric, evaluations, baselines, out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from ..train import IMBALANCE, METRICS
+from ..train import METRICS
 from .analysis import mean_std, median_by
 
 LABEL = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1",
@@ -294,13 +294,15 @@ def imbalance(r: dict) -> list[str]:
     i = r["imbalance"]
     names = r["class_names"]
     counts, order, recall, f1 = i["train_counts"], i["order"], i["recall"], i["f1"]
+    strategies = i["strategies"]  # those the study searched
     seeds = seed_range(r["seeds"])
     lines = ["## Class imbalance", "",
-             f"The best trial (#{i['trial']}, `{i['configuration']}`) retrained with each imbalance strategy, nothing "
+             f"The best trial (#{i['trial']}, `{i['configuration']}`) retrained with each imbalance strategy the study searched, nothing "
              f"else changed, on seeds {seeds}; test-split metrics under the configuration's decision rule, mean ± std "
              f"over seeds. The search itself chose imbalance={i['chosen']} for this trial. `class_weights`: weighted "
              "cross-entropy from the training split's class frequencies; `oversample`: training examples drawn with "
-             "class-uniform probability each epoch; `logit_adjust`: cross-entropy on logits + log(training prior). "
+             "class-uniform probability each epoch" + ("; `logit_adjust`: cross-entropy on logits + log(training prior)"
+                                                  if "logit_adjust" in strategies else "") + ". "
              "All are computed from the training split only; validation and test are never resampled or reweighted.", ""]
     base = mean_std(i["rows"]["none"]["test"]["balanced_accuracy"])
     rows = []
@@ -310,24 +312,24 @@ def imbalance(r: dict) -> list[str]:
         rows.append([value, fmt(entry["val_balanced"])] + [fmt(entry["test"][k]) for k in METRICS] + [change])
     lines += table(["imbalance", "val balanced accuracy"] + [f"test {LABEL[k]}" for k in METRICS]
                    + ["test balanced accuracy change vs none"], rows)
-    rows = [[names[k], counts[k]] + [f"{recall[v][k]:.3f}" for v in IMBALANCE] + [f"{f1[v][k]:.3f}" for v in IMBALANCE]
+    rows = [[names[k], counts[k]] + [f"{recall[v][k]:.3f}" for v in strategies] + [f"{f1[v][k]:.3f}" for v in strategies]
             for k in order]
-    lines += table(["class", "train examples"] + [f"recall {v}" for v in IMBALANCE] + [f"F1 {v}" for v in IMBALANCE], rows)
+    lines += table(["class", "train examples"] + [f"recall {v}" for v in strategies] + [f"F1 {v}" for v in strategies], rows)
     lines += [f"*Per-class test recall and F1, mean over seeds {seeds}, classes from fewest to most training examples.*", ""]
     lines += image("imbalance_per_class.png", "imbalance", f"Per-class test recall and F1 of trial #{i['trial']}'s "
                    f"configuration under each imbalance strategy (mean over seeds {seeds}), classes from fewest to "
                    "most training examples.")
     rare, largest = order[:3], order[-1]
-    recalls = lambda k: ", ".join(f"{v} {recall[v][k]:.3f}" for v in IMBALANCE)  # noqa: E731
-    rare_recall = {v: statistics.fmean(recall[v][k] for k in rare) for v in IMBALANCE}
+    recalls = lambda k: ", ".join(f"{v} {recall[v][k]:.3f}" for v in strategies)  # noqa: E731
+    rare_recall = {v: statistics.fmean(recall[v][k] for k in rare) for v in strategies}
     text = (f"Test recall of the {len(rare)} classes with the fewest training examples: "
             + "; ".join(f"{names[k]} ({counts[k]}): {recalls(k)}" for k in rare)
-            + f" (their mean: {', '.join(f'{v} {rare_recall[v]:.3f}' for v in IMBALANCE)}). The largest class, "
+            + f" (their mean: {', '.join(f'{v} {rare_recall[v]:.3f}' for v in strategies)}). The largest class, "
             f"{names[largest]} ({counts[largest]}): {recalls(largest)}.")
-    balanced = {v: mean_std(i["rows"][v]["test"]["balanced_accuracy"]) for v in IMBALANCE}
-    accuracy = {v: mean_std(i["rows"][v]["test"]["accuracy"]) for v in IMBALANCE}
+    balanced = {v: mean_std(i["rows"][v]["test"]["balanced_accuracy"]) for v in strategies}
+    accuracy = {v: mean_std(i["rows"][v]["test"]["accuracy"]) for v in strategies}
     if all(balanced.values()) and all(accuracy.values()):
-        best_value = max(IMBALANCE, key=lambda v: (balanced[v][0], -IMBALANCE.index(v)))
+        best_value = max(strategies, key=lambda v: (balanced[v][0], -strategies.index(v)))
         if best_value == "none":
             text += f" No treatment raised balanced accuracy above {balanced['none'][0]:.3f} (none)."
         else:
