@@ -51,11 +51,11 @@ class Suggest:
         return pinned if pinned is not None else self.trial.suggest_float(name, low, high, log=log)
 
 
-def _model(s: Suggest, families: list[str], max_width: int, frontends: list[int], pools: list[int],
+def _model(s: Suggest, families: list[str], max_layers: int, max_width: int, frontends: list[int], pools: list[int],
            norms: list[bool]) -> str:
     family = s.categorical("family", families)
     if family != "linear":  # linear has no hidden layers
-        s.int("layers", 1, 3)
+        s.int("layers", 1, max_layers)
         s.int("width", 16, max_width, log=True)
         s.float("dropout", 0.0, 0.5)
     frontend = 0
@@ -86,7 +86,7 @@ def har_space(s: Suggest) -> None:
     # took 24 min for 3 seeds x 10 epochs on one core; a 3x128 kernel-7 batch-norm conv1d 14 s per epoch
     # (3x64: 5 s) and reached the same validation accuracy after 20 epochs (0.954 vs 0.954, one seed,
     # bench by hand), and a study that allowed 128 took 82 min.
-    _model(s, ["rnn", "lstm", "gru", "conv1d", "dense", "linear"], max_width=64, frontends=[0, 32, 64],
+    _model(s, ["rnn", "lstm", "gru", "conv1d", "dense", "linear"], max_layers=3, max_width=64, frontends=[0, 32, 64],
            pools=[1, 2, 4], norms=[False, True])
     # 20 epochs: with batch norm, the best conv1d of the first study reached 0.945 validation accuracy
     # after 20 epochs and 0.939 after 10 (3 seeds); without it, 30 epochs did no better than 10.
@@ -94,10 +94,13 @@ def har_space(s: Suggest) -> None:
 
 
 def names_space(s: Suggest) -> None:
-    # Width stops at 128: with 256 allowed and a 2x256 GRU first, TPE kept sampling wide bidirectional
-    # recurrent and conv1d models (up to 12 min of a core each): 31 trials in 21 min, on course for 65 min
-    # against a 30 min budget. At 128 the study took 48 min (78 of 100 trials were GRUs). No batch norm yet.
-    _model(s, ["rnn", "lstm", "gru", "conv1d"], max_width=128, frontends=[0, 64], pools=[1], norms=[False])
+    # Two layers and width 96 at most, for the 30 min budget: with 256 allowed, TPE kept sampling wide
+    # bidirectional models (up to 12 min of a core each) and the study was on course for 65 min; at 128 (and
+    # 3 layers) it took 48 min, 78 of 100 trials GRUs. One epoch of a bidirectional GRU: 2x128 4.6 s, 2x96
+    # 2.7 s, 3x128 6.7 s; over 10 epochs (2 seeds) 2x96 scored 0.614 validation acc_bal_hmean, 2x128 0.617,
+    # 2x64 0.582 (bench by hand, 2026-11-28). No batch norm yet.
+    _model(s, ["rnn", "lstm", "gru", "conv1d"], max_layers=2, max_width=96, frontends=[0, 64], pools=[1],
+           norms=[False])
     # Logit adjustment both ways: in the loss (imbalance) and as a decision rule with tau chosen on validation.
     _training(s, epochs=EPOCHS["names"], imbalance=IMBALANCE["names"],
               decisions=["argmax", "logit_adjust"])
@@ -123,8 +126,8 @@ WARM_START = {
     "names": [
         # Bidirectional 2-layer GRU, plain loss, logit adjustment as the decision: at width 256 validation
         # accuracy 0.83 and balanced accuracy 0.50 at tau 0, 0.81 / 0.59 at tau 0.75 (one seed), above every
-        # earlier trial; 128 is the space's widest (a quarter of the recurrent cost).
-        dict(family="gru", layers=2, width=128, dropout=0.2, bidirectional=True, frontend=0, clipnorm=0.0,
+        # earlier trial; 96 is the space's widest (acc_bal_hmean 0.614 against 0.617 at 128, 2 seeds).
+        dict(family="gru", layers=2, width=96, dropout=0.2, bidirectional=True, frontend=0, clipnorm=0.0,
              lr=2e-3, batch_size=64, epochs=10, schedule="cosine", weight_decay=1e-6,
              imbalance="none", decision="logit_adjust"),
     ],

@@ -136,6 +136,32 @@ def test_a_new_default_study_trains_the_known_good_configurations_first(tmp_path
         assert queue_warm_start(create_study(other), other) == 0
 
 
+def inside(distribution, value) -> bool:
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return value in distribution.choices
+    return distribution.low <= value <= distribution.high
+
+
+def test_every_warm_start_configuration_lies_inside_its_task_space():
+    # A cap lowered in search/space.py must not leave a warm start outside it (the report would compare a
+    # configuration the sampler could never propose).
+    from search.space import SPACES, WARM_START, Suggest
+    for task, configurations in WARM_START.items():
+        for params in configurations:
+            study = optuna.create_study()
+            study.enqueue_trial(params)
+            trial = study.ask()
+            SPACES[task](Suggest(trial))
+            outside = {name: params[name] for name, d in trial.distributions.items() if not inside(d, params[name])}
+            assert not outside, f"{task} warm start outside its space: {outside}"
+    # And the check can fail: width 128 is outside names' cap.
+    study = optuna.create_study()
+    study.enqueue_trial({**WARM_START["names"][0], "width": 128})
+    trial = study.ask()
+    SPACES["names"](Suggest(trial))
+    assert not inside(trial.distributions["width"], 128)
+
+
 def test_fixed_family_restricts_the_sampled_space(tmp_path, har):
     config = StudyConfig("har", trials=3, storage=f"sqlite:///{tmp_path / 's.db'}", seeds=1, sampler_seed=3,
                          fixed={"family": "dense", "epochs": 1, "width": 16})
