@@ -359,3 +359,17 @@ def test_unwritable_output_and_other_data_exit_2_before_training(har, tmp_path, 
     err = error_line(["names", "--storage", f"sqlite:///{tmp_path / 'studies.db'}", "--data", str(other),
                       "--out", str(tmp_path / "out")], capsys)
     assert "differ from those the study recorded" in err and not (tmp_path / "out").exists()
+
+
+def test_bench_results_prints_the_readme_tables_from_the_committed_summaries(tmp_path):
+    done = subprocess.run([sys.executable, "bench/results.py"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for task in ("names", "har"):
+        summary = json.loads((ROOT / "reports" / task / "summary.json").read_text())
+        rec = summary["recommended"]
+        assert f"| **{rec['family']} #{rec['trial']}** (recommended" in done.stdout
+        assert f"{rec['test']['accuracy']:.3f} ± {rec['test_std']['accuracy']:.3f}" in done.stdout
+        assert all(f"| baseline: {b['description']} |" in done.stdout for b in summary["baselines"])
+    missing = subprocess.run([sys.executable, "bench/results.py", "--reports", str(tmp_path)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "summary.json: no such file" in missing.stderr

@@ -1,0 +1,84 @@
+"""Print the README's Results tables from the example reports' summary.json files.
+
+    python bench/results.py [--reports reports]
+
+For each task: the recommended model, the best configuration of each other family and the
+scikit-learn baselines (test metrics: mean +/- std over the final seeds, and the seed ensemble), whether
+the recommendation beats the best baseline, how far it is from issue 10's target, and its winner's curse.
+Every number is read from `reports/<task>/summary.json`, written by `python -m search.report TASK`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+TARGETS = {"names": {"accuracy": 0.85, "balanced_accuracy": 0.60}, "har": {"accuracy": 0.96}}
+PUBLISHED = {"har": "| published: LSTM / ConvNet / SVM on 561 features | 0.917 / 0.948 / 0.96 | | |"}
+LABEL = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
+
+
+def describe(spec: dict) -> str:
+    """The few fields a reader needs to tell the recommended configuration apart."""
+    parts = [] if spec["family"] == "linear" else [f"{spec['layers']}x{spec['width']}"]
+    if spec["family"] in ("rnn", "lstm", "gru"):
+        parts += ["bidirectional"] * spec["bidirectional"] + [f"conv front-end {spec['frontend']}"] * bool(spec["frontend"])
+    if spec["family"] == "conv1d":
+        parts += [f"kernel {spec['kernel_size']}", f"pool {spec['pool']}"] + ["batch norm"] * spec["norm"]
+    return ", ".join(parts + [f"{spec['epochs']} epochs", spec["schedule"], f"lr {spec['lr']:.1e}",
+                              f"batch {spec['batch_size']}", f"imbalance {spec['imbalance']}"])
+
+
+def gap(value: float, target: float) -> str:
+    return "met" if value >= target else f"missed by {100 * (target - value):.1f} points"
+
+
+def task_block(summary: dict) -> list[str]:
+    rec, task = summary["recommended"], summary["task"]
+    decision = rec["decision"]
+    rule = f"; logit adjustment tau {decision['tau']:g} chosen on validation" if decision["rule"] == "logit_adjust" else ""
+    metric = lambda d, k: f"{d[k]:.3f}"  # noqa: E731
+    rows = [f"| **{rec['family']} #{rec['trial']}** (recommended: best on validation; {describe(rec['spec'])}{rule}) "
+            f"| {rec['test']['accuracy']:.3f} ± {rec['test_std']['accuracy']:.3f} "
+            f"| {rec['test']['balanced_accuracy']:.3f} ± {rec['test_std']['balanced_accuracy']:.3f} "
+            f"| {metric(rec['test_ensemble'], 'accuracy')} / {metric(rec['test_ensemble'], 'balanced_accuracy')} |"]
+    for row in summary["families"]:
+        if row["trial"] != rec["trial"]:
+            rows.append(f"| {row['family']} #{row['trial']} (best {row['family']} on validation) "
+                        f"| {metric(row['test'], 'accuracy')} | {metric(row['test'], 'balanced_accuracy')} "
+                        f"| {metric(row['test_ensemble'], 'accuracy')} / {metric(row['test_ensemble'], 'balanced_accuracy')} |")
+    for b in summary["baselines"]:
+        rows.append(f"| baseline: {b['description']} | {metric(b['test'], 'accuracy')} "
+                    f"| {metric(b['test'], 'balanced_accuracy')} | - |")
+        if b.get("tau"):
+            rows.append(f"| the same + logit adjustment (tau {b['tau']:g} on validation) "
+                        f"| {metric(b['test_adjusted'], 'accuracy')} | {metric(b['test_adjusted'], 'balanced_accuracy')} | - |")
+    if task in PUBLISHED:
+        rows.append(PUBLISHED[task])
+    lines = [f"**{task}** ([reports/{summary['study']}](reports/{summary['study']}/report.md), metric {summary['metric']}):", "",
+             "| model | test accuracy | test balanced accuracy | ensemble acc / bal acc |", "| --- | --- | --- | --- |", *rows, ""]
+    beats = [f"{LABEL[k]} {v['model']:.3f} against {v['baseline']:.3f} ({v['baseline_name']}): "
+             f"{'beats' if v['beats'] else 'loses'}" for k, v in rec["beats_baselines"].items()]
+    targets = TARGETS[task]
+    missed = "; ".join(f"{LABEL[k]} >= {t:.2f}: {rec['test'][k]:.3f}, {gap(rec['test'][k], t)} "
+                       f"(ensemble {rec['test_ensemble'][k]:.3f}, {gap(rec['test_ensemble'][k], t)})" for k, t in targets.items())
+    lines += [f"Against the best baseline: {'; '.join(beats)}. Target ({' and '.join(LABEL[k] for k in targets)}, mean "
+              f"over seeds {rec['seeds'][0]}-{rec['seeds'][-1]}): {missed}. Winner's curse of #{rec['trial']} (search value "
+              f"{rec['search_value']:.3f} minus the same configuration's validation value on the final seeds): "
+              f"{rec['winners_curse']:+.3f}.", ""]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reports", default="reports", help="folder holding <task>/summary.json (default reports)")
+    args = parser.parse_args(argv)
+    for task in ("names", "har"):
+        path = Path(args.reports) / task / "summary.json"
+        if not path.exists():
+            parser.exit(2, f"{path}: no such file; run python -m search.report {task} first\n")
+        print("\n".join(task_block(json.loads(path.read_text()))))
+
+
+if __name__ == "__main__":
+    main()
