@@ -258,7 +258,8 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     # Every configuration the report needs, evaluated first (in parallel), then read from the cache.
     families, leaders = select(study, config.top)
     best = spec_of(complete[0])
-    wanted = [spec_of(t) for t in [*families.values(), *leaders]] + [replace(best, imbalance=v) for v in strategies(config.task, complete[0])]
+    wanted = [spec_of(t) for t in [*families.values(), *leaders]]
+    wanted += [replace(best, imbalance=v) for v in strategies(config.task, complete[0])]
     evaluations.run(wanted, keep_models=set() if exported(out / "model", evaluations.key(best)) else {best})
     baselines = baselines_of(config, task, metric, out, data) if config.baselines != "none" else []
     r = compute(config, study, complete, families, leaders, metric, evaluations, baselines, out)

@@ -294,15 +294,16 @@ def imbalance(r: dict) -> list[str]:
     i = r["imbalance"]
     names = r["class_names"]
     counts, order, recall, f1 = i["train_counts"], i["order"], i["recall"], i["f1"]
-    strategies = i["strategies"]  # those the study searched
+    strategies = i["strategies"]  # those the task's space offers
     seeds = seed_range(r["seeds"])
     lines = ["## Class imbalance", "",
-             f"The best trial (#{i['trial']}, `{i['configuration']}`) retrained with each imbalance strategy the study searched, nothing "
-             f"else changed, on seeds {seeds}; test-split metrics under the configuration's decision rule, mean ± std "
-             f"over seeds. The search itself chose imbalance={i['chosen']} for this trial. `class_weights`: weighted "
-             "cross-entropy from the training split's class frequencies; `oversample`: training examples drawn with "
-             "class-uniform probability each epoch" + ("; `logit_adjust`: cross-entropy on logits + log(training prior)"
-                                                  if "logit_adjust" in strategies else "") + ". "
+             f"The best trial (#{i['trial']}, `{i['configuration']}`) retrained with each imbalance strategy the "
+             f"search space offers, nothing else changed, on seeds {seeds}; test-split metrics under the "
+             f"configuration's decision rule, mean ± std over seeds. The search itself chose "
+             f"imbalance={i['chosen']} for this trial. `class_weights`: weighted cross-entropy from the training "
+             "split's class frequencies; `oversample`: training examples drawn with class-uniform probability each "
+             "epoch" + ("; `logit_adjust`: cross-entropy on logits + log(training prior)"
+                        if "logit_adjust" in strategies else "") + ". "
              "All are computed from the training split only; validation and test are never resampled or reweighted.", ""]
     base = mean_std(i["rows"]["none"]["test"]["balanced_accuracy"])
     rows = []
