@@ -46,12 +46,13 @@ from .util import json_safe
 FORMAT = 2
 ROOT = Path(__file__).resolve().parents[1]
 TRAINING_CODE = ["data/*.py", "models/*.py", "search/train.py", "search/decision.py", "search/evaluate.py"]
+BASELINE_CODE = [*TRAINING_CODE, "search/baselines.py"]  # baselines.json: the metrics come from evaluate.py
 
 
-def code_fingerprint() -> str:
-    """sha256 over the code that decides what a final evaluation trains and measures."""
+def code_fingerprint(patterns: list[str] = TRAINING_CODE) -> str:
+    """sha256 over the code that decides what a final evaluation (or a baseline) trains and measures."""
     digest = hashlib.sha256()
-    for pattern in TRAINING_CODE:
+    for pattern in patterns:
         for path in sorted(ROOT.glob(pattern)):
             digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]

@@ -344,6 +344,24 @@ def test_cache_key_follows_the_training_code(tmp_path, monkeypatch):
     assert after != before and evaluate.cache_key(spec, [100], data, "accuracy", after) != key
     (tmp_path / "search" / "report" / "markdown.py").write_text("# rendering only\n")
     assert evaluate.code_fingerprint() == after  # rendering is not training: the cache stays valid
+    # The baselines' cache follows their own code too (a baselines.json from older code lacked a metric).
+    baselines = evaluate.code_fingerprint(evaluate.BASELINE_CODE)
+    (tmp_path / "search" / "baselines.py").write_text((tmp_path / "search" / "baselines.py").read_text() + "\n# changed\n")
+    assert evaluate.code_fingerprint(evaluate.BASELINE_CODE) != baselines and evaluate.code_fingerprint() == after
+
+
+def test_baselines_written_by_other_code_are_recomputed(names, capsys):
+    path = names["out"] / "baselines.json"
+    saved = json.loads(path.read_text())
+    assert saved["key"]["code"]
+    stale = {"key": {**saved["key"], "code": "older"},
+             "baselines": [{k: v for k, v in b.items() if k != "val"} for b in saved["baselines"]]}
+    path.write_text(json.dumps(stale))
+    report.main(["names", "--storage", names["storage"], "--out", str(names["out"].parent), "--seeds", "2",
+                 "--baselines", "quick", "--workers", "2"])
+    again = json.loads(path.read_text())
+    assert again["key"] == saved["key"] and all("val" in b for b in again["baselines"])
+    assert [b["test"] for b in again["baselines"]] == [b["test"] for b in saved["baselines"]]  # refit, same result
 
 
 def test_unwritable_output_and_other_data_exit_2_before_training(har, tmp_path, capsys):

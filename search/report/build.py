@@ -24,8 +24,8 @@ from data import LOADERS, Task, write_text
 from models import create_model
 from .. import defaults, figures
 from ..baselines import run_baselines
-from ..evaluate import (EvaluationError, Evaluations, baseline_entry, final_metrics, load_checked, open_study, ranked,
-                        select, spec_of)
+from ..evaluate import (BASELINE_CODE, EvaluationError, Evaluations, baseline_entry, code_fingerprint, final_metrics,
+                        load_checked, open_study, ranked, select, spec_of)
 from ..space import IMBALANCE
 from ..storage import hide_password
 from ..train import METRICS
@@ -88,9 +88,11 @@ def check_out(out: Path) -> None:
 
 
 def baselines_of(config: ReportConfig, task: Task, metric: str, out: Path, data: dict) -> list[dict]:
-    """The scikit-learn baselines on the same splits, cached in baselines.json (they take a minute or two)."""
+    """The scikit-learn baselines on the same splits, cached in baselines.json (they take a minute or two).
+
+    The key holds the code's fingerprint: a file written by older code may lack a metric added since."""
     path = out / "baselines.json"
-    key = {"data": data, "metric": metric, "grid": config.baselines}
+    key = {"data": data, "metric": metric, "grid": config.baselines, "code": code_fingerprint(BASELINE_CODE)}
     if path.exists():
         saved = json.loads(path.read_text())
         if saved.get("key") == key:
