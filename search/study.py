@@ -553,13 +553,17 @@ def trials_to_run(study: optuna.Study, config: StudyConfig) -> int | None:
 
 def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] | None = None,
               claim: Callable[[], bool] | None = None, setup: bool = True, stop: StopFlag | None = None,
-              prefix: str = "", study: optuna.Study | None = None) -> optuna.Study:
+              prefix: str = "", study: optuna.Study | None = None,
+              popped: Callable[[], None] = lambda: None) -> optuna.Study:
     """Add config.trials trials to the study (created or continued) and return it.
 
     With `claim` (search/workers.py), trials run one at a time while claim() grants one, so several
     processes share config.trials; `setup=False` there, since the parent already prepared the study
-    and queued its grid (the CLI passes the `study` it prepared: an in-memory database exists once). Raises KeyboardInterrupt when stopped by SIGINT/SIGTERM (finished trials are
-    kept; the running one is FAIL).
+    and queued its grid (the CLI passes the `study` it prepared: an in-memory database exists once).
+    popped() is called once the claimed trial is RUNNING (or never started): the workers hold a lock from
+    claim() to then, because SQLite has no SELECT ... FOR UPDATE and two processes could otherwise pop the
+    same queued trial (optuna/optuna#4002; the second one's tell fails with "Cannot tell a COMPLETE trial").
+    Raises KeyboardInterrupt when stopped by SIGINT/SIGTERM (finished trials are kept; the running one is FAIL).
     """
     if setup:
         study = prepare_study(config, task)
@@ -578,6 +582,7 @@ def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] | No
         objective.on_trial_end.append(hook)
 
     def guarded(trial: optuna.Trial) -> float:
+        popped()
         try:
             if stop.requested:
                 raise KeyboardInterrupt
@@ -608,8 +613,11 @@ def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] | No
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
     with stop.on_signals():
         while not stop.requested and (deadline is None or time.monotonic() < deadline) and claim():
-            study.optimize(guarded, n_trials=1, callbacks=[progress.trial, between_trials],
-                           catch=(Interrupted,), gc_after_trial=False)
+            try:
+                study.optimize(guarded, n_trials=1, callbacks=[progress.trial, between_trials],
+                               catch=(Interrupted,), gc_after_trial=False)
+            finally:
+                popped()  # also when the trial failed before its objective ran
     if stop.requested:
         raise KeyboardInterrupt
     return study

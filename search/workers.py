@@ -35,7 +35,10 @@ def _exit_with_parent(parent: int, stop: StopFlag) -> None:
     stop.request()
 
 
-def _worker(config: StudyConfig, data: str | None, threads: int, index: int, started, parent: int) -> None:
+POP_TIMEOUT = 60  # seconds a worker waits for another to pop its trial; past it, a duplicate beats a deadlock
+
+
+def _worker(config: StudyConfig, data: str | None, threads: int, index: int, started, popping, parent: int) -> None:
     stop = StopFlag()
     with stop.on_signals():  # from here on, Ctrl-C and SIGTERM stop at the next batch
         threading.Thread(target=_exit_with_parent, args=(parent, stop), daemon=True).start()
@@ -44,17 +47,25 @@ def _worker(config: StudyConfig, data: str | None, threads: int, index: int, sta
         if config.sampler_seed is not None:  # distinct, reproducible streams per worker
             config = replace(config, sampler_seed=config.sampler_seed + index)
 
+        held = [False]
+
         def claim() -> bool:
             with started.get_lock():
                 if config.trials is not None and started.value >= config.trials:
                     return False
                 started.value += 1
-                return True
+            held[0] = popping.acquire(timeout=POP_TIMEOUT)  # released by popped(): one worker pops at a time
+            return True
+
+        def popped() -> None:
+            if held[0]:
+                held[0] = False
+                popping.release()
 
         try:
             task = load_task(config.task, data)
             if not stop.requested:
-                run_study(config, task, claim=claim, setup=False, stop=stop, prefix=f"[w{index}] ")
+                run_study(config, task, claim=claim, setup=False, stop=stop, prefix=f"[w{index}] ", popped=popped)
         except KeyboardInterrupt:
             pass
     if stop.requested:
@@ -79,7 +90,8 @@ def run_workers(config: StudyConfig, data: str | None, workers: int, threads: in
     """
     context = multiprocessing.get_context("spawn")  # no forked torch/SQLite state
     started = context.Value("i", 0)
-    processes = [context.Process(target=_worker, args=(config, data, threads, i, started, os.getpid()),
+    popping = context.Lock()  # held from a worker's claim until its trial is RUNNING (see run_study)
+    processes = [context.Process(target=_worker, args=(config, data, threads, i, started, popping, os.getpid()),
                                  name=f"worker-{i}") for i in range(workers)]
     signals = [0]
 
@@ -109,7 +121,7 @@ def run_workers(config: StudyConfig, data: str | None, workers: int, threads: in
             signal.signal(sig, handler)
     fail_dead_trials(study or create_study(config), config.heartbeat)  # a worker killed by a second signal or SIGKILL
     codes = [p.exitcode for p in processes]
-    del processes, started  # releases the counter's semaphore now (exit_now skips the interpreter's cleanup)
+    del processes, started, popping  # releases the counter's semaphore now (exit_now skips the interpreter's cleanup)
     if signals[0] or 130 in codes:
         return 130
     return 1 if any(codes) else 0

@@ -108,15 +108,19 @@ def test_workers_share_one_study_and_its_trial_count(tmp_path, cache):
 
 
 def test_grid_with_two_workers_runs_every_point_once(tmp_path, cache):
+    # Queued trials popped by two processes at once from SQLite (no SELECT ... FOR UPDATE) once ran twice and
+    # the second tell failed ("Cannot tell a COMPLETE trial"); short trials make such collisions likely.
     db = tmp_path / "studies.db"
+    lrs = [0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008]
     args = ["--storage", f"sqlite:///{db}", "--workers", "2", "--family", "linear", "--epochs", "1", "--seeds", "1",
-            "--grid", "lr=0.001,0.002,0.003"]  # default --trials 100: the grid's 3 points are all it runs
+            "--grid", "lr=" + ",".join(map(str, lrs))]  # default --trials 100: the grid's 8 points are all it runs
     search(*args, cache=cache)
     trials = optuna.load_study(study_name="har", storage=f"sqlite:///{db}").trials
-    assert sorted(t.params["lr"] for t in trials) == [0.001, 0.002, 0.003]
+    assert sorted(t.params["lr"] for t in trials) == lrs
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     again = search(*args, cache=cache)
     assert "nothing to do" in again.stdout
-    assert len(optuna.load_study(study_name="har", storage=f"sqlite:///{db}").trials) == 3
+    assert len(optuna.load_study(study_name="har", storage=f"sqlite:///{db}").trials) == 8
 
 
 def test_a_new_default_study_trains_the_known_good_configurations_first(tmp_path):
