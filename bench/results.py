@@ -62,6 +62,8 @@ def task_block(summary: dict) -> list[str]:
     targets = TARGETS[task]
     missed = "; ".join(f"{LABEL[k]} >= {t:.2f}: {rec['test'][k]:.3f}, {gap(rec['test'][k], t)} "
                        f"(ensemble {rec['test_ensemble'][k]:.3f}, {gap(rec['test_ensemble'][k], t)})" for k, t in targets.items())
+    lines += ["A family none of whose trials completed is represented by its pruned trial with the best last reported "
+              "validation value, retrained with its full epoch budget (report.md marks it with †).", ""]
     lines += [f"Against the best baseline: {'; '.join(beats)}. Target ({' and '.join(LABEL[k] for k in targets)}, mean "
               f"over seeds {rec['seeds'][0]}-{rec['seeds'][-1]}): {missed}. Winner's curse of #{rec['trial']} (search value "
               f"{rec['search_value']:.3f} minus the same configuration's validation value on the final seeds): "
