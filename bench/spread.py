@@ -1,9 +1,10 @@
 """How much does the answer depend on luck? Run the default study several times and test each answer.
 
-    python bench/spread.py TASK [--runs 3] [--trials 100] [--parallel 1] [--workers W] [--device D]
+    python bench/spread.py TASK [--runs 3] [--first 0] [--trials 100] [--parallel 1] [--workers W] [--device D]
                                 [--dir bench/spread] [--data PATH] [--final-seeds 5] [--timeout S] [--no-run]
 
-Run i is `python -m search.TASK --trials N --sampler-seed i` on its own SQLite file (DIR/TASK-i.db),
+Run i (i = --first, --first + 1, ...) is `python -m search.TASK --trials N --sampler-seed i` on its own
+SQLite file (DIR/TASK-i.db),
 `--parallel` of them at a time, each with `--workers` processes. A file whose study already has N
 finished trials is not run again, so an interrupted bench continues. Then each study's
 recommendation (its best trial by validation value, what `search.report` recommends) is retrained on
@@ -53,15 +54,16 @@ def wall_seconds(study: optuna.Study) -> float:
     return (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
 
 
-def run_studies(args, dbs: list[Path]) -> None:
-    """Start the studies not yet finished, `--parallel` at a time."""
-    todo = [db for db in dbs if not finished(db, args.task, args.trials)]
+def run_studies(args, dbs: dict[int, Path]) -> None:
+    """Start the studies not yet finished, `--parallel` at a time; `dbs` maps sampler seed -> file."""
+    seed_of = {db: seed for seed, db in dbs.items()}
+    todo = [db for db in dbs.values() if not finished(db, args.task, args.trials)]
     running: dict[Path, tuple[subprocess.Popen, float]] = {}
     while todo or running:
         while todo and len(running) < args.parallel:
             db = todo.pop(0)
             command = [sys.executable, "-m", f"search.{args.task}", "--trials", str(args.trials),
-                       "--sampler-seed", str(dbs.index(db)), "--storage", f"sqlite:///{db}",
+                       "--sampler-seed", str(seed_of[db]), "--storage", f"sqlite:///{db}",
                        "--workers", str(args.workers), "--device", args.device]
             command += ["--data", args.data] if args.data else []
             command += ["--timeout", str(args.timeout)] if args.timeout else []
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python bench/spread.py", description=__doc__.splitlines()[0])
     p.add_argument("task", choices=["har", "names"])
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--first", type=int, default=0, help="sampler seed of the first run")
     p.add_argument("--trials", type=int, default=100)
     p.add_argument("--parallel", type=int, default=1, help="studies run at the same time")
     p.add_argument("--workers", type=int, default=default_workers(), help="processes per study")
@@ -95,11 +98,14 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be an int >= 1, got {getattr(args, name)}", file=sys.stderr)
             sys.exit(2)
+    if args.first < 0:
+        print(f"error: --first must be an int >= 0, got {args.first}", file=sys.stderr)
+        sys.exit(2)
     quiet_optuna()
     torch.set_num_threads(1)
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
-    dbs = [folder / f"{args.task}-{i}.db" for i in range(args.runs)]
+    dbs = {i: folder / f"{args.task}-{i}.db" for i in range(args.first, args.first + args.runs)}
     if not args.no_run:
         run_studies(args, dbs)
 
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\ncommand: {ran}; device: {device}; final seeds {defaults.final_seeds(args.final_seeds)}")
     print(f"{'run':>3} {'min':>6} {'complete/pruned':>15} {'best val':>8} {'trial':>14} {'test acc':>13} {'test bal':>13} "
           f"{'ens acc':>7} {'ens bal':>7}")
-    for i, db in enumerate(dbs):
+    for i, db in dbs.items():
         study = optuna.load_study(study_name=args.task, storage=open_storage(f"sqlite:///{db}"))
         states = [t.state for t in study.get_trials(deepcopy=False)]
         best = ranked(study)[0]
