@@ -56,14 +56,13 @@ def wall_seconds(study: optuna.Study) -> float:
 
 def run_studies(args, dbs: dict[int, Path]) -> None:
     """Start the studies not yet finished, `--parallel` at a time; `dbs` maps sampler seed -> file."""
-    seed_of = {db: seed for seed, db in dbs.items()}
-    todo = [db for db in dbs.values() if not finished(db, args.task, args.trials)]
+    todo = [(seed, db) for seed, db in dbs.items() if not finished(db, args.task, args.trials)]
     running: dict[Path, tuple[subprocess.Popen, float]] = {}
     while todo or running:
         while todo and len(running) < args.parallel:
-            db = todo.pop(0)
+            seed, db = todo.pop(0)
             command = [sys.executable, "-m", f"search.{args.task}", "--trials", str(args.trials),
-                       "--sampler-seed", str(seed_of[db]), "--storage", f"sqlite:///{db}",
+                       "--sampler-seed", str(seed), "--storage", f"sqlite:///{db}",
                        "--workers", str(args.workers), "--device", args.device]
             command += ["--data", args.data] if args.data else []
             command += ["--timeout", str(args.timeout)] if args.timeout else []
@@ -94,13 +93,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-run", action="store_true", help="only evaluate the studies already in --dir")
     p.add_argument("--extra", default="", help="more study arguments, e.g. '--family linear --epochs 1' for a quick check")
     args = p.parse_args(argv)
-    for name in ("runs", "trials", "parallel", "workers", "final_seeds"):
-        if getattr(args, name) < 1:
-            print(f"error: --{name.replace('_', '-')} must be an int >= 1, got {getattr(args, name)}", file=sys.stderr)
+    for name, low in (("runs", 1), ("first", 0), ("trials", 1), ("parallel", 1), ("workers", 1), ("final_seeds", 1)):
+        if getattr(args, name) < low:
+            print(f"error: --{name.replace('_', '-')} must be an int >= {low}, got {getattr(args, name)}", file=sys.stderr)
             sys.exit(2)
-    if args.first < 0:
-        print(f"error: --first must be an int >= 0, got {args.first}", file=sys.stderr)
-        sys.exit(2)
     quiet_optuna()
     torch.set_num_threads(1)
     folder = Path(args.dir)

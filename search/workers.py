@@ -47,19 +47,21 @@ def _worker(config: StudyConfig, data: str | None, threads: int, index: int, sta
         if config.sampler_seed is not None:  # distinct, reproducible streams per worker
             config = replace(config, sampler_seed=config.sampler_seed + index)
 
-        held = [False]
+        held = False  # whether this worker holds `popping`
 
         def claim() -> bool:
+            nonlocal held
             with started.get_lock():
                 if config.trials is not None and started.value >= config.trials:
                     return False
                 started.value += 1
-            held[0] = popping.acquire(timeout=POP_TIMEOUT)  # released by popped(): one worker pops at a time
+            held = popping.acquire(timeout=POP_TIMEOUT)  # released by popped(): one worker pops at a time
             return True
 
         def popped() -> None:
-            if held[0]:
-                held[0] = False
+            nonlocal held
+            if held:
+                held = False
                 popping.release()
 
         try:
