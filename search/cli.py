@@ -13,8 +13,8 @@ from . import defaults
 from .objective import STRATEGIES
 from .space import FIELDS, parse_value
 from .storage import StorageError, can_share, check_reachable, hide_password
-from .study import (PRUNERS, StudyConfig, StudyError, prepare_study, quiet_optuna, raise_interrupt, run_study,
-                    summary, trials_to_run)
+from .study import (PRUNERS, StudyConfig, StudyError, count_finished, prepare_study, quiet_optuna, raise_interrupt,
+                    run_study, summary, trials_to_run)
 from .train import METRICS
 from .workers import default_workers, exit_now, run_workers
 
@@ -34,7 +34,10 @@ def parser(task: str) -> argparse.ArgumentParser:
     p.add_argument("--pruner", choices=PRUNERS, default=defaults.PRUNER,
                    help="racing + hyperband spent the fewest seed-epochs in bench/strategies.py (default %(default)s)")
     p.add_argument("--sampler-seed", type=int, default=None, help="makes the sampled parameters reproducible")
-    p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="stop starting trials after this many seconds; 0: no limit (default for a search: "
+                        f"{defaults.TIME_LIMIT[task]:g}, so that 100 trials end inside the task's budget on 2 cores; "
+                        "for a grid: none)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.DEVICE)
     p.add_argument("--threads", type=int, default=defaults.THREADS,
                    help="torch threads (default 1: faster than 2 here, see bench/README.md; use more processes instead)")
@@ -69,11 +72,17 @@ def config_from_args(task: str, args: argparse.Namespace) -> StudyConfig:
         if name in fixed:
             raise StudyError(f"--{name.replace('_', '-')} and --grid {name} both given; use one")
         grid[name] = [parse_value(name, v) for v in values.split(",")]
-    return StudyConfig(task=task, trials=args.trials, storage=args.storage, study_name=args.study_name,
-                       seeds=args.seeds, metric=args.metric, strategy=args.strategy, pruner=args.pruner,
-                       sampler_seed=args.sampler_seed, timeout=args.timeout, device=args.device,
-                       fixed=fixed, grid=grid, heartbeat=args.heartbeat,
-                       artifact_dir=args.artifacts, warm_start=args.warm_start)
+    timeout = args.timeout
+    if timeout is None and not grid:
+        timeout = defaults.TIME_LIMIT[task]
+    config = StudyConfig(task=task, trials=args.trials, storage=args.storage, study_name=args.study_name,
+                         seeds=args.seeds, metric=args.metric, strategy=args.strategy, pruner=args.pruner,
+                         sampler_seed=args.sampler_seed, timeout=timeout, device=args.device,
+                         fixed=fixed, grid=grid, heartbeat=args.heartbeat,
+                         artifact_dir=args.artifacts, warm_start=args.warm_start)
+    if args.timeout is None and config.timeout is not None:  # recorded: the default limit can end a run early
+        config.command += f" --timeout {config.timeout:g}"
+    return config
 
 
 def main(task: str, argv: list[str] | None = None) -> None:
@@ -90,14 +99,19 @@ def main(task: str, argv: list[str] | None = None) -> None:
         data = load_task(task, args.data)  # also fills the cache before workers read it
         study = prepare_study(config, data)  # every other check, before anything is created
         trials = trials_to_run(study, config)
+        finished_before = count_finished(study)
         if trials == 0:
             print(f"the grid of study {config.study_name!r} has run every point; nothing to do")
         else:
             config = replace(config, trials=trials)
             workers = min(args.workers, trials or args.workers)
-            if workers > 1 and can_share(config.storage):
-                print(f"{workers} workers x {args.threads} torch thread(s) on {hide_password(config.storage)}",
-                      flush=True)
+            shared = workers > 1 and can_share(config.storage)
+            if shared:
+                print(f"{workers} workers x {args.threads} torch thread(s) on {hide_password(config.storage)}")
+            if config.timeout is not None:
+                print(f"new trials stop after {config.timeout:g} s (--timeout; 0: no limit)")
+            sys.stdout.flush()
+            if shared:
                 code = run_workers(config, args.data, workers, args.threads, study=study)
                 if code == 130:
                     raise KeyboardInterrupt
@@ -112,4 +126,7 @@ def main(task: str, argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted: finished trials are saved; the running ones are marked FAIL", file=sys.stderr)
         exit_now(130)
+    ran = count_finished(study) - finished_before
+    if config.timeout is not None and trials and ran < trials:
+        print(f"time limit: {ran} of {trials} trials ran before --timeout {config.timeout:g} s stopped new ones")
     print(summary(study, config.storage))

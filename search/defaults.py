@@ -13,6 +13,12 @@ PRUNER = "hyperband"
 DEVICE = "auto"
 THREADS = 1  # one torch thread per process: faster than two on the shared cores (bench/README.md)
 HEARTBEAT = 30  # seconds
+# A sampled study stops starting trials after this many seconds (the default --timeout; 0: no limit), so
+# that it ends inside its budget on 2 cores (45 min HAR, 30 min names) whichever path the sampler takes:
+# the budget less the longest trial of the space (HAR: a 20-epoch conv1d, about 5 min; names: a
+# bidirectional GRU 2x96 at batch 32, about 4 min). Without it, names with sampler seed 1 took 105 min
+# (TPE settled on such GRUs; bench/README.md, "Run-to-run spread"). A grid has no default limit.
+TIME_LIMIT = {"har": 40 * 60, "names": 26 * 60}
 
 
 def final_seeds(count: int = FINAL_SEEDS) -> list[int]:

@@ -70,6 +70,7 @@ class StudyConfig:
         if self.study_name is None:
             self.study_name = self.task
         self.metric = self.metric or defaults.METRIC[self.task]
+        self.timeout = None if self.timeout == 0 else self.timeout  # 0: no limit, as on the command line
         # The command is recorded in the study and shown in notes and reports: never with a password,
         # nor with an absolute path of this machine (a path outside the working folder keeps its name).
         self.command = hide_password(self.command or " ".join(
@@ -84,7 +85,7 @@ class StudyConfig:
             (self.strategy in STRATEGIES, f"--strategy must be one of {list(STRATEGIES)}", self.strategy),
             (self.pruner in PRUNERS, f"--pruner must be one of {list(PRUNERS)}", self.pruner),
             (self.timeout is None or (math.isfinite(self.timeout) and self.timeout > 0),
-             "--timeout must be a finite number of seconds > 0", self.timeout),
+             "--timeout must be a finite number of seconds >= 0 (0: no limit)", self.timeout),
             (isinstance(self.heartbeat, int) and self.heartbeat >= 1, "--heartbeat must be an int >= 1", self.heartbeat),
         ]
         for ok, rule, value in checks:
@@ -627,6 +628,10 @@ def trial_end_hooks(config: StudyConfig) -> list:
     """Extra per-trial outputs: figures and notes for optuna-dashboard (search/artifacts.py)."""
     from .artifacts import TrialArtifacts  # imported here: it pulls in matplotlib
     return [TrialArtifacts(figure_dir(config), SPACES[config.task], config.grid)]
+
+
+def count_finished(study: optuna.Study) -> int:
+    return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
 
 
 def summary(study: optuna.Study, storage: str) -> str:

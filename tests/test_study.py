@@ -107,6 +107,28 @@ def test_workers_share_one_study_and_its_trial_count(tmp_path, cache):
     assert sorted((int(m[1]), int(m[2])) for m in epochs if m) == [(n, e) for n in range(8) for e in (1, 2, 3)]
 
 
+def test_a_search_stops_starting_trials_at_its_time_limit(tmp_path, cache):
+    # By default a search keeps to its task's budget whatever path the sampler takes (names with sampler
+    # seed 1 once took 105 min for 100 trials); a trial that has started still finishes.
+    from search import defaults
+    from search.cli import config_from_args, parser
+
+    def config(*args: str) -> StudyConfig:
+        return config_from_args("names", parser("names").parse_args(list(args)))
+
+    assert config().timeout == defaults.TIME_LIMIT["names"]
+    assert config().command.endswith(f" --timeout {defaults.TIME_LIMIT['names']}")  # the report shows the limit
+    assert config("--timeout", "0").timeout is None and config("--timeout", "90").timeout == 90
+    assert config("--family", "linear", "--grid", "lr=0.01,0.1").timeout is None  # a grid runs every point
+    db = tmp_path / "studies.db"
+    result = search("--storage", f"sqlite:///{db}", "--trials", "5", "--timeout", "0.2", "--workers", "1",
+                    "--family", "linear", "--epochs", "3", "--seeds", "2", task="names", cache=cache)
+    assert "new trials stop after 0.2 s" in result.stdout
+    assert "time limit: 1 of 5 trials ran before --timeout 0.2 s stopped new ones" in result.stdout
+    trials = optuna.load_study(study_name="names", storage=f"sqlite:///{db}").trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE]
+
+
 def test_grid_with_two_workers_runs_every_point_once(tmp_path, cache):
     # Queued trials popped by two processes at once from SQLite (no SELECT ... FOR UPDATE) once ran twice and
     # the second tell failed ("Cannot tell a COMPLETE trial"); short trials make such collisions likely.
@@ -234,6 +256,7 @@ def test_racing_strategy_trains_all_seeds_of_a_competitive_trial(tmp_path, har):
     (["--storage", "notaurl"], "--storage 'notaurl'"),
     (["--storage", "postgresql://postgres@127.0.0.1:1/test"], "cannot reach the database"),
     (["--width", "0"], "width must be an int >= 1, got 0"),
+    (["--timeout", "-1"], "--timeout must be a finite number of seconds >= 0 (0: no limit), got -1.0"),
     (["--grid", "width"], "--grid takes NAME=V1,V2"),
     (["--lr", "fast"], "--lr must be a float"),
     (["--lr", "inf"], "--lr must be a finite number, got inf"),
