@@ -42,9 +42,11 @@ def task_block(summary: dict) -> list[str]:
             f"| {rec['test']['accuracy']:.3f} ± {rec['test_std']['accuracy']:.3f} "
             f"| {rec['test']['balanced_accuracy']:.3f} ± {rec['test_std']['balanced_accuracy']:.3f} "
             f"| {metric(rec['test_ensemble'], 'accuracy')} / {metric(rec['test_ensemble'], 'balanced_accuracy')} |"]
+    pruned = [row for row in summary["families"] if not row.get("complete", True)]
     for row in summary["families"]:
         if row["trial"] != rec["trial"]:
-            rows.append(f"| {row['family']} #{row['trial']} (best {row['family']} on validation) "
+            mark = " †" if row in pruned else ""
+            rows.append(f"| {row['family']} #{row['trial']}{mark} (best {row['family']} on validation) "
                         f"| {metric(row['test'], 'accuracy')} | {metric(row['test'], 'balanced_accuracy')} "
                         f"| {metric(row['test_ensemble'], 'accuracy')} / {metric(row['test_ensemble'], 'balanced_accuracy')} |")
     for b in summary["baselines"]:
@@ -62,8 +64,9 @@ def task_block(summary: dict) -> list[str]:
     targets = TARGETS[task]
     missed = "; ".join(f"{LABEL[k]} >= {t:.2f}: {rec['test'][k]:.3f}, {gap(rec['test'][k], t)} "
                        f"(ensemble {rec['test_ensemble'][k]:.3f}, {gap(rec['test_ensemble'][k], t)})" for k, t in targets.items())
-    lines += ["A family none of whose trials completed is represented by its pruned trial with the best last reported "
-              "validation value, retrained with its full epoch budget (report.md marks it with †).", ""]
+    if pruned:
+        lines += ["† No trial of this family completed: its row is its pruned trial with the best last reported "
+                  "validation value, retrained with its full epoch budget.", ""]
     lines += [f"Against the best baseline: {'; '.join(beats)}. Target ({' and '.join(LABEL[k] for k in targets)}, mean "
               f"over seeds {rec['seeds'][0]}-{rec['seeds'][-1]}): {missed}. Winner's curse of #{rec['trial']} (search value "
               f"{rec['search_value']:.3f} minus the same configuration's validation value on the final seeds): "

@@ -5,8 +5,9 @@
 
 Run i (i = --first, --first + 1, ...) is `python -m search.TASK --trials N --sampler-seed i` on its own
 SQLite file (DIR/TASK-i.db),
-`--parallel` of them at a time, each with `--workers` processes. A file whose study already has N
-finished trials is not run again, so an interrupted bench continues. Then each study's
+`--parallel` of them at a time, each with `--workers` processes and the study's default time limit
+(search/defaults.py TIME_LIMIT) unless --timeout is given. A file whose study already has N finished
+trials, or whose run stopped at its time limit, is not run again, so an interrupted bench continues. Then each study's
 recommendation (its best trial by validation value, what `search.report` recommends) is retrained on
 the final seeds (100, 101, ...; never a search seed) and measured once on the test split, exactly as
 the report does (search.evaluate.evaluate_spec). Printed: one row per run (wall minutes, trials
@@ -39,8 +40,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def finished(db: Path, task: str, trials: int) -> bool:
+    """The study holds its trials, or its run ended at the study's time limit (its log says so)."""
     if not db.exists():
         return False
+    log = db.with_suffix(".log")
+    if log.exists() and "time limit:" in log.read_text():
+        return True
     try:
         study = optuna.load_study(study_name=task, storage=open_storage(f"sqlite:///{db}"))
     except KeyError:
@@ -65,7 +70,7 @@ def run_studies(args, dbs: dict[int, Path]) -> None:
                        "--sampler-seed", str(seed), "--storage", f"sqlite:///{db}",
                        "--workers", str(args.workers), "--device", args.device]
             command += ["--data", args.data] if args.data else []
-            command += ["--timeout", str(args.timeout)] if args.timeout else []
+            command += ["--timeout", str(args.timeout)] if args.timeout is not None else []
             command += shlex.split(args.extra)
             log = open(db.with_suffix(".log"), "w")
             print(f"start: {' '.join(command[1:])}", flush=True)
@@ -89,7 +94,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dir", default=str(ROOT / "bench" / "spread"), help="where the SQLite files go")
     p.add_argument("--data", default=None)
     p.add_argument("--final-seeds", type=int, default=defaults.FINAL_SEEDS)
-    p.add_argument("--timeout", type=float, default=None, help="passed to each study: stop starting trials after S s")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="passed to each study: stop starting trials after S s (default: the study's own limit, "
+                        "search/defaults.py TIME_LIMIT; 0: none)")
     p.add_argument("--no-run", action="store_true", help="only evaluate the studies already in --dir")
     p.add_argument("--extra", default="", help="more study arguments, e.g. '--family linear --epochs 1' for a quick check")
     args = p.parse_args(argv)
@@ -110,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     ran = "studies as found in --dir" if args.no_run else (
         f"python -m search.{args.task} --trials {args.trials} --sampler-seed i --workers {args.workers} "
-        f"--device {args.device} {args.extra}".strip())
+        f"--device {args.device}{'' if args.timeout is None else f' --timeout {args.timeout:g}'} {args.extra}".strip())
     device = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else "cpu"
     print(f"\ncommand: {ran}; device: {device}; final seeds {defaults.final_seeds(args.final_seeds)}")
     print(f"{'run':>3} {'min':>6} {'complete/pruned':>15} {'best val':>8} {'trial':>14} {'test acc':>13} {'test bal':>13} "

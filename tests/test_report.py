@@ -303,6 +303,7 @@ def test_summary_json_names_the_recommended_model_and_the_baselines(names):
     entry = next(e for e in cache.values() if e["spec"] == rec["spec"])
     accuracies = [run["test"]["accuracy"] for run in entry["runs"]]
     assert rec["test"]["accuracy"] == pytest.approx(sum(accuracies) / len(accuracies))
+    assert all(isinstance(row["complete"], bool) for row in summary["families"])  # False: a pruned stand-in (†)
     names_ = [b["name"] for b in summary["baselines"]]
     assert names_ == ["char-ngram-logreg", "char-ngram-logreg-balanced"]
     for baseline in summary["baselines"]:
@@ -388,6 +389,16 @@ def test_bench_results_prints_the_readme_tables_from_the_committed_summaries(tmp
         assert f"| **{rec['family']} #{rec['trial']}** (recommended" in done.stdout
         assert f"{rec['test']['accuracy']:.3f} ± {rec['test_std']['accuracy']:.3f}" in done.stdout
         assert all(f"| baseline: {b['description']} |" in done.stdout for b in summary["baselines"])
+    # A family represented by a pruned trial is marked, and only then is the mark explained.
+    for task in ("names", "har"):
+        summary = json.loads((ROOT / "reports" / task / "summary.json").read_text())
+        other = next(row for row in summary["families"] if row["trial"] != summary["recommended"]["trial"])
+        other["complete"] = False
+        (tmp_path / "marked" / task).mkdir(parents=True)
+        (tmp_path / "marked" / task / "summary.json").write_text(json.dumps(summary))
+    marked = subprocess.run([sys.executable, "bench/results.py", "--reports", str(tmp_path / "marked")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert marked.stdout.count("† No trial of this family completed") == 2 and marked.stdout.count(" † (best ") == 2
     missing = subprocess.run([sys.executable, "bench/results.py", "--reports", str(tmp_path)], cwd=ROOT,
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "summary.json: no such file" in missing.stderr

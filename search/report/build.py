@@ -189,7 +189,7 @@ def summary(r: dict) -> dict:
                         "winners_curse": rec["winners_curse"],
                         "test": keep(rec["test"]), "test_std": keep(rec["test_std"]),
                         "test_ensemble": keep(rec["test_ensemble"]), "beats_baselines": rec["beats"]},
-        "families": [{"family": row["family"], "trial": row["trial"],
+        "families": [{"family": row["family"], "trial": row["trial"], "complete": row["complete"],
                       "test": {m: analysis.mean_std(row["test"][m])[0] if analysis.mean_std(row["test"][m]) else None
                                for m in METRICS}, "test_ensemble": keep(row["test_ensemble"])}
                      for row in r["families"]],
