@@ -67,6 +67,9 @@ def task_block(summary: dict) -> list[str]:
     if pruned:
         lines += ["† No trial of this family completed: its row is its pruned trial with the best last reported "
                   "validation value, retrained with its full epoch budget.", ""]
+    elif any("complete" not in row for row in summary["families"]):  # a summary written before the field
+        lines += ["A family none of whose trials completed is represented by its pruned trial with the best last "
+                  "reported validation value, retrained with its full epoch budget (report.md marks it with †).", ""]
     lines += [f"Against the best baseline: {'; '.join(beats)}. Target ({' and '.join(LABEL[k] for k in targets)}, mean "
               f"over seeds {rec['seeds'][0]}-{rec['seeds'][-1]}): {missed}. Winner's curse of #{rec['trial']} (search value "
               f"{rec['search_value']:.3f} minus the same configuration's validation value on the final seeds): "
