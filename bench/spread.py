@@ -4,13 +4,12 @@
                                 [--dir bench/spread] [--data PATH] [--final-seeds 5] [--timeout S] [--no-run]
 
 Run i (i = --first, --first + 1, ...) is `python -m search.TASK --trials N --sampler-seed i` on its own
-SQLite file (DIR/TASK-i.db),
-`--parallel` of them at a time, each with `--workers` processes and the study's default time limit
-(search/defaults.py TIME_LIMIT) unless --timeout is given. A file whose study already has N finished
-trials, or whose run stopped at its time limit, is not run again, so an interrupted bench continues. Then each study's
-recommendation (its best trial by validation value, what `search.report` recommends) is retrained on
-the final seeds (100, 101, ...; never a search seed) and measured once on the test split, exactly as
-the report does (search.evaluate.evaluate_spec). Printed: one row per run (wall minutes, trials
+SQLite file (DIR/TASK-i.db), `--parallel` of them at a time, each with `--workers` processes and the
+study's default time limit (search/defaults.py TIME_LIMIT) unless --timeout is given. A file whose study
+already has N finished trials, or whose run stopped at its time limit, is not run again, so an
+interrupted bench continues. Then each study's recommendation (its best trial by validation value, what
+`search.report` recommends) is retrained on the final seeds (100, 101, ...; never a search seed) and
+measured once on the test split, exactly as the report does (search.evaluate.evaluate_spec). Printed: one row per run (wall minutes, trials
 complete/pruned, best validation value, the recommended trial, its test accuracy and balanced
 accuracy as mean +/- std over the final seeds, and the seed ensemble), then the spread over runs.
 """
