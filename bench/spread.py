@@ -9,9 +9,10 @@ study's default time limit (search/defaults.py TIME_LIMIT) unless --timeout is g
 already has N finished trials, or whose run stopped at its time limit, is not run again, so an
 interrupted bench continues. Then each study's recommendation (its best trial by validation value, what
 `search.report` recommends) is retrained on the final seeds (100, 101, ...; never a search seed) and
-measured once on the test split, exactly as the report does (search.evaluate.evaluate_spec). Printed: one row per run (wall minutes, trials
-complete/pruned, best validation value, the recommended trial, its test accuracy and balanced
-accuracy as mean +/- std over the final seeds, and the seed ensemble), then the spread over runs.
+measured once on the test split, exactly as the report does (search.evaluate.evaluate_spec). Printed: one
+row per run (wall minutes, trials complete/pruned, best validation value, the recommended trial, its test
+accuracy and balanced accuracy as mean +/- std over the final seeds, and the seed ensemble), then the
+spread over runs.
 """
 from __future__ import annotations
 
