@@ -42,10 +42,10 @@ def task_block(summary: dict) -> list[str]:
             f"| {rec['test']['accuracy']:.3f} ± {rec['test_std']['accuracy']:.3f} "
             f"| {rec['test']['balanced_accuracy']:.3f} ± {rec['test_std']['balanced_accuracy']:.3f} "
             f"| {metric(rec['test_ensemble'], 'accuracy')} / {metric(rec['test_ensemble'], 'balanced_accuracy')} |"]
-    pruned = [row for row in summary["families"] if not row.get("complete", True)]
+    pruned = any(not row.get("complete", True) for row in summary["families"])
     for row in summary["families"]:
         if row["trial"] != rec["trial"]:
-            mark = " †" if row in pruned else ""
+            mark = "" if row.get("complete", True) else " †"
             rows.append(f"| {row['family']} #{row['trial']}{mark} (best {row['family']} on validation) "
                         f"| {metric(row['test'], 'accuracy')} | {metric(row['test'], 'balanced_accuracy')} "
                         f"| {metric(row['test_ensemble'], 'accuracy')} / {metric(row['test_ensemble'], 'balanced_accuracy')} |")

@@ -33,7 +33,7 @@ from data import load_task  # noqa: E402
 from search import defaults  # noqa: E402
 from search.evaluate import evaluate_spec, ranked, spec_of  # noqa: E402
 from search.report.analysis import mean_std  # noqa: E402
-from search.study import open_storage, quiet_optuna  # noqa: E402
+from search.study import count_finished, open_storage, quiet_optuna  # noqa: E402
 from search.workers import default_workers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def finished(db: Path, task: str, trials: int) -> bool:
         study = optuna.load_study(study_name=task, storage=open_storage(f"sqlite:///{db}"))
     except KeyError:
         return False
-    return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)) >= trials
+    return count_finished(study) >= trials
 
 
 def wall_seconds(study: optuna.Study) -> float:
