@@ -2,17 +2,18 @@
 
     python bench/spread.py TASK [--runs 3] [--first 0] [--trials 100] [--parallel 1] [--workers W] [--device D]
                                 [--dir bench/spread] [--data PATH] [--final-seeds 5] [--timeout S] [--no-run]
+                                [--top 3] [--rerank-seeds 3]
 
 Run i (i = --first, --first + 1, ...) is `python -m search.TASK --trials N --sampler-seed i` on its own
 SQLite file (DIR/TASK-i.db), `--parallel` of them at a time, each with `--workers` processes and the
 study's default time limit (search/defaults.py TIME_LIMIT) unless --timeout is given. A file whose study
 already has N finished trials, or whose run stopped at its time limit, is not run again, so an
-interrupted bench continues. Then each study's recommendation (its best trial by validation value, what
-`search.report` recommends) is retrained on the final seeds (100, 101, ...; never a search seed) and
-measured once on the test split, exactly as the report does (search.evaluate.evaluate_spec). Printed: one
-row per run (wall minutes, trials complete/pruned, best validation value, the recommended trial, its test
-accuracy and balanced accuracy as mean +/- std over the final seeds, and the seed ensemble), then the
-spread over runs.
+interrupted bench continues. Then each study's recommendation is chosen as `search.report` chooses it
+(its --top best trials re-ranked on the seeds 50, 51, ... on validation, search/rerank.py; --rerank-seeds 0:
+the best search value), retrained on the final seeds (100, 101, ...) and measured once on the test split,
+exactly as the report does (search.evaluate.evaluate_spec). Printed: one row per run (wall minutes, trials
+complete/pruned, best search value, the recommended trial and its choice value, its test accuracy and
+balanced accuracy as mean +/- std over the final seeds, and the seed ensemble), then the spread over runs.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ import torch  # noqa: E402
 
 from data import load_task  # noqa: E402
 from search import defaults  # noqa: E402
-from search.evaluate import evaluate_spec, ranked, spec_of  # noqa: E402
+from search.evaluate import evaluate_spec, ranked, select, spec_of  # noqa: E402
+from search.rerank import Reranking, choice_value  # noqa: E402
 from search.report.analysis import mean_std  # noqa: E402
 from search.study import count_finished, open_storage, quiet_optuna  # noqa: E402
 from search.workers import default_workers  # noqa: E402
@@ -98,9 +100,13 @@ def main(argv: list[str] | None = None) -> None:
                    help="passed to each study: stop starting trials after S s (default: the study's own limit, "
                         "search/defaults.py TIME_LIMIT; 0: none)")
     p.add_argument("--no-run", action="store_true", help="only evaluate the studies already in --dir")
+    p.add_argument("--top", type=int, default=3, help="top trials re-ranked, as the report's --top")
+    p.add_argument("--rerank-seeds", type=int, default=defaults.SEEDS,
+                   help="re-ranking seeds, as the report's --rerank-seeds (0: the best search value)")
     p.add_argument("--extra", default="", help="more study arguments, e.g. '--family linear --epochs 1' for a quick check")
     args = p.parse_args(argv)
-    for name, low in (("runs", 1), ("first", 0), ("trials", 1), ("parallel", 1), ("workers", 1), ("final_seeds", 1)):
+    for name, low in (("runs", 1), ("first", 0), ("trials", 1), ("parallel", 1), ("workers", 1), ("final_seeds", 1),
+                      ("top", 1), ("rerank_seeds", 0)):
         if getattr(args, name) < low:
             print(f"error: --{name.replace('_', '-')} must be an int >= {low}, got {getattr(args, name)}", file=sys.stderr)
             sys.exit(2)
@@ -120,20 +126,26 @@ def main(argv: list[str] | None = None) -> None:
         f"--device {args.device}{'' if args.timeout is None else f' --timeout {args.timeout:g}'} {args.extra}".strip())
     device = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else "cpu"
     print(f"\ncommand: {ran}; device: {device}; final seeds {defaults.final_seeds(args.final_seeds)}")
-    print(f"{'run':>3} {'min':>6} {'complete/pruned':>15} {'best val':>8} {'trial':>14} {'test acc':>13} {'test bal':>13} "
-          f"{'ens acc':>7} {'ens bal':>7}")
+    print(f"{'run':>3} {'min':>6} {'complete/pruned':>15} {'best val':>8} {'trial':>14} {'choice':>6} {'test acc':>13} "
+          f"{'test bal':>13} {'ens acc':>7} {'ens bal':>7}")
     for i, db in dbs.items():
         study = optuna.load_study(study_name=args.task, storage=open_storage(f"sqlite:///{db}"))
         states = [t.state for t in study.get_trials(deepcopy=False)]
-        best = ranked(study)[0]
+        data = {"task": args.task, "split": (study.user_attrs.get("data") or {}).get("split"),
+                "counts": study.user_attrs.get("counts")}
+        reranking = Reranking(db.with_suffix(".reranking.json"), data, defaults.rerank_seeds(args.rerank_seeds),
+                              metric, args.task, args.data, args.device, args.workers)
+        best, reranked = reranking.choose(select(study, args.top)[1])
         spec = spec_of(best)
         entry, _ = evaluate_spec(spec, task, defaults.final_seeds(args.final_seeds), metric, args.device)
         tests = [run["test"] for run in entry["runs"] if run["test"]]
         (acc, acc_std), (bal, bal_std) = (mean_std([t[k] for t in tests]) for k in ("accuracy", "balanced_accuracy"))
         ens = entry["ensemble"]["test"]
-        rows.append({"acc": acc, "bal": bal, "ens_acc": ens["accuracy"], "val": best.value})
+        top = ranked(study)[0].value
+        rows.append({"acc": acc, "bal": bal, "ens_acc": ens["accuracy"], "val": top})
         print(f"{i:>3} {wall_seconds(study) / 60:6.1f} {states.count(optuna.trial.TrialState.COMPLETE):>7}/"
-              f"{states.count(optuna.trial.TrialState.PRUNED):<7} {best.value:>8.4f} {f'#{best.number} {spec.family}':>14} "
+              f"{states.count(optuna.trial.TrialState.PRUNED):<7} {top:>8.4f} {f'#{best.number} {spec.family}':>14} "
+              f"{choice_value(best, reranked[best.number], metric):6.4f} "
               f"{acc:.3f}±{acc_std:.3f} {bal:.3f}±{bal_std:.3f} {ens['accuracy']:>7.3f} {ens['balanced_accuracy']:>7.3f}",
               flush=True)
     for key, label in (("acc", "test accuracy (mean over final seeds)"), ("bal", "test balanced accuracy"),

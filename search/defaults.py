@@ -5,8 +5,9 @@ STORAGE = "sqlite:///studies.db"
 # What a study maximises on validation. names: the harmonic mean of accuracy and balanced accuracy, so
 # the recommendation must be good on both (balanced accuracy alone chose accuracy 0.62 models).
 METRIC = {"har": "accuracy", "names": "acc_bal_hmean"}
-SEEDS = 3  # seeds per trial during the search: 0, 1, ..., SEEDS - 1
-FINAL_SEED_BASE = 100  # final evaluations train on seeds 100, 101, ...: never a search seed
+SEEDS = 3  # seeds per trial during the search: 0, 1, ..., SEEDS - 1 (at most RERANK_SEED_BASE of them)
+RERANK_SEED_BASE = 50  # a report re-ranks its top trials on seeds 50, 51, ... (search/rerank.py)
+FINAL_SEED_BASE = 100  # final evaluations train on seeds 100, 101, ...: never a search or re-ranking seed
 FINAL_SEEDS = 5
 STRATEGY = "racing"  # bench/README.md: racing + hyperband spent the fewest seed-epochs for the same best value
 PRUNER = "hyperband"
@@ -19,6 +20,11 @@ HEARTBEAT = 30  # seconds
 # bidirectional GRU 2x96 at batch 32, about 4 min). Without it, names with sampler seed 1 took 105 min
 # (TPE settled on such GRUs; bench/README.md, "Run-to-run spread"). A grid has no default limit.
 TIME_LIMIT = {"har": 40 * 60, "names": 26 * 60}
+
+
+def rerank_seeds(count: int = SEEDS) -> list[int]:
+    """The seeds a report re-ranks its top trials on, disjoint from the search's and the final ones."""
+    return list(range(RERANK_SEED_BASE, RERANK_SEED_BASE + count))
 
 
 def final_seeds(count: int = FINAL_SEEDS) -> list[int]:

@@ -38,6 +38,14 @@ from .util import json_safe
 STRATEGIES = ("lockstep", "racing")
 
 
+def validation_values(spec: TrialSpec, results: list[SeedResult], task: Task, prior, metric: str
+                      ) -> tuple[float, list[float]]:
+    """(decision tau, each seed's validation metric after its last epoch) under the trial's decision rule."""
+    if spec.decision == "argmax":
+        return 0.0, [r.history[f"val_{metric}"][-1] for r in results]
+    return choose_tau([r.logits["val"] for r in results], task.val.y, prior, metric)
+
+
 def budget_step(epoch: int, epochs: int, max_epochs: int) -> int:
     """The step a trial reports at: its share of its own budget, in epochs of the longest budget."""
     return round(epoch * max_epochs / epochs)
@@ -79,10 +87,7 @@ class Objective:
         return summary["metric_mean"]
 
     def values(self, spec: TrialSpec, results: list[SeedResult]) -> tuple[float, list[float]]:
-        """(decision tau, each seed's validation metric after its last epoch) under the trial's decision rule."""
-        if spec.decision == "argmax":
-            return 0.0, [r.history[f"val_{self.metric}"][-1] for r in results]
-        return choose_tau([r.logits["val"] for r in results], self.task.val.y, self.log_prior, self.metric)
+        return validation_values(spec, results, self.task, self.log_prior, self.metric)
 
     def _train(self, trial: optuna.Trial, spec: TrialSpec, seeds: list[int], prune: bool) -> list[SeedResult]:
         def on_epoch(epoch: int, results: list[SeedResult]) -> bool:

@@ -80,7 +80,9 @@ class StudyConfig:
             (isinstance(self.study_name, str) and self.study_name.strip() != "", "--study-name must not be empty",
              self.study_name),
             (self.trials is None or (isinstance(self.trials, int) and self.trials >= 1), "--trials must be an int >= 1", self.trials),
-            (isinstance(self.seeds, int) and self.seeds >= 1, "--seeds must be an int >= 1", self.seeds),
+            (isinstance(self.seeds, int) and 1 <= self.seeds <= defaults.RERANK_SEED_BASE,
+             f"--seeds must be an int from 1 to {defaults.RERANK_SEED_BASE} (seeds {defaults.RERANK_SEED_BASE} "
+             "and up are the report's re-ranking and final seeds)", self.seeds),
             (self.metric in METRICS, f"--metric must be one of {list(METRICS)}", self.metric),
             (self.strategy in STRATEGIES, f"--strategy must be one of {list(STRATEGIES)}", self.strategy),
             (self.pruner in PRUNERS, f"--pruner must be one of {list(PRUNERS)}", self.pruner),

@@ -123,8 +123,9 @@ def test_figures_are_png_files_and_every_link_resolves(har):
         assert re.search(rf"!\[[^\]]*\]\({re.escape(link)}\)\n\n\*[^*]+\*\n", har["text"]), link
 
 
-def expected_specs(storage: str, name: str, task: str, top: int = 3) -> set[str]:
-    """What the final evaluation may touch: chosen from COMPLETE trials by validation value only."""
+def expected_specs(storage: str, name: str, task: str, recommended: dict, top: int = 3) -> set[str]:
+    """What the final evaluation may touch: chosen from COMPLETE trials by validation value only (the
+    recommended spec, one of the top, is retrained with each imbalance strategy)."""
     study = optuna.load_study(study_name=name, storage=storage)
     ranked = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE),
                     key=lambda t: (-t.value, t.number))
@@ -136,7 +137,8 @@ def expected_specs(storage: str, name: str, task: str, top: int = 3) -> set[str]
             specs.append(spec)
         if len(leaders) < top and spec not in leaders:
             leaders.append(spec)
-    specs += leaders + [{**ranked[0].user_attrs["spec"], "imbalance": value} for value in IMBALANCE[task]]
+    assert recommended in leaders
+    specs += leaders + [{**recommended, "imbalance": value} for value in IMBALANCE[task]]
     return {json.dumps(spec, sort_keys=True) for spec in specs}
 
 
@@ -155,7 +157,9 @@ def test_test_split_is_touched_only_by_the_final_evaluation(har):
     # Test-split results exist only for the configurations the validation values selected.
     cache = json.loads((har["out"] / "evaluations.json").read_text())
     entries = cache["evaluations"].values()
-    assert {json.dumps(e["spec"], sort_keys=True) for e in entries} == expected_specs(har["storage"], "har", "har")
+    recommended = json.loads((har["out"] / "summary.json").read_text())["recommended"]["spec"]
+    assert {json.dumps(e["spec"], sort_keys=True) for e in entries} == \
+        expected_specs(har["storage"], "har", "har", recommended)
     # The imbalance comparison retrains only what HAR's space offers: no logit_adjust (5 seeds nobody chose).
     assert "logit_adjust" not in {e["spec"]["imbalance"] for e in entries}
     counts = optuna.load_study(study_name="har", storage=har["storage"]).user_attrs["counts"]
@@ -164,20 +168,28 @@ def test_test_split_is_touched_only_by_the_final_evaluation(har):
         for run in entry["runs"]:
             assert sum(map(sum, run["test"]["confusion"])) == sum(counts["test"])
             assert 0 <= run["test"]["accuracy"] <= 1
+    # The re-ranking that chose the recommendation trained the top configurations on seeds 50 and 51
+    # (neither a search seed nor a final seed) and kept validation values only.
+    reranked = json.loads((har["out"] / "reranking.json").read_text())["entries"].values()
+    assert len(reranked) == 3 and not any(has_key({k: v for k, v in e.items() if k != "data"}, "test")
+                                          for e in reranked)  # data: the split sizes that identify the data
+    assert all(e["seeds"] == [50, 51] and all(0 <= v <= 1 for v in e["values"]) for e in reranked)
     # And in the code: only search/evaluate.py asks train_seeds for test metrics.
     callers = [p.name for p in (ROOT / "search").rglob("*.py") if re.search(r"train_seeds\([^)]*test=True", p.read_text())]
     assert callers == ["evaluate.py"]
 
 
 def test_second_run_reuses_the_cache_and_writes_the_same_text(har, capsys):
-    cache = har["out"] / "evaluations.json"
+    cache, reranked = har["out"] / "evaluations.json", har["out"] / "reranking.json"
     saved, stamp = cache.read_bytes(), cache.stat().st_mtime_ns
+    reranked_stamp = reranked.stat().st_mtime_ns
     assert "0 evaluations reused" in har["stdout"] and "0 configurations trained" not in har["stdout"]
     # In this process (the first run was a subprocess): the same entry point, without a second start-up.
     report.main(["har", "--storage", har["storage"], "--out", str(har["folder"] / "reports"), "--seeds", "2",
                  "--baselines", "none"])
     assert "0 configurations trained" in capsys.readouterr().out
     assert cache.read_bytes() == saved and cache.stat().st_mtime_ns == stamp
+    assert reranked.stat().st_mtime_ns == reranked_stamp  # nothing re-ranked again
     assert (har["out"] / "report.md").read_text() == har["text"]
 
 
@@ -220,6 +232,8 @@ def test_missing_or_empty_study_and_bad_storage_exit_2_with_one_line(har, tmp_pa
         f"error: study 'har' has no complete trial in {empty}"
     assert error_line(["har", "--storage", "no-such-scheme://x", "--out", str(out)], capsys).startswith("error: --storage")
     assert error_line(["har", "--storage", empty, "--seeds", "0"], capsys) == "error: --seeds must be an int >= 1, got 0"
+    assert error_line(["har", "--storage", empty, "--rerank-seeds", "-1"], capsys) == \
+        "error: --rerank-seeds must be an int from 0 to 50, got -1"
     nowhere = str(tmp_path / "no-such-data")
     assert error_line(["har", "--storage", har["storage"], "--data", nowhere, "--out", str(out)], capsys) == \
         f"error: --data {nowhere!r}: no such file or folder"
@@ -294,6 +308,11 @@ def test_summary_json_names_the_recommended_model_and_the_baselines(names):
     rec = summary["recommended"]
     assert set(rec) >= {"trial", "family", "spec", "decision", "seeds", "test", "test_ensemble"}
     assert rec["seeds"] == [100, 101] and not set(rec["seeds"]) & {0, 1}  # the search used seeds 0 and 1
+    # Chosen among the top trials by the mean over the search seeds (0, 1) and the re-ranking seeds (50, 51).
+    assert rec["rerank_seeds"] == [50, 51]
+    best = max(summary["reranked"], key=lambda row: row["choice_value"])
+    assert best["chosen"] and best["trial"] == rec["trial"] and rec["choice_value"] == best["choice_value"]
+    assert best["choice_value"] == pytest.approx((best["search_value"] + best["rerank_value"]) / 2)
     assert set(rec["decision"]) >= {"tau"} and rec["decision"]["tau"] >= 0
     for key in ("test", "test_ensemble"):
         assert set(rec[key]) == {"accuracy", "balanced_accuracy", "macro_f1", "acc_bal_hmean"}

@@ -1,10 +1,12 @@
 """Build a report: load the study, evaluate the chosen configurations, compute, draw, render, export.
 
 The study chose configurations on validation metrics only. The report picks the best trial of
-each family and the top trials overall by validation value, retrains them on the final seeds and
-evaluates them on the test split (search/evaluate.py, cached in evaluations.json). It then
-computes every analysis into plain data, draws the figures and renders report.md from that data,
-writes summary.json and exports the recommended model to model/.
+each family and the top trials overall by validation value, re-ranks the top trials on fresh seeds
+on validation (search/rerank.py, cached in reranking.json) to choose the recommendation, retrains
+every picked configuration on the final seeds and evaluates it on the test split
+(search/evaluate.py, cached in evaluations.json). It then computes every analysis into plain data,
+draws the figures and renders report.md from that data, writes summary.json and exports the
+recommended model to model/.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from data import LOADERS, Task, write_text
 from models import create_model
 from .. import defaults, figures
 from ..baselines import run_baselines
+from ..rerank import Reranking, choice_value
 from ..evaluate import (BASELINE_CODE, EvaluationError, Evaluations, baseline_entry, code_fingerprint, final_metrics,
                         load_checked, open_study, ranked, select, spec_of)
 from ..space import IMBALANCE
@@ -48,6 +51,7 @@ class ReportConfig:
     data: str | None = None
     seeds: int = defaults.FINAL_SEEDS
     top: int = 3
+    rerank_seeds: int | None = None  # seeds re-ranking the top trials (None: as many as the search used; 0: none)
     out: str = "reports"
     device: str = defaults.DEVICE
     workers: int = 1
@@ -63,10 +67,16 @@ class ReportConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ReportError(f"--{name} must be an int >= 1, got {value!r}")
+        span = defaults.FINAL_SEED_BASE - defaults.RERANK_SEED_BASE
+        value = self.rerank_seeds
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= span):
+            raise ReportError(f"--rerank-seeds must be an int from 0 to {span}, got {value!r}")
 
     def command(self) -> str:
         args = ["python -m search.report", self.task, "--storage", hide_password(self.storage),
                 "--study-name", self.study_name, "--seeds", str(self.seeds), "--top", str(self.top), "--out", self.out]
+        if self.rerank_seeds is not None:
+            args += ["--rerank-seeds", str(self.rerank_seeds)]
         if self.data:
             args += ["--data", shown_path(self.data)]
         return " ".join(args[:1] + [shlex.quote(a) for a in args[1:]])
@@ -104,14 +114,16 @@ def baselines_of(config: ReportConfig, task: Task, metric: str, out: Path, data:
 
 
 def compute(config: ReportConfig, study: optuna.Study, complete: list, families: dict, leaders: list, metric: str,
-            evaluations: Evaluations, baselines: list[dict], out: Path) -> dict:
-    """Everything the report says, as plain data (complete, families, leaders: as build chose them)."""
+            evaluations: Evaluations, baselines: list[dict], out: Path, best: optuna.trial.FrozenTrial,
+            reranking: Reranking, reranked: dict[int, dict | None]) -> dict:
+    """Everything the report says, as plain data (complete, families, leaders, best: as build chose them;
+    reranked: each leader's re-ranking entry)."""
     attrs = study.user_attrs
     class_names = attrs.get("class_names") or [str(i) for i in range(len(complete[0].user_attrs["confusion"]))]
     trials = sorted(study.trials, key=lambda t: t.number)
-    best = complete[0]
     best_entry = evaluations.get(spec_of(best))
-    recommended = analysis.recommendation(best, best_entry, baselines, metric)
+    recommended = analysis.recommendation(best, best_entry, baselines, metric,
+                                          choice_value(best, reranked.get(best.number), metric))
     confusions = {}
     for family, trial in families.items():
         summed = analysis.summed_confusion(evaluations.get(spec_of(trial)))
@@ -127,6 +139,7 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
         "commands": [hide_password(c) for c in attrs.get("commands", [])] + [config.command()],
         "header": analysis.header(study, trials),
         "recommended": recommended,
+        "rerank": analysis.rerank_rows(leaders, reranked, best, metric, reranking.seeds),
         "model_dir": shown_path(str(out / "model")),
         "baselines": baselines,
         "families": [analysis.row(t, evaluations.get(spec_of(t))) for t in families.values()],
@@ -186,7 +199,8 @@ def summary(r: dict) -> dict:
         "recommended": {"trial": rec["trial"], "family": rec["family"], "spec": rec["spec"],
                         "decision": {"rule": rec["decision"]["rule"], "tau": rec["decision"]["tau"]},
                         "seeds": rec["seeds"], "search_value": rec["search_value"],
-                        "winners_curse": rec["winners_curse"],
+                        "choice_value": rec["choice_value"], "rerank_seeds": r["rerank"]["seeds"],
+                        "winners_curse": rec["winners_curse"], "search_curse": rec["search_curse"],
                         "test": keep(rec["test"]), "test_std": keep(rec["test_std"]),
                         "test_ensemble": keep(rec["test_ensemble"]), "beats_baselines": rec["beats"]},
         "families": [{"family": row["family"], "trial": row["trial"], "complete": row["complete"],
@@ -195,6 +209,8 @@ def summary(r: dict) -> dict:
                      for row in r["families"]],
         "baselines": [{"name": b["name"], "description": b["description"], "tau": b["tau"], "test": b["test"],
                        "test_adjusted": b["test_adjusted"]} for b in r["baselines"]],
+        "reranked": [{k: row[k] for k in ("trial", "family", "search_value", "rerank_value", "choice_value", "chosen")}
+                     for row in r["rerank"]["rows"]],
     })
 
 
@@ -257,14 +273,23 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     data = {"task": config.task, "split": (attrs.get("data") or {}).get("split"), "counts": attrs.get("counts")}
     evaluations = Evaluations(out / "evaluations.json", data, defaults.final_seeds(config.seeds), metric,
                               config.task, source, config.device, config.workers, write)
-    # Every configuration the report needs, evaluated first (in parallel), then read from the cache.
     families, leaders = select(study, config.top)
-    best = spec_of(complete[0])
+    search_seeds = sorted({s for t in complete for s in t.user_attrs.get("seeds") or []})
+    rerank_seeds = defaults.rerank_seeds(len(search_seeds) if config.rerank_seeds is None else config.rerank_seeds)
+    if set(rerank_seeds) & set(search_seeds):
+        raise ReportError(f"the study's search seeds {search_seeds} overlap the re-ranking seeds {rerank_seeds}")
+    # The recommendation: the leader with the best validation mean over search and re-ranking seeds.
+    reranking = Reranking(out / "reranking.json", data, rerank_seeds, metric, config.task, source, config.device,
+                          config.workers, write)
+    chosen, reranked = reranking.choose(leaders)
+    # Every configuration the report needs, evaluated first (in parallel), then read from the cache.
+    best = spec_of(chosen)
     wanted = [spec_of(t) for t in [*families.values(), *leaders]]
-    wanted += [replace(best, imbalance=v) for v in strategies(config.task, complete[0])]
+    wanted += [replace(best, imbalance=v) for v in strategies(config.task, chosen)]
     evaluations.run(wanted, keep_models=set() if exported(out / "model", evaluations.key(best)) else {best})
     baselines = baselines_of(config, task, metric, out, data) if config.baselines != "none" else []
-    r = compute(config, study, complete, families, leaders, metric, evaluations, baselines, out)
+    r = compute(config, study, complete, families, leaders, metric, evaluations, baselines, out, chosen, reranking,
+                reranked)
     draw(r, out)
     write_text(out / "report.md", render(r))
     write_text(out / "summary.json", json.dumps(summary(r), indent=1, sort_keys=True) + "\n")

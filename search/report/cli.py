@@ -26,7 +26,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=defaults.FINAL_SEEDS,
                    help=f"final seeds per evaluation: {defaults.FINAL_SEED_BASE}, {defaults.FINAL_SEED_BASE + 1}, ... "
                         "(never a search seed; default %(default)s)")
-    p.add_argument("--top", type=int, default=3, help="top configurations overall to evaluate (default 3)")
+    p.add_argument("--top", type=int, default=3,
+                   help="top configurations overall to re-rank and evaluate; the recommendation is one of them "
+                        "(default 3)")
+    p.add_argument("--rerank-seeds", type=int, default=None,
+                   help=f"seeds re-ranking the top configurations on validation: {defaults.RERANK_SEED_BASE}, "
+                        f"{defaults.RERANK_SEED_BASE + 1}, ... (default: as many as the search used; 0: recommend the "
+                        "best search value)")
     p.add_argument("--out", default="reports", help="reports folder; writes OUT/<study>/report.md (default reports)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.DEVICE)
     p.add_argument("--workers", type=int, default=None,
@@ -44,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         torch.set_num_threads(defaults.THREADS)
         config = ReportConfig(task=args.task, storage=args.storage, study_name=args.study_name, data=args.data,
-                              seeds=args.seeds, top=args.top, out=args.out, device=args.device,
+                              seeds=args.seeds, top=args.top, rerank_seeds=args.rerank_seeds, out=args.out, device=args.device,
                               workers=args.workers or default_workers(), baselines=args.baselines)
         path, evaluations = build(config)
     except (ReportError, StudyError, StorageError, DataError, ValueError) as exc:

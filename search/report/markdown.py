@@ -102,9 +102,9 @@ def recommendation(r: dict) -> list[str]:
     lines = [
         "## Recommendation", "",
         f"**{rec['family']}, trial #{rec['trial']}**: `{rec['configuration']}`; decision rule: {rule}.", "",
-        f"It has the best search value (validation {LABEL.get(m, m)} {rec['search_value']:.4f}, mean over the "
-        f"search seeds). Retrained on the final seeds {seed_range(rec['seeds'])}, which the search never used, "
-        "and evaluated once on the test split:", "",
+        *chosen_by(r),
+        f"Retrained on the final seeds {seed_range(rec['seeds'])}, which chose nothing, and evaluated once on the "
+        "test split:", "",
     ]
     rows = [["mean ± std over the seeds"] + [f"{rec['test'].get(k, math.nan):.3f} ± {rec['test_std'].get(k, 0):.3f}"
                                               for k in METRICS]]
@@ -116,13 +116,32 @@ def recommendation(r: dict) -> list[str]:
         lines.append(f"- Test {LABEL[metric]}: the recommended model ({b['model']:.3f}) {verdict} the best "
                      f"scikit-learn baseline ({b['baseline_name']}, {b['baseline']:.3f}).")
     if rec["winners_curse"] is not None:
-        lines.append(f"- Winner's curse: search value {rec['search_value']:.4f} against {rec['fresh_value']:.4f} on "
-                     f"the validation split with the fresh seeds: {rec['winners_curse']:+.4f} (how much the choice "
-                     "flattered itself).")
+        lines.append(f"- Winner's curse: choice value {rec['choice_value']:.4f} against {rec['fresh_value']:.4f} on "
+                     f"the validation split with the final seeds: {rec['winners_curse']:+.4f} (how much the choice "
+                     f"flattered itself; the search value alone, {rec['search_value']:.4f}, would say "
+                     f"{rec['search_curse']:+.4f}).")
     lines += ["", f"The exported model (weights of the {len(rec['seeds'])} seeds, preprocessing, decision rule and a "
               "model card) is in `model/`: `python -m search.predict "
               f"{r['task']} --model {r['model_dir']} ...`.", ""]
     return lines
+
+
+def chosen_by(r: dict) -> list[str]:
+    """How the recommendation was chosen: the top trials re-ranked on fresh seeds, validation only."""
+    m, rerank, rec = LABEL.get(r["metric"], r["metric"]), r["rerank"], r["recommended"]
+    if not rerank["seeds"]:
+        return [f"It has the best search value (validation {m} {rec['search_value']:.4f}, mean over the search "
+                "seeds; re-ranking was off).", ""]
+    rows = [[f"{'**' if row['chosen'] else ''}#{row['trial']}{'**' if row['chosen'] else ''}", row["family"],
+             f"{row['search_value']:.4f}", "n/a" if row["rerank_value"] is None else
+             f"{row['rerank_value']:.4f} ± {row['rerank_std']:.4f}", f"{row['choice_value']:.4f}"]
+            for row in rerank["rows"]]
+    return [f"It has the best choice value among the {len(rows)} best trials of the search: each was retrained on "
+            f"the re-ranking seeds {seed_range(rerank['seeds'])} (neither a search seed nor a final seed) and measured "
+            f"on the validation split only; the choice value is the validation {m} averaged over the search seeds and "
+            "the re-ranking seeds, so that a trial whose search seeds were lucky does not win on that luck alone "
+            "(search/rerank.py).", "",
+            *table(["trial", "family", "search value", "re-ranking seeds (mean ± std)", "choice value"], rows)]
 
 
 def leaderboard(r: dict) -> list[str]:

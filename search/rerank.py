@@ -1,0 +1,125 @@
+"""Re-ranking: the study's top trials retrained on fresh seeds, on validation only, before one is recommended.
+
+A study's best value is the largest of many noisy means (each over a few seeds), so it flatters the trial
+that reached it: the winner's curse. The report therefore retrains its top configurations on the
+re-ranking seeds (50, 51, ...: neither a search seed nor a final seed), measures them on the validation
+split only (tau chosen on those seeds' validation logits, as the search does), and recommends the one
+with the best mean over all its seeds, search and re-ranking together (its "choice value"). The final
+seeds (100, 101, ...), which choose nothing, then measure what is left of the curse: choice value minus
+the same configuration's validation value on the final seeds.
+
+Cache file (reranking.json), one entry per (spec, seeds, data, metric, code fingerprint), keyed as in
+search/evaluate.py:
+    {"format": 1, "entries": {"<key>": {"spec", "seeds", "metric", "tau", "values", "statuses",
+                                         "data", "fingerprint"}}}
+values: each re-ranking seed's validation metric under the decision rule (null for a diverged seed).
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable
+
+import optuna
+
+from data import Task, write_text
+from . import evaluate
+from .evaluate import cache_key, code_fingerprint, spec_of
+from .objective import validation_values
+from .train import TrialSpec, log_prior, train_seeds
+from .util import json_safe
+
+FORMAT = 1
+
+
+def rerank_spec(spec: TrialSpec, task: Task, seeds: list[int], metric: str, device: str = "cpu") -> dict:
+    """Train spec on the re-ranking seeds; each seed's validation metric under the decision rule (no test split)."""
+    results = train_seeds(spec, task, seeds, device)
+    ok = [r for r in results if not r.diverged]
+    tau, values = validation_values(spec, ok, task, log_prior(task.train, task.num_classes), metric) if ok else (0.0, [])
+    by_seed = dict(zip([r.seed for r in ok], values))
+    return json_safe({"spec": asdict(spec), "seeds": list(seeds), "metric": metric, "tau": tau,
+                      "values": [by_seed.get(r.seed) for r in results], "statuses": [r.status for r in results]})
+
+
+def _rerank_in_worker(spec: TrialSpec, seeds: list[int], metric: str, device: str) -> dict:
+    return rerank_spec(spec, evaluate._worker_task, seeds, metric, device)  # the task evaluate's initializer loaded
+
+
+def search_values(trial: optuna.trial.FrozenTrial, metric: str) -> list[float]:
+    """The trial's per-seed validation values from the search (its mean, once per seed, for a bare trial)."""
+    values = (trial.user_attrs.get("seed_metrics") or {}).get(metric)
+    if not values:
+        return [trial.value] * len(trial.user_attrs.get("seeds") or [0])
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def choice_value(trial: optuna.trial.FrozenTrial, entry: dict | None, metric: str) -> float:
+    """The mean validation value over the search seeds and the re-ranking seeds (diverged seeds left out)."""
+    rerun = [v for v in (entry or {}).get("values", []) if v is not None and math.isfinite(v)]
+    values = search_values(trial, metric) + rerun
+    return statistics.fmean(values) if values else -math.inf
+
+
+def recommend(leaders: list[optuna.trial.FrozenTrial], entries: dict[int, dict | None], metric: str
+              ) -> optuna.trial.FrozenTrial:
+    """The leader with the best choice value (ties: the better search value, then the lower trial number).
+
+    entries: trial number -> its re-ranking entry (None: not re-ranked, the search seeds alone)."""
+    return max(leaders, key=lambda t: (choice_value(t, entries.get(t.number), metric), t.value, -t.number))
+
+
+class Reranking:
+    """Re-ranking runs of configurations, cached in `path`; `run` trains only what is missing,
+    `workers` at a time, each in its own process with one torch thread (as search.evaluate.Evaluations)."""
+
+    def __init__(self, path: Path, data: dict, seeds: list[int], metric: str, task_name: str,
+                 source: str | None = None, device: str = "cpu", workers: int = 1,
+                 write: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
+        self.path, self.data, self.seeds, self.metric = Path(path), data, list(seeds), metric
+        self.task_name, self.source, self.device, self.workers, self.write = task_name, source, device, workers, write
+        self.fingerprint = code_fingerprint([*evaluate.TRAINING_CODE, "search/rerank.py", "search/objective.py"])
+        self.trained = 0
+        self.entries: dict[str, dict] = {}
+        if self.path.exists():
+            try:
+                saved = json.loads(self.path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ValueError(f"{self.path}: unreadable re-ranking cache ({exc}); delete it to retrain") from None
+            if isinstance(saved, dict) and saved.get("format") == FORMAT:
+                self.entries = saved["entries"]
+
+    def key(self, spec: TrialSpec) -> str:
+        return cache_key(spec, self.seeds, self.data, self.metric, self.fingerprint)
+
+    def run(self, specs: list[TrialSpec]) -> None:
+        todo = [s for s in dict.fromkeys(specs) if self.key(s) not in self.entries]
+        if not todo or not self.seeds:
+            return
+        self.write(f"re-ranking {len(todo)} configuration(s) on seeds {self.seeds} (validation only), "
+                   f"{self.workers} at a time")
+        with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=evaluate._init_worker,
+                                 initargs=(self.task_name, self.source, 1)) as pool:
+            futures = {pool.submit(_rerank_in_worker, s, self.seeds, self.metric, self.device): s for s in todo}
+            for done, future in enumerate(as_completed(futures), start=1):
+                spec = futures[future]
+                self.entries[self.key(spec)] = {**future.result(), "data": self.data, "fingerprint": self.fingerprint}
+                self.trained += 1
+                write_text(self.path, json.dumps({"format": FORMAT, "entries": self.entries}, sort_keys=True,
+                                                 indent=1) + "\n")  # kept after each: an interrupted report resumes
+                self.write(f"re-ranked {spec.family}: {done} of {len(todo)} done")
+
+    def get(self, spec: TrialSpec) -> dict | None:
+        return self.entries.get(self.key(spec)) if self.seeds else None
+
+    def choose(self, leaders: list[optuna.trial.FrozenTrial]) -> tuple[optuna.trial.FrozenTrial, dict[int, dict | None]]:
+        """Re-rank the leaders; return the recommended one and each leader's entry (by trial number)."""
+        self.run([spec_of(t) for t in leaders])
+        entries = {t.number: self.get(spec_of(t)) for t in leaders}
+        return recommend(leaders, entries, self.metric), entries

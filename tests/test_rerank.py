@@ -1,0 +1,55 @@
+"""search/rerank.py: the top trials retrained on fresh seeds, on validation only, before one is recommended."""
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.trial import create_trial
+
+from search import defaults
+from search.rerank import choice_value, recommend, rerank_spec
+from search.train import TrialSpec
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+METRIC = "accuracy"
+
+
+def leaders(*search: list[float]) -> list[optuna.trial.FrozenTrial]:
+    """COMPLETE trials (numbers 0, 1, ...) whose seeds scored `search` on validation, as the objective records it."""
+    study = optuna.create_study(direction="maximize")
+    for values in search:
+        study.add_trial(create_trial(value=sum(values) / len(values), params={},
+                                     distributions={}, user_attrs={"seeds": list(range(len(values))),
+                                                                   "seed_metrics": {METRIC: values}}))
+    return study.trials
+
+
+def test_rerank_seeds_are_neither_search_seeds_nor_final_seeds():
+    most_search_seeds = set(range(defaults.RERANK_SEED_BASE))  # StudyConfig allows --seeds up to this many
+    most_rerank_seeds = set(defaults.rerank_seeds(defaults.FINAL_SEED_BASE - defaults.RERANK_SEED_BASE))
+    assert defaults.rerank_seeds() == [50, 51, 52]
+    assert not most_rerank_seeds & most_search_seeds
+    assert not most_rerank_seeds & set(defaults.final_seeds(20))
+
+
+def test_a_trial_lucky_on_its_search_seeds_loses_to_one_that_holds_up_on_fresh_seeds():
+    lucky, steady = leaders([0.72, 0.70, 0.68], [0.70, 0.69, 0.68])
+    entries = {0: {"values": [0.60, 0.61, 0.62]}, 1: {"values": [0.69, 0.70, None]}}  # None: a diverged seed
+    assert choice_value(lucky, entries[0], METRIC) == pytest.approx(0.655)
+    assert choice_value(steady, entries[1], METRIC) == pytest.approx(0.692)
+    assert recommend([lucky, steady], entries, METRIC).number == 1
+    # Without re-ranking, the choice is the best search value.
+    assert recommend([lucky, steady], {0: None, 1: None}, METRIC).number == 0
+    assert choice_value(lucky, None, METRIC) == pytest.approx(lucky.value)
+
+
+def test_rerank_trains_on_validation_only_and_a_seed_fixes_the_result(small_har):
+    spec = TrialSpec(family="linear", epochs=2, batch_size=64, lr=1e-2, decision="logit_adjust")
+    first = rerank_spec(spec, small_har, [50, 51], METRIC)
+    assert first["seeds"] == [50, 51] and first["statuses"] == ["finished", "finished"]
+    assert all(0 <= v <= 1 for v in first["values"]) and first["tau"] in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+    assert "test" not in first  # the test split is never read to choose
+    assert rerank_spec(spec, small_har, [50, 51], METRIC) == first
+    other = rerank_spec(spec, small_har, [52, 53], METRIC)
+    assert other["values"] != first["values"] and not any(math.isnan(v) for v in other["values"])
