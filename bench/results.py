@@ -38,7 +38,8 @@ def task_block(summary: dict) -> list[str]:
     decision = rec["decision"]
     rule = f"; logit adjustment tau {decision['tau']:g} chosen on validation" if decision["rule"] == "logit_adjust" else ""
     metric = lambda d, k: f"{d[k]:.3f}"  # noqa: E731
-    rows = [f"| **{rec['family']} #{rec['trial']}** (recommended: best on validation; {describe(rec['spec'])}{rule}) "
+    how = "re-ranked on validation" if rec.get("rerank_seeds") else "best on validation"  # older summaries: no re-ranking
+    rows = [f"| **{rec['family']} #{rec['trial']}** (recommended: {how}; {describe(rec['spec'])}{rule}) "
             f"| {rec['test']['accuracy']:.3f} ± {rec['test_std']['accuracy']:.3f} "
             f"| {rec['test']['balanced_accuracy']:.3f} ± {rec['test_std']['balanced_accuracy']:.3f} "
             f"| {metric(rec['test_ensemble'], 'accuracy')} / {metric(rec['test_ensemble'], 'balanced_accuracy')} |"]

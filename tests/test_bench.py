@@ -1,0 +1,38 @@
+"""bench/ scripts that measure the product: they must measure what the product does."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import HAR_ZIP
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_spread_tests_the_model_the_report_recommends(tmp_path):
+    """bench/spread.py runs a study, then chooses and tests its recommendation exactly as search.report does."""
+    spread = subprocess.run(
+        [sys.executable, "bench/spread.py", "har", "--runs", "1", "--trials", "3", "--workers", "1", "--device", "cpu",
+         "--dir", str(tmp_path), "--data", str(HAR_ZIP), "--final-seeds", "2", "--rerank-seeds", "2",
+         "--extra", "--family linear --epochs 1 --seeds 2 --width 16"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert spread.returncode == 0, spread.stderr
+    row = re.search(r"^\s+0 .* #(\d+) linear (\S+) (\S+)±(\S+) (\S+)±\S+ +(\S+) +(\S+)$", spread.stdout, flags=re.M)
+    assert row, spread.stdout
+    report = subprocess.run(
+        [sys.executable, "-m", "search.report", "har", "--storage", f"sqlite:///{tmp_path / 'har-0.db'}",
+         "--out", str(tmp_path / "reports"), "--seeds", "2", "--rerank-seeds", "2", "--baselines", "none",
+         "--workers", "1", "--device", "cpu", "--data", str(HAR_ZIP)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert report.returncode == 0, report.stderr
+    rec = json.loads((tmp_path / "reports" / "har" / "summary.json").read_text())["recommended"]
+    assert int(row[1]) == rec["trial"]
+    assert float(row[2]) == pytest.approx(rec["choice_value"], abs=1e-4)
+    assert float(row[3]) == pytest.approx(rec["test"]["accuracy"], abs=1e-3)
+    assert float(row[5]) == pytest.approx(rec["test"]["balanced_accuracy"], abs=1e-3)
+    assert float(row[6]) == pytest.approx(rec["test_ensemble"]["accuracy"], abs=1e-3)
