@@ -29,7 +29,7 @@ from .objective import STRATEGIES, Objective
 from .space import SPACES, WARM_START, check_fixed, grid_space, grid_suggest, max_epochs
 from .storage import StorageError, artifact_dir, check_reachable, describe_error, hide_password, open_storage
 from .train import METRICS, TrialSpec, resolve_device
-from .util import shown_path
+from .util import shown_path, shown_paths
 
 DEFAULT_STORAGE = defaults.STORAGE
 DEFAULT_METRIC = defaults.METRIC
@@ -75,7 +75,7 @@ class StudyConfig:
         # nor with an absolute path of this machine (a path outside the working folder keeps its name).
         self.command = hide_password(self.command or " ".join(
             [f"python -m search.{self.task}"]
-            + [shlex.quote(shown_path(a) if os.path.isabs(a) else a) for a in sys.argv[1:]]))
+            + [shlex.quote(shown_path(a) if os.path.isabs(a) else shown_paths(a)) for a in sys.argv[1:]]))
         checks = [
             (isinstance(self.study_name, str) and self.study_name.strip() != "", "--study-name must not be empty",
              self.study_name),

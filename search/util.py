@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,3 +30,8 @@ def shown_path(path: str) -> str:
     except ValueError:
         return Path(path).name
     return Path(path).name if relative.startswith("..") else relative
+
+
+def shown_paths(text: str) -> str:
+    """The text with each absolute SQLite file path in it (sqlite:////abs/path) shown as shown_path shows it."""
+    return re.sub(r"sqlite:///(/[^\s'\"]+)", lambda m: "sqlite:///" + shown_path(m[1]), text)

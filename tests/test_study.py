@@ -541,3 +541,9 @@ def test_the_recorded_command_holds_no_absolute_path_of_this_machine(monkeypatch
     command = StudyConfig(task="names").command
     assert str(tmp_path) not in command
     assert command == "python -m search.names --data names --trials 3"
+    # Nor does a SQLite URL: a file outside the working folder keeps its name, one inside it its relative path.
+    inside = Path.cwd() / "bench" / "spread" / "names-1.db"
+    monkeypatch.setattr(sys, "argv", ["search/names.py", "--storage", f"sqlite:///{tmp_path / 's.db'}",
+                                      "--storage", f"sqlite:///{inside}"])
+    assert StudyConfig(task="names").command == \
+        "python -m search.names --storage sqlite:///s.db --storage sqlite:///bench/spread/names-1.db"

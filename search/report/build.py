@@ -32,7 +32,7 @@ from ..evaluate import (BASELINE_CODE, EvaluationError, Evaluations, baseline_en
 from ..space import IMBALANCE
 from ..storage import hide_password
 from ..train import METRICS
-from ..util import json_safe, shown_path
+from ..util import json_safe, shown_path, shown_paths
 from . import analysis
 from .markdown import LABEL, render
 
@@ -73,7 +73,7 @@ class ReportConfig:
             raise ReportError(f"--rerank-seeds must be an int from 0 to {span}, got {value!r}")
 
     def command(self) -> str:
-        args = ["python -m search.report", self.task, "--storage", hide_password(self.storage),
+        args = ["python -m search.report", self.task, "--storage", shown_paths(hide_password(self.storage)),
                 "--study-name", self.study_name, "--seeds", str(self.seeds), "--top", str(self.top), "--out", self.out]
         if self.rerank_seeds is not None:
             args += ["--rerank-seeds", str(self.rerank_seeds)]
@@ -133,10 +133,10 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
     train_counts = (attrs.get("counts") or {}).get("train") or [0] * len(class_names)
     return {
         "study": study.study_name, "task": config.task, "metric": metric, "class_names": class_names,
-        "attrs": attrs, "storage": hide_password(config.storage), "top": config.top, "seeds": evaluations.seeds,
+        "attrs": attrs, "storage": shown_paths(hide_password(config.storage)), "top": config.top, "seeds": evaluations.seeds,
         "fingerprint": evaluations.fingerprint, "complete": len(complete),
         "versions": f"torch {torch.__version__}, optuna {optuna.__version__}, scikit-learn {sklearn.__version__}",
-        "commands": [hide_password(c) for c in attrs.get("commands", [])] + [config.command()],
+        "commands": [shown_paths(hide_password(c)) for c in attrs.get("commands", [])] + [config.command()],
         "header": analysis.header(study, trials),
         "recommended": recommended,
         "rerank": analysis.rerank_rows(leaders, reranked, best, metric, reranking.seeds),
