@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         data = {"task": args.task, "split": (study.user_attrs.get("data") or {}).get("split"),
                 "counts": study.user_attrs.get("counts")}
         reranking = Reranking(db.with_suffix(".reranking.json"), data, defaults.rerank_seeds(args.rerank_seeds),
-                              metric, args.task, args.data, args.device, args.workers)
+                              metric, task, args.data, args.device, args.workers)
         best, reranked = reranking.choose(select(study, args.top)[1])
         spec = spec_of(best)
         entry, _ = evaluate_spec(spec, task, defaults.final_seeds(args.final_seeds), metric, args.device)

@@ -32,7 +32,7 @@ from data import Task, write_text
 from . import evaluate
 from .evaluate import cache_key, code_fingerprint, spec_of
 from .objective import validation_values
-from .train import TrialSpec, log_prior, train_seeds
+from .train import SeedResult, TrialSpec, log_prior, train_seeds
 from .util import json_safe
 
 FORMAT = 1
@@ -40,16 +40,21 @@ FORMAT = 1
 
 def rerank_spec(spec: TrialSpec, task: Task, seeds: list[int], metric: str, device: str = "cpu") -> dict:
     """Train spec on the re-ranking seeds; each seed's validation metric under the decision rule (no test split)."""
-    results = train_seeds(spec, task, seeds, device)
+    return summarise(spec, task, train_seeds(spec, task, seeds, device), metric)
+
+
+def summarise(spec: TrialSpec, task: Task, results: list[SeedResult], metric: str) -> dict:
+    """The cache entry of one configuration's re-ranking runs: tau chosen on their validation logits, as the
+    search chooses it, and each seed's validation metric there (None for a diverged seed)."""
     ok = [r for r in results if not r.diverged]
     tau, values = validation_values(spec, ok, task, log_prior(task.train, task.num_classes), metric) if ok else (0.0, [])
     by_seed = dict(zip([r.seed for r in ok], values))
-    return json_safe({"spec": asdict(spec), "seeds": list(seeds), "metric": metric, "tau": tau,
+    return json_safe({"spec": asdict(spec), "seeds": [r.seed for r in results], "metric": metric, "tau": tau,
                       "values": [by_seed.get(r.seed) for r in results], "statuses": [r.status for r in results]})
 
 
-def _rerank_in_worker(spec: TrialSpec, seeds: list[int], metric: str, device: str) -> dict:
-    return rerank_spec(spec, evaluate._worker_task, seeds, metric, device)  # the task evaluate's initializer loaded
+def _train_one_seed(spec: TrialSpec, seed: int, device: str) -> SeedResult:
+    return train_seeds(spec, evaluate._worker_task, [seed], device)[0]  # the task evaluate's initializer loaded
 
 
 def search_values(trial: optuna.trial.FrozenTrial, metric: str) -> list[float]:
@@ -76,14 +81,18 @@ def recommend(leaders: list[optuna.trial.FrozenTrial], entries: dict[int, dict |
 
 
 class Reranking:
-    """Re-ranking runs of configurations, cached in `path`; `run` trains only what is missing,
-    `workers` at a time, each in its own process with one torch thread (as search.evaluate.Evaluations)."""
+    """Re-ranking runs of configurations, cached in `path`; `run` trains only what is missing, one
+    (configuration, seed) at a time in each of `workers` processes with one torch thread, so that no worker
+    idles while another trains a configuration's last seeds.
 
-    def __init__(self, path: Path, data: dict, seeds: list[int], metric: str, task_name: str,
+    data: what identifies the data (as for search.evaluate.Evaluations); task: the loaded task (validation
+    labels and class prior); task_name/source let the worker processes load it themselves."""
+
+    def __init__(self, path: Path, data: dict, seeds: list[int], metric: str, task: Task,
                  source: str | None = None, device: str = "cpu", workers: int = 1,
                  write: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
-        self.path, self.data, self.seeds, self.metric = Path(path), data, list(seeds), metric
-        self.task_name, self.source, self.device, self.workers, self.write = task_name, source, device, workers, write
+        self.path, self.data, self.seeds, self.metric, self.task = Path(path), data, list(seeds), metric, task
+        self.source, self.device, self.workers, self.write = source, device, workers, write
         self.fingerprint = code_fingerprint([*evaluate.TRAINING_CODE, "search/rerank.py", "search/objective.py"])
         self.trained = 0
         self.entries: dict[str, dict] = {}
@@ -103,17 +112,23 @@ class Reranking:
         if not todo or not self.seeds:
             return
         self.write(f"re-ranking {len(todo)} configuration(s) on seeds {self.seeds} (validation only), "
-                   f"{self.workers} at a time")
+                   f"{self.workers} process(es)")
+        results: dict[TrialSpec, list[SeedResult]] = {s: [] for s in todo}
         with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=evaluate._init_worker,
-                                 initargs=(self.task_name, self.source, 1)) as pool:
-            futures = {pool.submit(_rerank_in_worker, s, self.seeds, self.metric, self.device): s for s in todo}
-            for done, future in enumerate(as_completed(futures), start=1):
+                                 initargs=(self.task.name, self.source, 1)) as pool:
+            futures = {pool.submit(_train_one_seed, s, seed, self.device): s for s in todo for seed in self.seeds}
+            for future in as_completed(futures):
                 spec = futures[future]
-                self.entries[self.key(spec)] = {**future.result(), "data": self.data, "fingerprint": self.fingerprint}
+                results[spec].append(future.result())
+                if len(results[spec]) < len(self.seeds):
+                    continue
+                runs = sorted(results[spec], key=lambda r: r.seed)
+                self.entries[self.key(spec)] = {**summarise(spec, self.task, runs, self.metric), "data": self.data,
+                                                "fingerprint": self.fingerprint}
                 self.trained += 1
                 write_text(self.path, json.dumps({"format": FORMAT, "entries": self.entries}, sort_keys=True,
                                                  indent=1) + "\n")  # kept after each: an interrupted report resumes
-                self.write(f"re-ranked {spec.family}: {done} of {len(todo)} done")
+                self.write(f"re-ranked {spec.family}: {self.trained} of {len(todo)} done")
 
     def get(self, spec: TrialSpec) -> dict | None:
         return self.entries.get(self.key(spec)) if self.seeds else None

@@ -8,7 +8,8 @@ import pytest
 from optuna.trial import create_trial
 
 from search import defaults
-from search.rerank import choice_value, recommend, rerank_spec
+from conftest import HAR_ZIP
+from search.rerank import Reranking, choice_value, recommend, rerank_spec
 from search.train import TrialSpec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -53,3 +54,19 @@ def test_rerank_trains_on_validation_only_and_a_seed_fixes_the_result(small_har)
     assert rerank_spec(spec, small_har, [50, 51], METRIC) == first
     other = rerank_spec(spec, small_har, [52, 53], METRIC)
     assert other["values"] != first["values"] and not any(math.isnan(v) for v in other["values"])
+
+
+def test_reranking_trains_each_seed_in_a_worker_process_and_caches_what_it_found(har_task, tmp_path):
+    spec = TrialSpec(family="linear", epochs=1, batch_size=256, lr=1e-2)
+    lines = []
+    reranking = Reranking(tmp_path / "reranking.json", {"task": "har"}, [50, 51], METRIC, har_task, str(HAR_ZIP),
+                          workers=2, write=lines.append)
+    reranking.run([spec])
+    entry = reranking.get(spec)
+    assert reranking.trained == 1 and {k: entry[k] for k in ("spec", "seeds", "values", "tau")} == \
+        {k: v for k, v in rerank_spec(spec, har_task, [50, 51], METRIC).items() if k in ("spec", "seeds", "values", "tau")}
+    again = Reranking(tmp_path / "reranking.json", {"task": "har"}, [50, 51], METRIC, har_task, str(HAR_ZIP))
+    again.run([spec])
+    assert again.trained == 0 and again.get(spec) == entry
+    # Other seeds or other data are other entries.
+    assert Reranking(tmp_path / "reranking.json", {"task": "other"}, [50, 51], METRIC, har_task).get(spec) is None

@@ -279,7 +279,7 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     if set(rerank_seeds) & set(search_seeds):
         raise ReportError(f"the study's search seeds {search_seeds} overlap the re-ranking seeds {rerank_seeds}")
     # The recommendation: the leader with the best validation mean over search and re-ranking seeds.
-    reranking = Reranking(out / "reranking.json", data, rerank_seeds, metric, config.task, source, config.device,
+    reranking = Reranking(out / "reranking.json", data, rerank_seeds, metric, task, source, config.device,
                           config.workers, write)
     chosen, reranked = reranking.choose(leaders)
     # Every configuration the report needs, evaluated first (in parallel), then read from the cache.
