@@ -71,10 +71,17 @@ def task_block(summary: dict) -> list[str]:
     elif any("complete" not in row for row in summary["families"]):  # a summary written before the field
         lines += ["A family none of whose trials completed is represented by its pruned trial with the best last "
                   "reported validation value, retrained with its full epoch budget (report.md marks it with †).", ""]
+    if rec.get("rerank_seeds"):
+        curse = (f"choice value {rec['choice_value']:.3f}, its mean over the search seeds and the re-ranking seeds "
+                 f"{rec['rerank_seeds'][0]}-{rec['rerank_seeds'][-1]}, minus the same configuration's validation value "
+                 f"on the final seeds): {rec['winners_curse']:+.3f} (from its search value {rec['search_value']:.3f} "
+                 f"alone: {rec['search_curse']:+.3f})")
+    else:  # a summary written before re-ranking
+        curse = (f"search value {rec['search_value']:.3f} minus the same configuration's validation value on the final "
+                 f"seeds): {rec['winners_curse']:+.3f}")
     lines += [f"Against the best baseline: {'; '.join(beats)}. Target ({' and '.join(LABEL[k] for k in targets)}, mean "
-              f"over seeds {rec['seeds'][0]}-{rec['seeds'][-1]}): {missed}. Winner's curse of #{rec['trial']} (search value "
-              f"{rec['search_value']:.3f} minus the same configuration's validation value on the final seeds): "
-              f"{rec['winners_curse']:+.3f}.", ""]
+              f"over seeds {rec['seeds'][0]}-{rec['seeds'][-1]}): {missed}. Winner's curse of #{rec['trial']} ({curse}.",
+              ""]
     return lines
 
 
