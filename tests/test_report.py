@@ -409,15 +409,20 @@ def test_bench_results_prints_the_readme_tables_from_the_committed_summaries(tmp
         assert f"{rec['test']['accuracy']:.3f} ± {rec['test_std']['accuracy']:.3f}" in done.stdout
         assert all(f"| baseline: {b['description']} |" in done.stdout for b in summary["baselines"])
     # A family represented by a pruned trial is marked, and only then is the mark explained.
-    for task in ("names", "har"):
-        summary = json.loads((ROOT / "reports" / task / "summary.json").read_text())
-        other = next(row for row in summary["families"] if row["trial"] != summary["recommended"]["trial"])
-        other["complete"] = False
-        (tmp_path / "marked" / task).mkdir(parents=True)
-        (tmp_path / "marked" / task / "summary.json").write_text(json.dumps(summary))
-    marked = subprocess.run([sys.executable, "bench/results.py", "--reports", str(tmp_path / "marked")], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
-    assert marked.stdout.count("† No trial of this family completed") == 2 and marked.stdout.count(" † (best ") == 2
+    for name, complete in (("marked", False), ("unmarked", True)):
+        for task in ("names", "har"):
+            summary = json.loads((ROOT / "reports" / task / "summary.json").read_text())
+            for row in summary["families"]:
+                row["complete"] = complete or row["trial"] == summary["recommended"]["trial"]
+            (tmp_path / name / task).mkdir(parents=True)
+            (tmp_path / name / task / "summary.json").write_text(json.dumps(summary))
+    marked, unmarked = (subprocess.run([sys.executable, "bench/results.py", "--reports", str(tmp_path / name)],
+                                       cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+                        for name in ("marked", "unmarked"))
+    summaries = [json.loads((ROOT / "reports" / t / "summary.json").read_text()) for t in ("names", "har")]
+    rows = sum(row["trial"] != s["recommended"]["trial"] for s in summaries for row in s["families"])
+    assert marked.count("† No trial of this family completed") == 2 and marked.count(" † (best ") == rows
+    assert "†" not in unmarked
     missing = subprocess.run([sys.executable, "bench/results.py", "--reports", str(tmp_path)], cwd=ROOT,
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "summary.json: no such file" in missing.stderr
