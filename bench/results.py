@@ -38,15 +38,15 @@ def task_block(summary: dict) -> list[str]:
     decision = rec["decision"]
     rule = f"; logit adjustment tau {decision['tau']:g} chosen on validation" if decision["rule"] == "logit_adjust" else ""
     metric = lambda d, k: f"{d[k]:.3f}"  # noqa: E731
-    how = "re-ranked on validation" if rec.get("rerank_seeds") else "best on validation"  # older summaries: no re-ranking
+    how = "re-ranked on validation" if rec["rerank_seeds"] else "best on validation"  # --rerank-seeds 0: no re-ranking
     rows = [f"| **{rec['family']} #{rec['trial']}** (recommended: {how}; {describe(rec['spec'])}{rule}) "
             f"| {rec['test']['accuracy']:.3f} ± {rec['test_std']['accuracy']:.3f} "
             f"| {rec['test']['balanced_accuracy']:.3f} ± {rec['test_std']['balanced_accuracy']:.3f} "
             f"| {metric(rec['test_ensemble'], 'accuracy')} / {metric(rec['test_ensemble'], 'balanced_accuracy')} |"]
-    pruned = any(not row.get("complete", True) for row in summary["families"])
+    pruned = any(not row["complete"] for row in summary["families"])
     for row in summary["families"]:
         if row["trial"] != rec["trial"]:
-            mark = "" if row.get("complete", True) else " †"
+            mark = "" if row["complete"] else " †"
             rows.append(f"| {row['family']} #{row['trial']}{mark} (best {row['family']} on validation) "
                         f"| {metric(row['test'], 'accuracy')} | {metric(row['test'], 'balanced_accuracy')} "
                         f"| {metric(row['test_ensemble'], 'accuracy')} / {metric(row['test_ensemble'], 'balanced_accuracy')} |")
@@ -68,15 +68,12 @@ def task_block(summary: dict) -> list[str]:
     if pruned:
         lines += ["† No trial of this family completed: its row is its pruned trial with the best last reported "
                   "validation value, retrained with its full epoch budget.", ""]
-    elif any("complete" not in row for row in summary["families"]):  # a summary written before the field
-        lines += ["A family none of whose trials completed is represented by its pruned trial with the best last "
-                  "reported validation value, retrained with its full epoch budget (report.md marks it with †).", ""]
-    if rec.get("rerank_seeds"):
+    if rec["rerank_seeds"]:
         curse = (f"choice value {rec['choice_value']:.3f}, its mean over the search seeds and the re-ranking seeds "
                  f"{rec['rerank_seeds'][0]}-{rec['rerank_seeds'][-1]}, minus the same configuration's validation value "
                  f"on the final seeds): {rec['winners_curse']:+.3f} (from its search value {rec['search_value']:.3f} "
                  f"alone: {rec['search_curse']:+.3f})")
-    else:  # a summary written before re-ranking
+    else:
         curse = (f"search value {rec['search_value']:.3f} minus the same configuration's validation value on the final "
                  f"seeds): {rec['winners_curse']:+.3f}")
     lines += [f"Against the best baseline: {'; '.join(beats)}. Target ({' and '.join(LABEL[k] for k in targets)}, mean "

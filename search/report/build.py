@@ -26,7 +26,7 @@ from data import LOADERS, Task, write_text
 from models import create_model
 from .. import defaults, figures
 from ..baselines import run_baselines
-from ..rerank import Reranking, choice_value
+from ..rerank import Reranking
 from ..evaluate import (BASELINE_CODE, EvaluationError, Evaluations, baseline_entry, code_fingerprint, final_metrics,
                         load_checked, open_study, ranked, select, spec_of)
 from ..space import IMBALANCE
@@ -122,8 +122,9 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
     class_names = attrs.get("class_names") or [str(i) for i in range(len(complete[0].user_attrs["confusion"]))]
     trials = sorted(study.trials, key=lambda t: t.number)
     best_entry = evaluations.get(spec_of(best))
-    recommended = analysis.recommendation(best, best_entry, baselines, metric,
-                                          choice_value(best, reranked.get(best.number), metric))
+    rerank = analysis.rerank_rows(leaders, reranked, best, metric, reranking.seeds)
+    chosen = next(row for row in rerank["rows"] if row["chosen"])
+    recommended = analysis.recommendation(best, best_entry, baselines, metric, chosen["choice_value"])
     confusions = {}
     for family, trial in families.items():
         summed = analysis.summed_confusion(evaluations.get(spec_of(trial)))
@@ -139,7 +140,7 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
         "commands": [shown_paths(hide_password(c)) for c in attrs.get("commands", [])] + [config.command()],
         "header": analysis.header(study, trials),
         "recommended": recommended,
-        "rerank": analysis.rerank_rows(leaders, reranked, best, metric, reranking.seeds),
+        "rerank": rerank,
         "model_dir": shown_path(str(out / "model")),
         "baselines": baselines,
         "families": [analysis.row(t, evaluations.get(spec_of(t))) for t in families.values()],
