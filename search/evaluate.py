@@ -26,9 +26,8 @@ import hashlib
 import json
 import math
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict
-from multiprocessing import get_context
+from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -39,13 +38,16 @@ import torch.nn.functional as F
 
 from data import Task, load_task, write_text
 from .decision import choose_tau, decide, ensemble_log_probs, frontier
-from .train import METRICS, DeviceSplit, TrialSpec, log_prior, parameter_count, per_class, predict, scores, train_seeds
+from .pool import Pool
+from .train import (METRICS, DeviceSplit, SeedResult, TrialSpec, log_prior, parameter_count, per_class, predict,
+                    scores, train_seeds)
 from .storage import hide_password, open_storage
 from .util import json_safe
 
 FORMAT = 2
 ROOT = Path(__file__).resolve().parents[1]
-TRAINING_CODE = ["data/*.py", "models/*.py", "search/train.py", "search/decision.py", "search/evaluate.py"]
+TRAINING_CODE = ["data/*.py", "models/*.py", "search/train.py", "search/decision.py", "search/evaluate.py",
+                 "search/pool.py"]
 BASELINE_CODE = [*TRAINING_CODE, "search/baselines.py"]  # baselines.json: the metrics come from evaluate.py
 
 
@@ -97,6 +99,17 @@ def select(study: optuna.Study, top: int) -> tuple[dict[str, optuna.trial.Frozen
     return best, leaders
 
 
+def seed_seconds(study: optuna.Study) -> Callable[[TrialSpec], float]:
+    """An estimate of one seed's training seconds for a configuration (0 if unknown), from the study's timings:
+    its seconds per seed-epoch in the search (any imbalance strategy) times its epochs."""
+    per_epoch = {}
+    for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get("seed_epochs"):
+            key = replace(spec_of(trial), imbalance="none")
+            per_epoch[key] = trial.user_attrs["train_seconds"] / trial.user_attrs["seed_epochs"]
+    return lambda spec: per_epoch.get(replace(spec, imbalance="none"), 0.0) * spec.epochs
+
+
 def cache_key(spec: TrialSpec, seeds: list[int], data: dict, metric: str, fingerprint: str) -> str:
     text = json.dumps({"spec": asdict(spec), "seeds": list(seeds), "data": data, "metric": metric,
                        "fingerprint": fingerprint}, sort_keys=True)
@@ -121,6 +134,12 @@ def evaluate_spec(spec: TrialSpec, task: Task, seeds: list[int], metric: str, de
 
     Returns the cache entry (without data/fingerprint) and, with keep_models, the seeds' state dicts."""
     results = train_seeds(spec, task, seeds, device, on_epoch=on_epoch, test=True, keep_models=keep_models)
+    states = [{k: v.detach().cpu() for k, v in r.model.state_dict().items()} for r in results] if keep_models else None
+    return final_entry(spec, task, results, metric), states
+
+
+def final_entry(spec: TrialSpec, task: Task, results: list[SeedResult], metric: str) -> dict:
+    """The cache entry of one configuration's final runs (trained with test=True)."""
     ok = [r for r in results if r.test is not None]
     prior, classes = log_prior(task.train, task.num_classes), task.num_classes
     tau = 0.0
@@ -139,46 +158,32 @@ def evaluate_spec(spec: TrialSpec, task: Task, seeds: list[int], metric: str, de
                     "test": decided(test, task.test.y, prior, tau, classes),
                     "frontier": {"val": frontier(val, task.val.y.numpy(), prior),
                                  "test": frontier(test, task.test.y.numpy(), prior)}}
-    entry = {"spec": asdict(spec), "seeds": list(seeds), "metric": metric, "params": parameter_count(spec, task),
-             "decision": {"rule": spec.decision, "tau": tau}, "runs": runs, "ensemble": ensemble}
-    states = [{k: v.detach().cpu() for k, v in r.model.state_dict().items()} for r in results] if keep_models else None
-    return json_safe(entry), states
-
-
-_worker_task: Task | None = None  # one loaded task per evaluation process (set by its initializer)
-
-
-def _init_worker(task_name: str, source: str | None, threads: int) -> None:
-    global _worker_task
-    torch.set_num_threads(threads)
-    _worker_task = load_task(task_name, source)
-
-
-def _evaluate_in_worker(spec: TrialSpec, label: str, seeds: list[int], metric: str, device: str, keep_models: bool):
-    def progress(epoch: int, results) -> bool:
-        print(f"{label}: seeds {seeds[0]}-{seeds[-1]}, epoch {epoch}/{spec.epochs}", file=sys.stderr, flush=True)
-        return False
-    return evaluate_spec(spec, _worker_task, seeds, metric, device, keep_models, on_epoch=progress)
+    entry = {"spec": asdict(spec), "seeds": [r.seed for r in results], "metric": metric,
+             "params": parameter_count(spec, task), "decision": {"rule": spec.decision, "tau": tau}, "runs": runs,
+             "ensemble": ensemble}
+    return json_safe(entry)
 
 
 class Evaluations:
-    """Test-split evaluations of configurations, cached in `path`; `run` trains only what is missing.
+    """Test-split evaluations of configurations, cached in `path`; `run` (or `submit` to a shared
+    search.pool.Pool) trains only what is missing.
 
     data: what identifies the data (task, split rule, class counts per split); part of every key.
-    load_task(): the task, loaded on the first evaluation that needs training; task_name/source let
-    worker processes load it themselves.
+    task: the loaded task (labels and class prior, to measure what the workers trained); source lets
+    the worker processes load it themselves.
     """
 
-    def __init__(self, path: Path, data: dict, seeds: list[int], metric: str, task_name: str,
+    def __init__(self, path: Path, data: dict, seeds: list[int], metric: str, task: Task,
                  source: str | None = None, device: str = "cpu", workers: int = 1,
                  write: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
-        self.path, self.data, self.seeds, self.metric = Path(path), data, list(seeds), metric
-        self.task_name, self.source, self.device, self.workers, self.write = task_name, source, device, workers, write
+        self.path, self.data, self.seeds, self.metric, self.task = Path(path), data, list(seeds), metric, task
+        self.source, self.device, self.workers, self.write = source, device, workers, write
         self.fingerprint = code_fingerprint()
         self.used: set[str] = set()  # keys this run asked for
         self.new: set[str] = set()  # keys this run had to train
         self.states: dict[str, list[dict]] = {}  # trained weights, for the specs asked with keep_models
         self.entries: dict[str, dict] = {}
+        self.pending: set[str] = set()  # keys submitted to a pool and not yet in
         if self.path.exists():
             try:
                 saved = json.loads(self.path.read_text())
@@ -199,31 +204,38 @@ class Evaluations:
         return cache_key(spec, self.seeds, self.data, self.metric, self.fingerprint)
 
     def run(self, specs: list[TrialSpec], keep_models: set[TrialSpec] = frozenset()) -> None:
-        """Evaluate every spec not in the cache (and those in keep_models whose weights are wanted),
-        `workers` at a time, each in its own process with one torch thread."""
+        """Evaluate every spec not in the cache (and those in keep_models whose weights are wanted)."""
+        with Pool(self.task.name, self.source, self.device, self.workers) as pool:
+            self.submit(pool, specs, keep_models)
+            pool.wait()
+
+    def submit(self, pool: Pool, specs: list[TrialSpec], keep_models: set[TrialSpec] = frozenset(),
+               cost: Callable[[TrialSpec], float] = lambda spec: 0.0) -> None:
+        """Queue what `run` would train in pool; each is cached as soon as its last seed is in.
+        cost(spec): an estimate of one seed's seconds (the costliest start first)."""
         specs = list(dict.fromkeys(specs))
         self.used |= {self.key(s) for s in specs}
-        todo = [s for s in specs if self.key(s) not in self.entries or s in keep_models]
-        if not todo:
-            return
-        context = get_context("spawn")  # no forked torch or SQLite state
-        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(self.task_name, self.source, 1)) as pool:
-            self.write(f"evaluating {len(todo)} configuration(s) on seeds {self.seeds}, {self.workers} at a time")
-            futures = {pool.submit(_evaluate_in_worker, s, f"configuration {i}/{len(todo)} ({s.family})", self.seeds,
-                                   self.metric, self.device, s in keep_models): s for i, s in enumerate(todo, start=1)}
-            for done, future in enumerate(as_completed(futures), start=1):
-                spec = futures[future]
-                entry, states = future.result()
-                key = self.key(spec)
-                self.entries[key] = {**entry, "data": self.data, "fingerprint": self.fingerprint}
-                self.new.add(key)
-                if states is not None:
-                    self.states[key] = states
-                # Saved after each evaluation, so an interrupted report keeps what it has trained.
-                write_text(self.path, json.dumps({"format": FORMAT, "evaluations": self.entries},
-                                                 sort_keys=True, indent=1) + "\n")
-                self.write(f"evaluated {spec.family}: {done} of {len(todo)} done, {len(todo) - done} to go")
+        todo = [s for s in specs if (self.key(s) not in self.entries or s in keep_models)
+                and self.key(s) not in self.pending]
+        if todo:
+            self.write(f"evaluating {len(todo)} configuration(s) on seeds {self.seeds}, {pool.workers} process(es)")
+        self.pending |= {self.key(s) for s in todo}
+        for i, spec in enumerate(todo, start=1):
+            pool.train(spec, self.seeds, f"evaluation {i}/{len(todo)} ({spec.family})",
+                       partial(self._done, spec), test=True, keep_models=spec in keep_models, cost=cost(spec))
+
+    def _done(self, spec: TrialSpec, results: list[SeedResult]) -> None:
+        key = self.key(spec)
+        self.entries[key] = {**final_entry(spec, self.task, results, self.metric), "data": self.data,
+                             "fingerprint": self.fingerprint}
+        self.new.add(key)
+        if results[0].model is not None:
+            self.states[key] = [r.model for r in results]
+        # Saved after each evaluation, so an interrupted report keeps what it has trained.
+        write_text(self.path, json.dumps({"format": FORMAT, "evaluations": self.entries}, sort_keys=True, indent=1)
+                   + "\n")
+        self.pending.discard(key)
+        self.write(f"evaluated {spec.family}: {len(self.pending)} to go")
 
     def get(self, spec: TrialSpec) -> dict:
         key = self.key(spec)

@@ -20,9 +20,8 @@ import json
 import math
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
-from multiprocessing import get_context
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +31,7 @@ from data import Task, write_text
 from . import evaluate
 from .evaluate import cache_key, code_fingerprint, spec_of
 from .objective import validation_values
+from .pool import Pool
 from .train import SeedResult, TrialSpec, log_prior, train_seeds
 from .util import json_safe
 
@@ -51,10 +51,6 @@ def summarise(spec: TrialSpec, task: Task, results: list[SeedResult], metric: st
     by_seed = dict(zip([r.seed for r in ok], values))
     return json_safe({"spec": asdict(spec), "seeds": [r.seed for r in results], "metric": metric, "tau": tau,
                       "values": [by_seed.get(r.seed) for r in results], "statuses": [r.status for r in results]})
-
-
-def _train_one_seed(spec: TrialSpec, seed: int, device: str) -> SeedResult:
-    return train_seeds(spec, evaluate._worker_task, [seed], device)[0]  # the task evaluate's initializer loaded
 
 
 def search_values(trial: optuna.trial.FrozenTrial, metric: str) -> list[float]:
@@ -81,12 +77,11 @@ def recommend(leaders: list[optuna.trial.FrozenTrial], entries: dict[int, dict |
 
 
 class Reranking:
-    """Re-ranking runs of configurations, cached in `path`; `run` trains only what is missing, one
-    (configuration, seed) at a time in each of `workers` processes with one torch thread, so that no worker
-    idles while another trains a configuration's last seeds.
+    """Re-ranking runs of configurations, cached in `path`; `run` (or `submit` to a shared search.pool.Pool)
+    trains only what is missing, one (configuration, seed) per job in `workers` processes.
 
     data: what identifies the data (as for search.evaluate.Evaluations); task: the loaded task (validation
-    labels and class prior); task_name/source let the worker processes load it themselves."""
+    labels and class prior); source lets the worker processes load it themselves."""
 
     def __init__(self, path: Path, data: dict, seeds: list[int], metric: str, task: Task,
                  source: str | None = None, device: str = "cpu", workers: int = 1,
@@ -95,6 +90,7 @@ class Reranking:
         self.source, self.device, self.workers, self.write = source, device, workers, write
         self.fingerprint = code_fingerprint([*evaluate.TRAINING_CODE, "search/rerank.py", "search/objective.py"])
         self.trained = 0
+        self.pending = 0  # configurations submitted and not yet in
         self.entries: dict[str, dict] = {}
         if self.path.exists():
             try:
@@ -108,33 +104,37 @@ class Reranking:
         return cache_key(spec, self.seeds, self.data, self.metric, self.fingerprint)
 
     def run(self, specs: list[TrialSpec]) -> None:
-        todo = [s for s in dict.fromkeys(specs) if self.key(s) not in self.entries]
-        if not todo or not self.seeds:
-            return
-        self.write(f"re-ranking {len(todo)} configuration(s) on seeds {self.seeds} (validation only), "
-                   f"{self.workers} process(es)")
-        results: dict[TrialSpec, list[SeedResult]] = {s: [] for s in todo}
-        with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=evaluate._init_worker,
-                                 initargs=(self.task.name, self.source, 1)) as pool:
-            futures = {pool.submit(_train_one_seed, s, seed, self.device): s for s in todo for seed in self.seeds}
-            for future in as_completed(futures):
-                spec = futures[future]
-                results[spec].append(future.result())
-                if len(results[spec]) < len(self.seeds):
-                    continue
-                runs = sorted(results[spec], key=lambda r: r.seed)
-                self.entries[self.key(spec)] = {**summarise(spec, self.task, runs, self.metric), "data": self.data,
-                                                "fingerprint": self.fingerprint}
-                self.trained += 1
-                write_text(self.path, json.dumps({"format": FORMAT, "entries": self.entries}, sort_keys=True,
-                                                 indent=1) + "\n")  # kept after each: an interrupted report resumes
-                self.write(f"re-ranked {spec.family}: {self.trained} of {len(todo)} done")
+        with Pool(self.task.name, self.source, self.device, self.workers) as pool:
+            self.submit(pool, specs)
+            pool.wait()
+
+    def submit(self, pool: Pool, specs: list[TrialSpec], cost: Callable[[TrialSpec], float] = lambda spec: 0.0
+               ) -> None:
+        """Queue what `run` would train in pool, ahead of other work (the recommendation waits on it);
+        `pending` counts what is not in yet. cost(spec): an estimate of one seed's seconds."""
+        todo = [s for s in dict.fromkeys(specs) if self.key(s) not in self.entries] if self.seeds else []
+        if todo:
+            self.write(f"re-ranking {len(todo)} configuration(s) on seeds {self.seeds} (validation only), "
+                       f"{pool.workers} process(es)")
+        self.pending += len(todo)
+        for i, spec in enumerate(todo, start=1):
+            pool.train(spec, self.seeds, f"re-ranking {i}/{len(todo)} ({spec.family})", partial(self._done, spec),
+                       cost=cost(spec), urgent=True)
+
+    def _done(self, spec: TrialSpec, results: list[SeedResult]) -> None:
+        self.entries[self.key(spec)] = {**summarise(spec, self.task, results, self.metric), "data": self.data,
+                                        "fingerprint": self.fingerprint}
+        self.trained += 1
+        self.pending -= 1
+        write_text(self.path, json.dumps({"format": FORMAT, "entries": self.entries}, sort_keys=True, indent=1)
+                   + "\n")  # kept after each: an interrupted report resumes
+        self.write(f"re-ranked {spec.family}: {self.pending} to go")
 
     def get(self, spec: TrialSpec) -> dict | None:
         return self.entries.get(self.key(spec)) if self.seeds else None
 
     def choose(self, leaders: list[optuna.trial.FrozenTrial]) -> tuple[optuna.trial.FrozenTrial, dict[int, dict | None]]:
-        """Re-rank the leaders; return the recommended one and each leader's entry (by trial number)."""
+        """The recommended leader and each leader's entry (by trial number), re-ranking what is missing."""
         self.run([spec_of(t) for t in leaders])
         entries = {t.number: self.get(spec_of(t)) for t in leaders}
         return recommend(leaders, entries, self.metric), entries

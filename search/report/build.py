@@ -16,6 +16,7 @@ import re
 import shlex
 import sys
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -28,7 +29,8 @@ from .. import defaults, figures
 from ..baselines import run_baselines
 from ..rerank import Reranking
 from ..evaluate import (BASELINE_CODE, EvaluationError, Evaluations, baseline_entry, code_fingerprint, final_metrics,
-                        load_checked, open_study, ranked, select, spec_of)
+                        load_checked, open_study, ranked, seed_seconds, select, spec_of)
+from ..pool import Pool
 from ..space import IMBALANCE
 from ..storage import hide_password
 from ..train import METRICS
@@ -97,8 +99,9 @@ def check_out(out: Path) -> None:
             return
 
 
-def baselines_of(config: ReportConfig, task: Task, metric: str, out: Path, data: dict) -> list[dict]:
-    """The scikit-learn baselines on the same splits, cached in baselines.json (they take a minute or two).
+def baselines_of(config: ReportConfig, task: Task, metric: str, out: Path, data: dict, pool: Pool) -> list[dict]:
+    """The scikit-learn baselines on the same splits, cached in baselines.json (they take a minute or two);
+    what is not cached is fitted in a worker of pool, and the returned list fills once pool.wait() returns.
 
     The key holds the code's fingerprint: a file written by older code may lack a metric added since."""
     path = out / "baselines.json"
@@ -107,9 +110,12 @@ def baselines_of(config: ReportConfig, task: Task, metric: str, out: Path, data:
         saved = json.loads(path.read_text())
         if saved.get("key") == key:
             return saved["baselines"]
-    results = run_baselines(task, quick=config.baselines == "quick", metric=metric)
-    entries = [baseline_entry(result, task, metric) for result in results]
-    write_text(path, json.dumps({"key": key, "baselines": entries}, indent=1, sort_keys=True) + "\n")
+    entries: list[dict] = []
+
+    def fitted(results: list) -> None:
+        entries.extend(baseline_entry(result, task, metric) for result in results)
+        write_text(path, json.dumps({"key": key, "baselines": entries}, indent=1, sort_keys=True) + "\n")
+    pool.call(partial(run_baselines, quick=config.baselines == "quick", metric=metric), then=fitted)
     return entries
 
 
@@ -273,22 +279,35 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     out.mkdir(parents=True, exist_ok=True)
     data = {"task": config.task, "split": (attrs.get("data") or {}).get("split"), "counts": attrs.get("counts")}
     evaluations = Evaluations(out / "evaluations.json", data, defaults.final_seeds(config.seeds), metric,
-                              config.task, source, config.device, config.workers, write)
+                              task, source, config.device, config.workers, write)
     families, leaders = select(study, config.top)
     search_seeds = sorted({s for t in complete for s in t.user_attrs.get("seeds") or []})
     rerank_seeds = defaults.rerank_seeds(len(search_seeds) if config.rerank_seeds is None else config.rerank_seeds)
     if set(rerank_seeds) & set(search_seeds):
         raise ReportError(f"the study's search seeds {search_seeds} overlap the re-ranking seeds {rerank_seeds}")
-    # The recommendation: the leader with the best validation mean over search and re-ranking seeds.
     reranking = Reranking(out / "reranking.json", data, rerank_seeds, metric, task, source, config.device,
                           config.workers, write)
-    chosen, reranked = reranking.choose(leaders)
-    # Every configuration the report needs, evaluated first (in parallel), then read from the cache.
-    best = spec_of(chosen)
-    wanted = [spec_of(t) for t in [*families.values(), *leaders]]
-    wanted += [replace(best, imbalance=v) for v in strategies(config.task, chosen)]
-    evaluations.run(wanted, keep_models=set() if exported(out / "model", evaluations.key(best)) else {best})
-    baselines = baselines_of(config, task, metric, out, data) if config.baselines != "none" else []
+    # Every configuration the report needs goes to one pool of workers (search/pool.py): first the
+    # re-ranking of the top trials, which chooses the recommendation; meanwhile the final evaluations of
+    # every family's best and of the top trials, and the baselines; once the recommendation is known,
+    # its imbalance variants. The top trials keep their weights when trained: one of them is exported.
+    cost = seed_seconds(study)
+    tops = [spec_of(t) for t in leaders]
+    fresh = {spec for spec in tops if evaluations.key(spec) not in evaluations.entries}
+    with Pool(config.task, source, config.device, config.workers) as pool:
+        reranking.submit(pool, tops, cost)
+        evaluations.submit(pool, [spec_of(t) for t in families.values()] + tops, keep_models=fresh, cost=cost)
+        baselines = baselines_of(config, task, metric, out, data, pool) if config.baselines != "none" else []
+        pool.wait(until=lambda: reranking.pending == 0)
+        # The recommendation: the leader with the best validation mean over search and re-ranking seeds.
+        chosen, reranked = reranking.choose(leaders)
+        best = spec_of(chosen)
+        keep = set() if best in fresh or exported(out / "model", evaluations.key(best)) else {best}
+        evaluations.submit(pool, [best, *[replace(best, imbalance=v) for v in strategies(config.task, chosen)]],
+                           keep_models=keep, cost=cost)
+        pool.wait()
+        if pool.jobs:
+            write(f"training: {pool.usage()}")
     r = compute(config, study, complete, families, leaders, metric, evaluations, baselines, out, chosen, reranking,
                 reranked)
     draw(r, out)
