@@ -1,8 +1,9 @@
 """Does averaging a study's recommended network with the n-gram logistic regression beat either alone?
 
-    python bench/hybrid.py [--storage sqlite:///studies.db] [--study-name names] [--data PATH] [--seeds 5]
+    python bench/hybrid.py [--storage sqlite:///studies.db] [--study-name names] [--trial N] [--data PATH] [--seeds 5]
 
-The study's best trial (what `search.report` recommends) is retrained on the final seeds (100, ...; never
+The network is the trial `search.report` recommends (read from reports/<study>/summary.json; without one,
+the study's best search value; --trial picks another). It is retrained on the final seeds (100, ...; never
 a search seed) and its seed ensemble's log-probabilities are mixed with the character n-gram logistic
 regression's (`search/baselines.py`, C chosen on validation): w * network + (1 - w) * n-gram. The
 weight w and the logit-adjustment strength tau are chosen together on the validation split by the
@@ -12,10 +13,12 @@ validation-chosen tau. Printed: the validation grid, then the three test rows.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -25,6 +28,7 @@ from search import defaults  # noqa: E402
 from search.baselines import char_ngram_logreg  # noqa: E402
 from search.decision import TAUS, decide, ensemble_log_probs  # noqa: E402
 from search.evaluate import open_study, ranked, spec_of  # noqa: E402
+from search.report.build import safe_name  # noqa: E402
 from search.train import log_prior, scores, train_seeds  # noqa: E402
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the network's share; 0 is the n-gram model alone, 1 the network alone
@@ -37,16 +41,34 @@ def choose(val: dict[float, np.ndarray], y: np.ndarray, prior: np.ndarray, metri
     return w, tau, grid
 
 
+def network_trial(study, number: int | None, reports: Path = ROOT / "reports"):
+    """The trial asked for, else the one the study's report recommends, else the best search value."""
+    if number is None:
+        summary = reports / safe_name(study.study_name) / "summary.json"
+        found = json.loads(summary.read_text()) if summary.exists() else {}
+        number = (found.get("recommended") or {}).get("trial") if found.get("study") == study.study_name else None
+    if number is None:
+        return ranked(study)[0]
+    trials = {t.number: t for t in ranked(study)}
+    if number not in trials:
+        print(f"error: --trial {number}: no complete trial with that number in study {study.study_name!r}",
+              file=sys.stderr)
+        sys.exit(2)
+    return trials[number]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python bench/hybrid.py", description=__doc__.splitlines()[0])
     p.add_argument("--storage", default="sqlite:///studies.db")
     p.add_argument("--study-name", default="names")
     p.add_argument("--data", default=None, help="names data folder or archive (else $NAMES_DATA, cache, download)")
     p.add_argument("--seeds", type=int, default=defaults.FINAL_SEEDS, help="final seeds (default 5)")
+    p.add_argument("--trial", type=int, default=None,
+                   help="the network's trial (default: the report's recommendation, else the best search value)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     study = open_study(args.storage, args.study_name)
-    best = ranked(study)[0]
+    best = network_trial(study, args.trial)
     metric = study.user_attrs.get("metric", "acc_bal_hmean")
     task = load_task("names", args.data)
     spec = spec_of(best)

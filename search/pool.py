@@ -25,6 +25,7 @@ from multiprocessing import get_context
 from typing import Any, Callable
 
 import torch
+from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 
 from data import Task, load_task
 from .train import SeedResult, TrialSpec, resolve_device, train_seeds
@@ -51,7 +52,6 @@ def _train(spec: TrialSpec, seeds: list[int], device: str, test: bool, keep_mode
 
 
 def _call(fn: Callable[[Task], Any]) -> Any:
-    from threadpoolctl import threadpool_limits
     with threadpool_limits(1):  # one core per worker, as for training (scikit-learn's OpenMP would take all)
         return fn(_task)
 

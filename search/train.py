@@ -85,7 +85,8 @@ class SeedResult:
     test: dict | None = None  # metrics and confusion on the test split, only when asked for
     # Validation logits after the last epoch (and test logits with test=True): decisions and ensembles.
     logits: dict[str, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
-    model: torch.nn.Module | None = field(default=None, repr=False, compare=False)  # with keep_models=True
+    # With keep_models=True: the trained model (in eval mode); from a search.pool worker, its CPU state dict.
+    model: torch.nn.Module | dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def diverged(self) -> bool:

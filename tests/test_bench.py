@@ -36,3 +36,22 @@ def test_spread_tests_the_model_the_report_recommends(tmp_path):
     assert float(row[3]) == pytest.approx(rec["test"]["accuracy"], abs=1e-3)
     assert float(row[5]) == pytest.approx(rec["test"]["balanced_accuracy"], abs=1e-3)
     assert float(row[6]) == pytest.approx(rec["test_ensemble"]["accuracy"], abs=1e-3)
+
+
+def test_hybrid_mixes_the_network_the_report_recommends(tmp_path):
+    """bench/hybrid.py takes the trial the study's report recommends, not merely its best search value."""
+    import optuna
+    from optuna.trial import create_trial
+    sys.path.insert(0, str(ROOT / "bench"))
+    from hybrid import network_trial
+    study = optuna.create_study(study_name="names", direction="maximize")
+    for value in (0.5, 0.7, 0.6):
+        study.add_trial(create_trial(value=value, params={}, distributions={}))
+    assert network_trial(study, None, tmp_path).number == 1  # no report: the best search value
+    (tmp_path / "names").mkdir()
+    (tmp_path / "names" / "summary.json").write_text(json.dumps({"study": "names", "recommended": {"trial": 2}}))
+    assert network_trial(study, None, tmp_path).number == 2  # the report's recommendation
+    assert network_trial(study, 0, tmp_path).number == 0  # --trial
+    with pytest.raises(SystemExit) as error:
+        network_trial(study, 7, tmp_path)
+    assert error.value.code == 2
