@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import sys
+import time
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -263,6 +264,8 @@ def strategies(task: str, best: optuna.trial.FrozenTrial) -> list[str]:
 
 def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, flush=True)) -> tuple[Path, Evaluations]:
     """Write <out>/<study>/report.md, its figures, summary.json and model/; return the report's path."""
+    started, say = time.perf_counter(), write
+    write = lambda line: say(f"[{(time.perf_counter() - started) / 60:.1f} min] {line}")  # noqa: E731
     if config.data is not None and not Path(config.data).exists():
         raise ReportError(f"--data {config.data!r}: no such file or folder")
     study = open_study(config.storage, config.study_name)
