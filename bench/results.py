@@ -47,7 +47,8 @@ def task_block(summary: dict) -> list[str]:
     for row in summary["families"]:
         if row["trial"] != rec["trial"]:
             mark = "" if row["complete"] else " †"
-            rows.append(f"| {row['family']} #{row['trial']}{mark} (best {row['family']} on validation) "
+            seeds = f"; seeds {row['seeds'][0]}-{row['seeds'][-1]}" if row.get("seeds", rec["seeds"]) != rec["seeds"] else ""
+            rows.append(f"| {row['family']} #{row['trial']}{mark} (best {row['family']} on validation{seeds}) "
                         f"| {metric(row['test'], 'accuracy')} | {metric(row['test'], 'balanced_accuracy')} "
                         f"| {metric(row['test_ensemble'], 'accuracy')} / {metric(row['test_ensemble'], 'balanced_accuracy')} |")
     for b in summary["baselines"]:

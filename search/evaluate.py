@@ -184,6 +184,7 @@ class Evaluations:
         self.states: dict[str, list[dict]] = {}  # trained weights, for the specs asked with keep_models
         self.entries: dict[str, dict] = {}
         self.pending: set[str] = set()  # keys submitted to a pool and not yet in
+        self.seeds_of: dict[TrialSpec, list[int]] = {}  # a spec submitted with other seeds than `seeds`
         if self.path.exists():
             try:
                 saved = json.loads(self.path.read_text())
@@ -201,31 +202,38 @@ class Evaluations:
         return len(self.used - self.new)
 
     def key(self, spec: TrialSpec) -> str:
-        return cache_key(spec, self.seeds, self.data, self.metric, self.fingerprint)
+        return cache_key(spec, self.seeds_of.get(spec, self.seeds), self.data, self.metric, self.fingerprint)
 
-    def run(self, specs: list[TrialSpec], keep_models: set[TrialSpec] = frozenset()) -> None:
+    def run(self, specs: list[TrialSpec], keep_models: set[TrialSpec] = frozenset(),
+            seeds: list[int] | None = None) -> None:
         """Evaluate every spec not in the cache (and those in keep_models whose weights are wanted)."""
         with Pool(self.task.name, self.source, self.device, self.workers) as pool:
-            self.submit(pool, specs, keep_models)
+            self.submit(pool, specs, keep_models, seeds=seeds)
             pool.wait()
 
     def submit(self, pool: Pool, specs: list[TrialSpec], keep_models: set[TrialSpec] = frozenset(),
-               cost: Callable[[TrialSpec], float] = lambda spec: 0.0) -> None:
+               cost: Callable[[TrialSpec], float] = lambda spec: 0.0, seeds: list[int] | None = None) -> None:
         """Queue what `run` would train in pool; each is cached as soon as its last seed is in.
-        cost(spec): an estimate of one seed's seconds (the costliest start first)."""
+        cost(spec): an estimate of one seed's seconds (the costliest start first); seeds: other seeds than
+        `self.seeds` for these specs (get() then returns those entries)."""
         specs = list(dict.fromkeys(specs))
+        seeds = list(seeds or self.seeds)
+        for spec in specs:
+            if seeds != self.seeds:
+                self.seeds_of[spec] = seeds
+            else:
+                self.seeds_of.pop(spec, None)
         self.used |= {self.key(s) for s in specs}
         todo = [s for s in specs if (self.key(s) not in self.entries or s in keep_models)
                 and self.key(s) not in self.pending]
         if todo:
-            self.write(f"evaluating {len(todo)} configuration(s) on seeds {self.seeds}, {pool.workers} process(es)")
+            self.write(f"evaluating {len(todo)} configuration(s) on seeds {seeds}, {pool.workers} process(es)")
         self.pending |= {self.key(s) for s in todo}
         for i, spec in enumerate(todo, start=1):
-            pool.train(spec, self.seeds, f"evaluation {i}/{len(todo)} ({spec.family})",
-                       partial(self._done, spec), test=True, keep_models=spec in keep_models, cost=cost(spec))
+            pool.train(spec, seeds, f"evaluation {i}/{len(todo)} ({spec.family})", partial(self._done, spec, self.key(spec)),
+                       test=True, keep_models=spec in keep_models, cost=cost(spec))
 
-    def _done(self, spec: TrialSpec, results: list[SeedResult]) -> None:
-        key = self.key(spec)
+    def _done(self, spec: TrialSpec, key: str, results: list[SeedResult]) -> None:
         self.entries[key] = {**final_entry(spec, self.task, results, self.metric), "data": self.data,
                              "fingerprint": self.fingerprint}
         self.new.add(key)
@@ -240,7 +248,7 @@ class Evaluations:
     def get(self, spec: TrialSpec) -> dict:
         key = self.key(spec)
         if key not in self.entries:
-            self.run([spec])
+            self.run([spec], seeds=self.seeds_of.get(spec))
         self.used.add(key)
         return self.entries[key]
 

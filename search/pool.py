@@ -9,7 +9,7 @@ ones (re-ranking: the recommendation's own evaluations wait on it), then the cos
 Results come back to this process, which assembles and caches them.
 
     with Pool("har", source, "cpu", workers=2) as pool:
-        pool.train(spec, [100, 101], "label", then=print, test=True)   # then(results), seed order
+        pool.train(spec, [100, 101], "label", then=print)   # then(results), in seed order
         pool.call(fit, then=print)                                      # fit(task) in a worker
         pool.wait()
 """

@@ -100,6 +100,7 @@ def row(trial: optuna.trial.FrozenTrial, entry: dict) -> dict:
     ensemble = entry.get("ensemble") or {}
     return {
         "family": spec_of(trial).family, "trial": trial.number, "configuration": describe(spec_of(trial)),
+        "seeds": entry["seeds"],
         "params": entry["params"], "search_value": search_value(trial), "complete": trial.state == State.COMPLETE,
         "tau": entry["decision"]["tau"],
         "val": {m: val_values(entry, m) for m in METRICS},

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import optuna
 import sklearn
@@ -53,6 +54,7 @@ class ReportConfig:
     study_name: str | None = None
     data: str | None = None
     seeds: int = defaults.FINAL_SEEDS
+    family_seeds: int = defaults.FAMILY_SEEDS  # for a family's best that is not a top trial (at most `seeds`)
     top: int = 3
     rerank_seeds: int | None = None  # seeds re-ranking the top trials (None: as many as the search used; 0: none)
     out: str = "reports"
@@ -66,7 +68,7 @@ class ReportConfig:
         self.study_name = self.study_name or self.task
         if self.baselines not in BASELINES:
             raise ReportError(f"--baselines must be one of {list(BASELINES)}, got {self.baselines!r}")
-        for name in ("seeds", "top", "workers"):
+        for name in ("seeds", "family_seeds", "top", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ReportError(f"--{name} must be an int >= 1, got {value!r}")
@@ -77,12 +79,18 @@ class ReportConfig:
 
     def command(self) -> str:
         args = ["python -m search.report", self.task, "--storage", shown_paths(hide_password(self.storage)),
-                "--study-name", self.study_name, "--seeds", str(self.seeds), "--top", str(self.top), "--out", self.out]
+                "--study-name", self.study_name, "--seeds", str(self.seeds), "--family-seeds", str(self.family_seeds),
+                "--top", str(self.top), "--out", self.out]
         if self.rerank_seeds is not None:
             args += ["--rerank-seeds", str(self.rerank_seeds)]
         if self.data:
             args += ["--data", shown_path(self.data)]
         return " ".join(args[:1] + [shlex.quote(a) for a in args[1:]])
+
+
+def family_seeds(config: ReportConfig) -> list[int]:
+    """The final seeds of a family's best trial that is not a top trial: the first `family_seeds` of them."""
+    return defaults.final_seeds(min(config.family_seeds, config.seeds))
 
 
 def safe_name(name: str) -> str:
@@ -100,7 +108,8 @@ def check_out(out: Path) -> None:
             return
 
 
-def baselines_of(config: ReportConfig, task: Task, metric: str, out: Path, data: dict, pool: Pool) -> list[dict]:
+def baselines_of(config: ReportConfig, task: Task, metric: str, out: Path, data: dict, pool: Pool,
+                 write: Callable[[str], None] = lambda line: None) -> list[dict]:
     """The scikit-learn baselines on the same splits, cached in baselines.json (they take a minute or two);
     what is not cached is fitted in a worker of pool, and the returned list fills once pool.wait() returns.
 
@@ -116,6 +125,7 @@ def baselines_of(config: ReportConfig, task: Task, metric: str, out: Path, data:
     def fitted(results: list) -> None:
         entries.extend(baseline_entry(result, task, metric) for result in results)
         write_text(path, json.dumps({"key": key, "baselines": entries}, indent=1, sort_keys=True) + "\n")
+        write(f"fitted {len(results)} baseline(s) in {sum(r.seconds for r in results) / 60:.1f} min")
     pool.call(partial(run_baselines, quick=config.baselines == "quick", metric=metric), then=fitted)
     return entries
 
@@ -142,6 +152,7 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
     return {
         "study": study.study_name, "task": config.task, "metric": metric, "class_names": class_names,
         "attrs": attrs, "storage": shown_paths(hide_password(config.storage)), "top": config.top, "seeds": evaluations.seeds,
+        "family_seeds": family_seeds(config),
         "fingerprint": evaluations.fingerprint, "complete": len(complete),
         "versions": f"torch {torch.__version__}, optuna {optuna.__version__}, scikit-learn {sklearn.__version__}",
         "commands": [shown_paths(hide_password(c)) for c in attrs.get("commands", [])] + [config.command()],
@@ -211,7 +222,7 @@ def summary(r: dict) -> dict:
                         "winners_curse": rec["winners_curse"], "search_curse": rec["search_curse"],
                         "test": keep(rec["test"]), "test_std": keep(rec["test_std"]),
                         "test_ensemble": keep(rec["test_ensemble"]), "beats_baselines": rec["beats"]},
-        "families": [{"family": row["family"], "trial": row["trial"], "complete": row["complete"],
+        "families": [{"family": row["family"], "trial": row["trial"], "complete": row["complete"], "seeds": row["seeds"],
                       "test": {m: analysis.mean_std(row["test"][m])[0] if analysis.mean_std(row["test"][m]) else None
                                for m in METRICS}, "test_ensemble": keep(row["test_ensemble"])}
                      for row in r["families"]],
@@ -297,10 +308,12 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     cost = seed_seconds(study)
     tops = [spec_of(t) for t in leaders]
     fresh = {spec for spec in tops if evaluations.key(spec) not in evaluations.entries}
+    others = [spec_of(t) for t in families.values() if spec_of(t) not in tops]  # never the recommendation
     with Pool(config.task, source, config.device, config.workers) as pool:
         reranking.submit(pool, tops, cost)
-        evaluations.submit(pool, [spec_of(t) for t in families.values()] + tops, keep_models=fresh, cost=cost)
-        baselines = baselines_of(config, task, metric, out, data, pool) if config.baselines != "none" else []
+        evaluations.submit(pool, tops, keep_models=fresh, cost=cost)
+        evaluations.submit(pool, others, cost=cost, seeds=family_seeds(config))
+        baselines = baselines_of(config, task, metric, out, data, pool, write) if config.baselines != "none" else []
         pool.wait(until=lambda: reranking.pending == 0)
         # The recommendation: the leader with the best validation mean over search and re-ranking seeds.
         chosen, reranked = reranking.choose(leaders)

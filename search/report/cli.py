@@ -26,6 +26,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=defaults.FINAL_SEEDS,
                    help=f"final seeds per evaluation: {defaults.FINAL_SEED_BASE}, {defaults.FINAL_SEED_BASE + 1}, ... "
                         "(never a search seed; default %(default)s)")
+    p.add_argument("--family-seeds", type=int, default=defaults.FAMILY_SEEDS,
+                   help="final seeds of a family's best trial that is not a top trial, the first of --seeds "
+                        "(default %(default)s)")
     p.add_argument("--top", type=int, default=3,
                    help="top configurations overall to re-rank and evaluate; the recommendation is one of them "
                         "(default 3)")
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         torch.set_num_threads(defaults.THREADS)
         config = ReportConfig(task=args.task, storage=args.storage, study_name=args.study_name, data=args.data,
-                              seeds=args.seeds, top=args.top, rerank_seeds=args.rerank_seeds, out=args.out, device=args.device,
+                              seeds=args.seeds, family_seeds=args.family_seeds, top=args.top, rerank_seeds=args.rerank_seeds, out=args.out, device=args.device,
                               workers=args.workers or default_workers(), baselines=args.baselines)
         path, evaluations = build(config)
     except (ReportError, StudyError, StorageError, DataError, ValueError) as exc:

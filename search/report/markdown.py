@@ -144,13 +144,22 @@ def chosen_by(r: dict) -> list[str]:
             *table(["trial", "family", "search value", "re-ranking seeds (mean ± std)", "choice value"], rows)]
 
 
+def final_seeds_text(r: dict) -> str:
+    """Which final seeds the evaluated configurations were retrained on."""
+    text = f"seeds {seed_range(r['seeds'])}"
+    if r["family_seeds"] != r["seeds"]:
+        text += (f" (a family's best that is not a top trial, and so never the recommendation: seeds "
+                 f"{seed_range(r['family_seeds'])}, `--family-seeds`)")
+    return text
+
+
 def leaderboard(r: dict) -> list[str]:
     m = r["metric"]
     lines = [
         "## Final evaluation", "",
         f"Configurations are chosen by validation value only (`trial.value`, the mean validation {LABEL.get(m, m)} "
         f"over the search seeds, COMPLETE trials): the best trial of each family and the {r['top']} best "
-        f"distinct configurations overall. Each is retrained from scratch on seeds {seed_range(r['seeds'])} "
+        f"distinct configurations overall. Each is retrained from scratch on {final_seeds_text(r)} "
         "(disjoint from the search seeds) and evaluated once on the test split, which the search never saw. "
         "Validation and test columns are mean ± std over those seeds (after the last epoch, test under the "
         "configuration's decision rule); the ensemble column averages the seeds' probabilities; training time is "
@@ -162,7 +171,9 @@ def leaderboard(r: dict) -> list[str]:
 
     def cells(row: dict) -> list:
         ensemble = row["test_ensemble"]
-        return ([row["family"], f"#{row['trial']}", f"`{row['configuration']}`"
+        n = len(row["seeds"])
+        seeds = "" if row["seeds"] == r["seeds"] else f" ({n} seed{'s' * (n > 1)})"
+        return ([row["family"], f"#{row['trial']}{seeds}", f"`{row['configuration']}`"
                  + (f" (tau {row['tau']:g})" if row["tau"] else ""), f"{row['params']:,}",
                  search_cell(row["search_value"], row["complete"])]
                 + [fmt(row["val"][k]) for k in METRICS] + [fmt(row["test"][k]) for k in METRICS]
@@ -220,7 +231,7 @@ def learning_curves(r: dict) -> list[str]:
     for key, label in r["curve_keys"]:
         how = "the mean over the epoch's training batches" if key == "train_loss" else "on the validation split after the epoch"
         lines += image(f"curves_{key}.png", label, f"{label.capitalize()} per epoch ({how}) of the best trial of each "
-                       f"family ({chosen}), retrained on seeds {seed_range(r['seeds'])}: line = mean over seeds, "
+                       f"family ({chosen}), retrained on {final_seeds_text(r)}: line = mean over seeds, "
                        "band = min..max over seeds.")
     return lines
 
