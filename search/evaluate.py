@@ -223,14 +223,14 @@ class Evaluations:
                 self.seeds_of[spec] = seeds
             else:
                 self.seeds_of.pop(spec, None)
-        self.used |= {self.key(s) for s in specs}
-        todo = [s for s in specs if (self.key(s) not in self.entries or s in keep_models)
-                and self.key(s) not in self.pending]
+        keys = {s: self.key(s) for s in specs}
+        self.used |= set(keys.values())
+        todo = [s for s, k in keys.items() if (k not in self.entries or s in keep_models) and k not in self.pending]
         if todo:
             self.write(f"evaluating {len(todo)} configuration(s) on seeds {seeds}, {pool.workers} process(es)")
-        self.pending |= {self.key(s) for s in todo}
+        self.pending |= {keys[s] for s in todo}
         for i, spec in enumerate(todo, start=1):
-            pool.train(spec, seeds, f"evaluation {i}/{len(todo)} ({spec.family})", partial(self._done, spec, self.key(spec)),
+            pool.train(spec, seeds, f"evaluation {i}/{len(todo)} ({spec.family})", partial(self._done, spec, keys[spec]),
                        test=True, keep_models=spec in keep_models, cost=cost(spec))
 
     def _done(self, spec: TrialSpec, key: str, results: list[SeedResult]) -> None:

@@ -104,6 +104,8 @@ class Reranking:
         return cache_key(spec, self.seeds, self.data, self.metric, self.fingerprint)
 
     def run(self, specs: list[TrialSpec]) -> None:
+        if not self.seeds or all(self.key(s) in self.entries for s in specs):
+            return  # nothing to train: no worker processes
         with Pool(self.task.name, self.source, self.device, self.workers) as pool:
             self.submit(pool, specs)
             pool.wait()

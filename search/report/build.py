@@ -308,7 +308,7 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     cost = seed_seconds(study)
     tops = [spec_of(t) for t in leaders]
     fresh = {spec for spec in tops if evaluations.key(spec) not in evaluations.entries}
-    others = [spec_of(t) for t in families.values() if spec_of(t) not in tops]  # never the recommendation
+    others = [s for s in map(spec_of, families.values()) if s not in tops]  # never the recommendation
     with Pool(config.task, source, config.device, config.workers) as pool:
         reranking.submit(pool, tops, cost)
         evaluations.submit(pool, tops, keep_models=fresh, cost=cost)
