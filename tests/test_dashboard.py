@@ -136,8 +136,16 @@ def live(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def study_detail(live) -> dict:
+    """The study as the dashboard shows it once the study has ended. optuna-dashboard caches a study's
+    trials for up to 10 s (optuna_dashboard/_storage.py), so a trial it last saw running may take that long
+    to show as finished: ask again until none is running, for at most 30 s."""
     (summary,) = get_json(live.base + "/api/studies")["study_summaries"]
-    return get_json(f"{live.base}/api/studies/{summary['study_id']}")
+    deadline = time.monotonic() + 30
+    while True:
+        detail = get_json(f"{live.base}/api/studies/{summary['study_id']}")
+        if all(t["state"] != "Running" for t in detail["trials"]) or time.monotonic() > deadline:
+            return detail
+        time.sleep(1)
 
 
 def test_study_and_dashboard_share_the_sqlite_file(live, study_detail):
