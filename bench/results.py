@@ -69,14 +69,12 @@ def task_block(summary: dict) -> list[str]:
     if pruned:
         lines += ["† No trial of this family completed: its row is its pruned trial with the best last reported "
                   "validation value, retrained with its full epoch budget.", ""]
+    curse = (f"search value {rec['search_value']:.3f} minus the same configuration's validation value on the final "
+             f"seeds): {rec['winners_curse']:+.3f}")
     if rec["rerank_seeds"]:
-        curse = (f"choice value {rec['choice_value']:.3f}, its mean over the search seeds and the re-ranking seeds "
-                 f"{rec['rerank_seeds'][0]}-{rec['rerank_seeds'][-1]}, minus the same configuration's validation value "
-                 f"on the final seeds): {rec['winners_curse']:+.3f} (from its search value {rec['search_value']:.3f} "
-                 f"alone: {rec['search_curse']:+.3f})")
-    else:
-        curse = (f"search value {rec['search_value']:.3f} minus the same configuration's validation value on the final "
-                 f"seeds): {rec['winners_curse']:+.3f}")
+        curse += (f"; chosen by its choice value {rec['choice_value']:.3f}, the mean over validation folds 0 (search) "
+                  f"and {', '.join(map(str, rec['rerank_folds']))} (re-ranking seeds "
+                  f"{rec['rerank_seeds'][0]}-{rec['rerank_seeds'][-1]})")
     lines += [f"Against the best baseline: {'; '.join(beats)}. Target ({' and '.join(LABEL[k] for k in targets)}, mean "
               f"over seeds {rec['seeds'][0]}-{rec['seeds'][-1]}): {missed}. Winner's curse of #{rec['trial']} ({curse}.",
               ""]

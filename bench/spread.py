@@ -9,7 +9,7 @@ SQLite file (DIR/TASK-i.db), `--parallel` of them at a time, each with `--worker
 study's default time limit (search/defaults.py TIME_LIMIT) unless --timeout is given. A file whose study
 already has N finished trials, or whose run stopped at its time limit, is not run again, so an
 interrupted bench continues. Then each study's recommendation is chosen as `search.report` chooses it
-(its --top best trials re-ranked on the seeds 50, 51, ... on validation, search/rerank.py; --rerank-seeds 0:
+(its --top best trials re-ranked on the seeds 50, 51, ..., each on another validation fold, search/rerank.py; --rerank-seeds 0:
 the best search value), retrained on the final seeds (100, 101, ...) and measured once on the test split,
 exactly as the report does (search.evaluate.evaluate_spec). Printed: one row per run (wall minutes, trials
 complete/pruned, best search value, the recommended trial and its choice value, its test accuracy and

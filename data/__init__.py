@@ -1,4 +1,5 @@
 """Dataset loaders: each returns a Task with train/val/test splits of padded sequences."""
+from . import har, names
 from .har import load_har
 from .names import load_names
 from .files import atomic_path, process_alive, write_text
@@ -6,12 +7,13 @@ from .source import cache_dir
 from .task import DataError, Split, Task
 
 LOADERS = {"har": load_har, "names": load_names}
+FOLDS = {"har": har.FOLDS, "names": names.FOLDS}  # validation folds; fold 0 is the search's split
 
 
-def load_task(name: str, path=None) -> Task:
+def load_task(name: str, path=None, fold: int = 0) -> Task:
     if name not in LOADERS:
         raise DataError(f"task must be one of {sorted(LOADERS)}, got {name!r}")
-    return LOADERS[name](path)
+    return LOADERS[name](path, fold=fold)
 
 
-__all__ = ["DataError", "LOADERS", "atomic_path", "process_alive", "write_text", "Split", "Task", "cache_dir", "load_har", "load_names", "load_task"]
+__all__ = ["DataError", "FOLDS", "LOADERS", "atomic_path", "process_alive", "write_text", "Split", "Task", "cache_dir", "load_har", "load_names", "load_task"]

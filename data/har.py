@@ -22,6 +22,10 @@ CHANNELS = [f"{kind}_{axis}" for kind in ("body_acc", "body_gyro", "total_acc") 
 STEPS = 128
 # A fixed set of UCI-train subjects held out for validation (never random windows: they overlap by 50 %).
 VAL_SUBJECTS = (5, 11, 17, 23, 29)
+# Fold 0 validates on VAL_SUBJECTS (every search does); fold k >= 1 on every (FOLDS - 1)th of the other
+# UCI-train subjects, starting at the (k - 1)th: re-ranking (search/rerank.py) uses them. The test
+# subjects never change.
+FOLDS = 4
 
 
 class _Archive:
@@ -150,12 +154,25 @@ def _validate_download(path: Path) -> None:
     _Archive(path)
 
 
-def load_har(path: str | os.PathLike | None = None, val_subjects: tuple[int, ...] = VAL_SUBJECTS) -> Task:
-    """Load UCI HAR: official train/test subjects, validation = val_subjects, channels standardised on train."""
+def fold_subjects(train_subjects: list[int], fold: int) -> tuple[int, ...]:
+    """The validation subjects of a fold (see FOLDS)."""
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < FOLDS:
+        raise ValueError(f"fold must be an int from 0 to {FOLDS - 1}, got {fold!r}")
+    if fold == 0:
+        return VAL_SUBJECTS
+    return tuple(s for s in sorted(train_subjects) if s not in VAL_SUBJECTS)[fold - 1::FOLDS - 1]
+
+
+def load_har(path: str | os.PathLike | None = None, val_subjects: tuple[int, ...] | None = None,
+             fold: int = 0) -> Task:
+    """Load UCI HAR: official train/test subjects, validation = val_subjects (default: the fold's), channels
+    standardised on train."""
     started = time.perf_counter()
     source = resolve(path, "HAR_DATA", "UCI_HAR_Dataset.zip", "HAR_DATA_URL", HAR_URL, _validate_download)
     arrays, cached = _cached_arrays(source)
     train_subjects = sorted(set(arrays["subject_train"].tolist()))
+    if val_subjects is None:
+        val_subjects = fold_subjects(train_subjects, fold)
     unknown = sorted(set(val_subjects) - set(train_subjects))
     if unknown or not val_subjects:
         raise DataError(f"val_subjects must be UCI-train subjects {train_subjects}, got {list(val_subjects)}")
@@ -176,6 +193,7 @@ def load_har(path: str | os.PathLike | None = None, val_subjects: tuple[int, ...
         "channels": CHANNELS,
         "split": (f"UCI train/test split by subject; validation = UCI-train subjects {list(val_subjects)}; "
                   "channels standardised with mean/std of the training split only"),
+        "fold": fold,
         "subjects": {
             "train": sorted(set(arrays["subject_train"][~is_val].tolist())),
             "val": sorted(set(arrays["subject_train"][is_val].tolist())),

@@ -7,6 +7,9 @@ Policies (documented in the README):
   languages keeps each of its labels, and all its rows go to the same split.
 - Split: surnames are grouped; each group is assigned by its main language (most lines, ties
   alphabetical), 70/10/20 train/val/test within each language, shuffled with `split_seed`.
+  Folds (`fold`, 0 to FOLDS - 1) rotate which tenth of the train+val surnames is validation; the test
+  surnames never change. Fold 0 is the split every search uses; the others serve re-ranking
+  (search/rerank.py), so that a recommendation is not chosen on one small validation set.
 - Encoding: one vector per character (training alphabet + 1 unknown slot); padding is the zero
   vector after the last character. Sequences are cut at the longest training surname.
 """
@@ -26,6 +29,9 @@ from .task import DataError, Split, Task
 
 NAMES_URL = "https://download.pytorch.org/tutorial/data.zip"
 FRACTIONS = (0.7, 0.1, 0.2)
+# Validation-sized parts of train+val: 8 in principle, but rounding leaves small languages fewer, and the
+# rotation is cyclic; on this data folds 0-6 hold disjoint validation surnames (an 8th repeats 18 of fold 0's).
+FOLDS = 7
 
 
 def normalise(name: str) -> str:
@@ -74,8 +80,18 @@ def _validate_download(path: Path) -> None:
     _read_files(path)
 
 
-def split_surnames(by_language: dict[str, list[str]], split_seed: int) -> dict[str, list[tuple[str, str]]]:
-    """Group identical surnames, assign each group to one split, stratified by its main language."""
+def check_fold(fold, folds: int) -> int:
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
+        raise ValueError(f"fold must be an int from 0 to {folds - 1}, got {fold!r}")
+    return fold
+
+
+def split_surnames(by_language: dict[str, list[str]], split_seed: int, fold: int = 0
+                   ) -> dict[str, list[tuple[str, str]]]:
+    """Group identical surnames, assign each group to one split, stratified by its main language.
+
+    fold k moves the validation window k validation-sizes back through the train+val surnames (cyclically)."""
+    check_fold(fold, FOLDS)
     lines: dict[str, Counter] = defaultdict(Counter)
     for language, names in by_language.items():
         for name in names:
@@ -91,7 +107,10 @@ def split_surnames(by_language: dict[str, list[str]], split_seed: int) -> dict[s
         rng.shuffle(names)
         n_train = round(FRACTIONS[0] * len(names))
         n_val = max(1, round(FRACTIONS[1] * len(names))) if len(names) >= 3 else 0
-        parts = {"train": names[:n_train], "val": names[n_train:n_train + n_val], "test": names[n_train + n_val:]}
+        pool, test = names[:n_train + n_val], names[n_train + n_val:]
+        shift = fold * n_val % len(pool) if pool else 0
+        pool = pool[len(pool) - shift:] + pool[:len(pool) - shift]  # fold 0: unchanged
+        parts = {"train": pool[:n_train], "val": pool[n_train:], "test": test}
         for split, members in parts.items():
             splits[split] += [(name, lang) for name in members for lang in sorted(lines[name])]
     return splits
@@ -107,12 +126,13 @@ def encode(names: list[str], alphabet: dict[str, int], seq_len: int) -> tuple[to
     return x, lengths
 
 
-def load_names(path: str | os.PathLike | None = None, split_seed: int = 0) -> Task:
+def load_names(path: str | os.PathLike | None = None, split_seed: int = 0, fold: int = 0) -> Task:
+    check_fold(fold, FOLDS)
     source = resolve(path, "NAMES_DATA", "names_data.zip", "NAMES_DATA_URL", NAMES_URL, _validate_download)
     by_language = _read_files(source)
     class_names = sorted(by_language)
     index = {lang: i for i, lang in enumerate(class_names)}
-    splits = split_surnames(by_language, split_seed)
+    splits = split_surnames(by_language, split_seed, fold)
     train_names = [name for name, _ in splits["train"]]
     alphabet = {ch: i + 1 for i, ch in enumerate(sorted(set("".join(train_names))))}
     seq_len = max(map(len, train_names))
@@ -125,8 +145,10 @@ def load_names(path: str | os.PathLike | None = None, split_seed: int = 0) -> Ta
     info = {
         "source": str(source),
         "split": (f"surnames grouped (a string is in one split only), {FRACTIONS[0]:.0%}/{FRACTIONS[1]:.0%}/"
-                  f"{FRACTIONS[2]:.0%} train/val/test per main language, split seed {split_seed}"),
+                  f"{FRACTIONS[2]:.0%} train/val/test per main language, split seed {split_seed}"
+                  + (f", validation fold {fold} of {FOLDS}" if fold else "")),
         "split_seed": split_seed,
+        "fold": fold,
         "lines": raw_lines,
         "rows_after_dedup": sum(len(rows) for rows in splits.values()),
         "distinct_surnames": len({n for rows in splits.values() for n, _ in rows}),

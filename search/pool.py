@@ -30,22 +30,30 @@ from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 from data import Task, load_task
 from .train import SeedResult, TrialSpec, resolve_device, train_seeds
 
-_task: Task | None = None  # the task of this worker process (set by its initializer)
+_tasks: dict[int, Task] = {}  # this worker process's task by validation fold (fold 0 loaded at start)
+_source: tuple[str, str | None] = ("", None)  # (task name, source) to load the other folds from
 
 
 def _init_worker(task_name: str, source: str | None, threads: int) -> None:
-    global _task
+    global _source
     torch.set_num_threads(threads)
-    _task = load_task(task_name, source)
+    _source = task_name, source
+    _tasks[0] = load_task(task_name, source)
+
+
+def _task(fold: int) -> Task:
+    if fold not in _tasks:
+        _tasks[fold] = load_task(*_source, fold=fold)
+    return _tasks[fold]
 
 
 def _train(spec: TrialSpec, seeds: list[int], device: str, test: bool, keep_models: bool,
-           label: str) -> list[SeedResult]:
+           label: str, fold: int = 0) -> list[SeedResult]:
     def progress(epoch: int, results) -> bool:
         shown = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
         print(f"{label}: {shown}, epoch {epoch}/{spec.epochs}", file=sys.stderr, flush=True)
         return False
-    results = train_seeds(spec, _task, seeds, device, on_epoch=progress, test=test, keep_models=keep_models)
+    results = train_seeds(spec, _task(fold), seeds, device, on_epoch=progress, test=test, keep_models=keep_models)
     for r in results:  # weights travel as a CPU state dict, not as a module
         r.model = {k: v.detach().cpu() for k, v in r.model.state_dict().items()} if r.model is not None else None
     return results
@@ -53,7 +61,7 @@ def _train(spec: TrialSpec, seeds: list[int], device: str, test: bool, keep_mode
 
 def _call(fn: Callable[[Task], Any]) -> Any:
     with threadpool_limits(1):  # one core per worker, as for training (scikit-learn's OpenMP would take all)
-        return fn(_task)
+        return fn(_task(0))
 
 
 @dataclass(order=True)
@@ -85,11 +93,12 @@ class Pool:
         self._executor.shutdown(cancel_futures=True)
 
     def train(self, spec: TrialSpec, seeds: list[int], label: str, then: Callable[[list[SeedResult]], None],
-              test: bool = False, keep_models: bool = False, cost: float = 0.0, urgent: bool = False) -> None:
+              test: bool = False, keep_models: bool = False, cost: float = 0.0, urgent: bool = False,
+              fold: int = 0) -> None:
         """Train spec on seeds in the workers; then(results in seed order) once every seed is in.
 
         cost: an estimate of one seed's seconds (jobs with larger costs start first); result.model holds
-        the weights as a state dict with keep_models."""
+        the weights as a state dict with keep_models; fold: the task's validation fold (data.load_task)."""
         found: list[SeedResult] = []
 
         def collect(results: list[SeedResult]) -> None:
@@ -97,7 +106,7 @@ class Pool:
             if len(found) == len(seeds):
                 then(sorted(found, key=lambda r: seeds.index(r.seed)))
         for part in ([seeds] if self.stacked else [[s] for s in seeds]):
-            self._queue(_train, (spec, part, self.device, test, keep_models, label), collect, cost, urgent)
+            self._queue(_train, (spec, part, self.device, test, keep_models, label, fold), collect, cost, urgent)
 
     def call(self, fn: Callable[[Task], Any], then: Callable[[Any], None], cost: float = math.inf) -> None:
         """fn(task) in a worker (fn must be importable: a module-level function or a partial of one)."""

@@ -1,18 +1,21 @@
-"""Re-ranking: the study's top trials retrained on fresh seeds, on validation only, before one is recommended.
+"""Re-ranking: the study's top trials retrained on other validation folds, before one is recommended.
 
-A study's best value is the largest of many noisy means (each over a few seeds), so it flatters the trial
-that reached it: the winner's curse. The report therefore retrains its top configurations on the
-re-ranking seeds (50, 51, ...: neither a search seed nor a final seed), measures them on the validation
-split only (tau chosen on those seeds' validation logits, as the search does), and recommends the one
-with the best mean over all its seeds, search and re-ranking together (its "choice value"). The final
-seeds (100, 101, ...), which choose nothing, then measure what is left of the curse: choice value minus
+A study's best value is the largest of many noisy means (each over a few seeds, on one validation split),
+so it flatters the trial that reached it: the winner's curse. The report therefore retrains its top
+configurations on the re-ranking seeds (50, 51, ...: neither a search seed nor a final seed), seed i on
+validation fold i + 1 (data.load_task(fold=...): other held-out subjects or surnames taken from train +
+validation; the test split never changes), measures each on its fold's validation split only (tau chosen
+on that fold's validation logits), and recommends the one with the best choice value: the mean over the
+folds of each fold's mean, the search's own split (fold 0, the search seeds) counting as one fold. The
+final seeds (100, 101, ...), which choose nothing, then measure the curse on fold 0: search value minus
 the same configuration's validation value on the final seeds.
 
 Cache file (reranking.json), one entry per (spec, seeds, data, metric, code fingerprint), keyed as in
 search/evaluate.py:
-    {"format": 1, "entries": {"<key>": {"spec", "seeds", "metric", "tau", "values", "statuses",
+    {"format": 2, "entries": {"<key>": {"spec", "seeds", "folds", "metric", "taus", "values", "statuses",
                                          "data", "fingerprint"}}}
-values: each re-ranking seed's validation metric under the decision rule (null for a diverged seed).
+values: each re-ranking seed's validation metric on its fold under the decision rule (null for a diverged
+seed); taus: the tau chosen there.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from typing import Callable
 
 import optuna
 
-from data import Task, write_text
+from data import FOLDS, Task, load_task, write_text
 from . import evaluate
 from .evaluate import cache_key, code_fingerprint, spec_of
 from .objective import validation_values
@@ -35,22 +38,46 @@ from .pool import Pool
 from .train import SeedResult, TrialSpec, log_prior, train_seeds
 from .util import json_safe
 
-FORMAT = 1
+FORMAT = 2
 
 
-def rerank_spec(spec: TrialSpec, task: Task, seeds: list[int], metric: str, device: str = "cpu") -> dict:
-    """Train spec on the re-ranking seeds; each seed's validation metric under the decision rule (no test split)."""
-    return summarise(spec, task, train_seeds(spec, task, seeds, device), metric)
+def folds_of(task_name: str, seeds: list[int]) -> list[int]:
+    """The validation fold of each re-ranking seed: 1, 2, ... (fold 0 is the search's), cycling."""
+    return [1 + i % (FOLDS[task_name] - 1) for i in range(len(seeds))]
 
 
-def summarise(spec: TrialSpec, task: Task, results: list[SeedResult], metric: str) -> dict:
-    """The cache entry of one configuration's re-ranking runs: tau chosen on their validation logits, as the
-    search chooses it, and each seed's validation metric there (None for a diverged seed)."""
-    ok = [r for r in results if not r.diverged]
-    tau, values = validation_values(spec, ok, task, log_prior(task.train, task.num_classes), metric) if ok else (0.0, [])
-    by_seed = dict(zip([r.seed for r in ok], values))
-    return json_safe({"spec": asdict(spec), "seeds": [r.seed for r in results], "metric": metric, "tau": tau,
-                      "values": [by_seed.get(r.seed) for r in results], "statuses": [r.status for r in results]})
+class Folds:
+    """The task's validation folds, each loaded once when first asked for (fold 0 is `task`)."""
+
+    def __init__(self, task: Task, source: str | None):
+        self.source, self.tasks = source, {0: task}
+
+    def __call__(self, fold: int) -> Task:
+        if fold not in self.tasks:
+            self.tasks[fold] = load_task(self.tasks[0].name, self.source, fold=fold)
+        return self.tasks[fold]
+
+
+def rerank_spec(spec: TrialSpec, folds: Folds, seeds: list[int], metric: str, device: str = "cpu") -> dict:
+    """Train spec on the re-ranking seeds, each on its fold; each seed's validation metric (no test split)."""
+    fold_numbers = folds_of(folds(0).name, seeds)
+    results = [train_seeds(spec, folds(fold), [seed], device)[0] for seed, fold in zip(seeds, fold_numbers)]
+    return summarise(spec, folds, results, fold_numbers, metric)
+
+
+def summarise(spec: TrialSpec, folds: Folds, results: list[SeedResult], fold_numbers: list[int], metric: str
+              ) -> dict:
+    """The cache entry of one configuration's re-ranking runs: per seed, tau chosen on its fold's validation
+    logits, as the search chooses it, and the validation metric there (None for a diverged seed)."""
+    taus, values = [], []
+    for result, fold in zip(results, fold_numbers):
+        task = folds(fold)
+        tau, found = (validation_values(spec, [result], task, log_prior(task.train, task.num_classes), metric)
+                      if not result.diverged else (None, [None]))
+        taus.append(tau)
+        values.append(found[0])
+    return json_safe({"spec": asdict(spec), "seeds": [r.seed for r in results], "folds": fold_numbers,
+                      "metric": metric, "taus": taus, "values": values, "statuses": [r.status for r in results]})
 
 
 def search_values(trial: optuna.trial.FrozenTrial, metric: str) -> list[float]:
@@ -62,10 +89,15 @@ def search_values(trial: optuna.trial.FrozenTrial, metric: str) -> list[float]:
 
 
 def choice_value(trial: optuna.trial.FrozenTrial, entry: dict | None, metric: str) -> float:
-    """The mean validation value over the search seeds and the re-ranking seeds (diverged seeds left out)."""
-    rerun = [v for v in (entry or {}).get("values", []) if v is not None and math.isfinite(v)]
-    values = search_values(trial, metric) + rerun
-    return statistics.fmean(values) if values else -math.inf
+    """The mean over validation folds of each fold's mean: fold 0 from the search seeds, the others from the
+    re-ranking seeds (diverged seeds left out). The search's fold, on which the trial was selected, so
+    counts once, not once per seed."""
+    by_fold = {0: search_values(trial, metric)}
+    for fold, value in zip((entry or {}).get("folds", []), (entry or {}).get("values", [])):
+        if value is not None and math.isfinite(value):
+            by_fold.setdefault(fold, []).append(value)
+    means = [statistics.fmean(values) for values in by_fold.values() if values]
+    return statistics.fmean(means) if means else -math.inf
 
 
 def recommend(leaders: list[optuna.trial.FrozenTrial], entries: dict[int, dict | None], metric: str
@@ -78,16 +110,17 @@ def recommend(leaders: list[optuna.trial.FrozenTrial], entries: dict[int, dict |
 
 class Reranking:
     """Re-ranking runs of configurations, cached in `path`; `run` (or `submit` to a shared search.pool.Pool)
-    trains only what is missing, one (configuration, seed) per job in `workers` processes.
+    trains only what is missing, one (configuration, seed, fold) per job in `workers` processes.
 
-    data: what identifies the data (as for search.evaluate.Evaluations); task: the loaded task (validation
-    labels and class prior); source lets the worker processes load it themselves."""
+    data: what identifies the data (as for search.evaluate.Evaluations); task: the loaded task (fold 0);
+    source lets this process and the worker processes load the other folds."""
 
     def __init__(self, path: Path, data: dict, seeds: list[int], metric: str, task: Task,
                  source: str | None = None, device: str = "cpu", workers: int = 1,
                  write: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
         self.path, self.data, self.seeds, self.metric, self.task = Path(path), data, list(seeds), metric, task
         self.source, self.device, self.workers, self.write = source, device, workers, write
+        self.folds = Folds(task, source)
         self.fingerprint = code_fingerprint([*evaluate.TRAINING_CODE, "search/rerank.py", "search/objective.py"])
         self.trained = 0
         self.pending = 0  # configurations submitted and not yet in
@@ -115,17 +148,26 @@ class Reranking:
         """Queue what `run` would train in pool, ahead of other work (the recommendation waits on it);
         `pending` counts what is not in yet. cost(spec): an estimate of one seed's seconds."""
         todo = [s for s in dict.fromkeys(specs) if self.key(s) not in self.entries] if self.seeds else []
+        fold_numbers = folds_of(self.task.name, self.seeds)
         if todo:
-            self.write(f"re-ranking {len(todo)} configuration(s) on seeds {self.seeds} (validation only), "
-                       f"{pool.workers} process(es)")
+            self.write(f"re-ranking {len(todo)} configuration(s) on seeds {self.seeds}, validation folds "
+                       f"{fold_numbers}, {pool.workers} process(es)")
         self.pending += len(todo)
         for i, spec in enumerate(todo, start=1):
-            pool.train(spec, self.seeds, f"re-ranking {i}/{len(todo)} ({spec.family})", partial(self._done, spec),
-                       cost=cost(spec), urgent=True)
+            found: list[SeedResult] = []
+            for seed, fold in zip(self.seeds, fold_numbers):
+                pool.train(spec, [seed], f"re-ranking {i}/{len(todo)} ({spec.family}, fold {fold})",
+                           partial(self._collect, spec, found, fold_numbers), cost=cost(spec), urgent=True, fold=fold)
 
-    def _done(self, spec: TrialSpec, results: list[SeedResult]) -> None:
-        self.entries[self.key(spec)] = {**summarise(spec, self.task, results, self.metric), "data": self.data,
-                                        "fingerprint": self.fingerprint}
+    def _collect(self, spec: TrialSpec, found: list[SeedResult], fold_numbers: list[int],
+                 results: list[SeedResult]) -> None:
+        found.extend(results)
+        if len(found) == len(self.seeds):
+            self._done(spec, sorted(found, key=lambda r: self.seeds.index(r.seed)), fold_numbers)
+
+    def _done(self, spec: TrialSpec, results: list[SeedResult], fold_numbers: list[int]) -> None:
+        self.entries[self.key(spec)] = {**summarise(spec, self.folds, results, fold_numbers, self.metric),
+                                        "data": self.data, "fingerprint": self.fingerprint}
         self.trained += 1
         self.pending -= 1
         write_text(self.path, json.dumps({"format": FORMAT, "entries": self.entries}, sort_keys=True, indent=1)

@@ -16,7 +16,7 @@ import torch
 
 from conftest import HAR_CHANNELS, HAR_PREFIX, HAR_ZIP
 from data import DataError, load_har
-from data.har import VAL_SUBJECTS
+from data.har import FOLDS, VAL_SUBJECTS, fold_subjects
 
 
 def zip_lines(member: str) -> list[str]:
@@ -48,6 +48,22 @@ def test_no_subject_is_in_two_splits(har_task):
     assert train | val | test == set(range(1, 31))
     assert val == set(VAL_SUBJECTS)
     assert test == {2, 4, 9, 10, 12, 13, 18, 20, 24}
+
+
+def test_folds_validate_on_other_training_subjects_and_keep_the_test_split(har_task, har_cache, monkeypatch):
+    train_subjects = har_task.info["subjects"]["train"] + har_task.info["subjects"]["val"]
+    folds = [set(fold_subjects(train_subjects, k)) for k in range(FOLDS)]
+    assert folds[0] == set(VAL_SUBJECTS)  # fold 0 is the search's split
+    assert set().union(*folds) == set(train_subjects) and sum(map(len, folds)) == len(train_subjects)
+    monkeypatch.setenv("DATA_CACHE", str(har_cache))
+    fold = load_har(HAR_ZIP, fold=2)
+    assert set(fold.info["subjects"]["val"]) == folds[2] and fold.info["fold"] == 2
+    assert set(fold.info["subjects"]["train"]) == set(train_subjects) - folds[2]
+    assert torch.equal(fold.test.y, har_task.test.y) and len(fold.train) + len(fold.val) == len(har_task.train) + len(har_task.val)
+    # Its own training subjects standardise it, so the test windows' values differ from fold 0's.
+    assert fold.info["standardisation"] != har_task.info["standardisation"]
+    with pytest.raises(ValueError, match="fold must be an int from 0 to 3, got 4"):
+        load_har(HAR_ZIP, fold=4)
 
 
 def test_standardisation_uses_training_subjects_only(har_task):

@@ -104,6 +104,24 @@ def test_split_seed_is_recorded_and_decides_the_split(names_task):
         assert torch.equal(getattr(again, split).y, getattr(other, split).y)
 
 
+def test_folds_rotate_validation_through_train_and_validation_and_keep_the_test_split(names_task, decoded):
+    tasks = {0: names_task, 1: load_names(NAMES_DIR, fold=1), 6: load_names(NAMES_DIR, fold=6)}
+    folds = {k: {s: rows(t, s) for s in ("train", "val", "test")} for k, t in tasks.items()}
+    held_out = {k: {name for name, _ in split["val"]} for k, split in folds.items()}
+    for k, split in folds.items():
+        # Each fold's alphabet is its own training split's: compare on the letters both know.
+        known = set(tasks[k].info["alphabet"]) & set(names_task.info["alphabet"])
+
+        def same(part: list[tuple[str, str]]) -> list[tuple[str, str]]:
+            return sorted(("".join(c if c in known else UNKNOWN for c in name), lang) for name, lang in part)
+        assert same(split["test"]) == same(decoded["test"])  # the test surnames never move
+        assert not held_out[k] & {name for name, _ in split["train"]}  # no surname in train and validation
+        assert same(split["train"] + split["val"]) == same(decoded["train"] + decoded["val"])
+    assert not held_out[0] & held_out[1] and not held_out[1] & held_out[6] and not held_out[0] & held_out[6]
+    with pytest.raises(ValueError, match="fold must be an int from 0 to 6, got 7"):
+        load_names(NAMES_DIR, fold=7)
+
+
 def test_folder_and_tutorial_zip_give_the_same_split(names_task):
     from_zip = load_names(NAMES_ZIP)
     assert from_zip.class_names == names_task.class_names

@@ -319,11 +319,13 @@ def test_summary_json_names_the_recommended_model_and_the_baselines(names):
     rec = summary["recommended"]
     assert set(rec) >= {"trial", "family", "spec", "decision", "seeds", "test", "test_ensemble"}
     assert rec["seeds"] == [100, 101] and not set(rec["seeds"]) & {0, 1}  # the search used seeds 0 and 1
-    # Chosen among the top trials by the mean over the search seeds (0, 1) and the re-ranking seeds (50, 51).
+    # Chosen among the top trials by the mean over validation fold 0 (search seeds 0, 1) and folds 1, 2 (seeds 50, 51).
     assert rec["rerank_seeds"] == [50, 51]
     best = max(summary["reranked"], key=lambda row: row["choice_value"])
     assert best["chosen"] and best["trial"] == rec["trial"] and rec["choice_value"] == best["choice_value"]
-    assert best["choice_value"] == pytest.approx((best["search_value"] + best["rerank_value"]) / 2)
+    folds = rec["rerank_folds"]  # one re-ranking seed per fold: the choice value is the mean of fold means
+    assert folds == [1, 2, 3][:len(rec["rerank_seeds"])]
+    assert best["choice_value"] == pytest.approx((best["search_value"] + len(folds) * best["rerank_value"]) / (len(folds) + 1))
     assert set(rec["decision"]) >= {"tau"} and rec["decision"]["tau"] >= 0
     for key in ("test", "test_ensemble"):
         assert set(rec[key]) == {"accuracy", "balanced_accuracy", "macro_f1", "acc_bal_hmean"}

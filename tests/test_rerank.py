@@ -1,4 +1,4 @@
-"""search/rerank.py: the top trials retrained on fresh seeds, on validation only, before one is recommended."""
+"""search/rerank.py: the top trials retrained on fresh seeds and other validation folds before one is recommended."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ from optuna.trial import create_trial
 
 from search import defaults
 from conftest import HAR_ZIP
-from search.rerank import Reranking, choice_value, recommend, rerank_spec
+from search.rerank import Folds, Reranking, choice_value, folds_of, recommend, rerank_spec
 from search.train import TrialSpec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -34,26 +34,43 @@ def test_rerank_seeds_are_neither_search_seeds_nor_final_seeds():
     assert not most_rerank_seeds & set(defaults.final_seeds(20))
 
 
-def test_a_trial_lucky_on_its_search_seeds_loses_to_one_that_holds_up_on_fresh_seeds():
+def test_each_rerank_seed_validates_on_another_fold_and_the_search_fold_is_never_one_of_them():
+    assert folds_of("har", [50, 51, 52]) == [1, 2, 3]
+    assert folds_of("har", [50, 51, 52, 53]) == [1, 2, 3, 1]  # HAR has 4 folds: they cycle
+    assert folds_of("names", list(range(50, 57))) == [1, 2, 3, 4, 5, 6, 1]
+
+
+def test_a_trial_lucky_on_its_search_split_loses_to_one_that_holds_up_on_other_folds():
     lucky, steady = leaders([0.72, 0.70, 0.68], [0.70, 0.69, 0.68])
-    entries = {0: {"values": [0.60, 0.61, 0.62]}, 1: {"values": [0.69, 0.70, None]}}  # None: a diverged seed
-    assert choice_value(lucky, entries[0], METRIC) == pytest.approx(0.655)
-    assert choice_value(steady, entries[1], METRIC) == pytest.approx(0.692)
+    entries = {0: {"folds": [1, 2, 3], "values": [0.60, 0.61, 0.62]},
+               1: {"folds": [1, 2, 3], "values": [0.69, 0.70, None]}}  # None: a diverged seed
+    # The mean of the fold means: the search's fold 0 (mean of its seeds) counts once, like each other fold.
+    assert choice_value(lucky, entries[0], METRIC) == pytest.approx((0.70 + 0.60 + 0.61 + 0.62) / 4)
+    assert choice_value(steady, entries[1], METRIC) == pytest.approx((0.69 + 0.69 + 0.70) / 3)
+    # Two seeds on one fold are averaged first.
+    assert choice_value(lucky, {"folds": [1, 1], "values": [0.60, 0.62]}, METRIC) == pytest.approx((0.70 + 0.61) / 2)
     assert recommend([lucky, steady], entries, METRIC).number == 1
     # Without re-ranking, the choice is the best search value.
     assert recommend([lucky, steady], {0: None, 1: None}, METRIC).number == 0
     assert choice_value(lucky, None, METRIC) == pytest.approx(lucky.value)
 
 
-def test_rerank_trains_on_validation_only_and_a_seed_fixes_the_result(small_har):
-    spec = TrialSpec(family="linear", epochs=2, batch_size=64, lr=1e-2, decision="logit_adjust")
-    first = rerank_spec(spec, small_har, [50, 51], METRIC)
-    assert first["seeds"] == [50, 51] and first["statuses"] == ["finished", "finished"]
-    assert all(0 <= v <= 1 for v in first["values"]) and first["tau"] in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+def test_rerank_trains_each_seed_on_its_fold_on_validation_only_and_a_seed_fixes_the_result(har_task):
+    spec = TrialSpec(family="linear", epochs=2, batch_size=256, lr=1e-2, decision="logit_adjust")
+    folds = Folds(har_task, str(HAR_ZIP))
+    first = rerank_spec(spec, folds, [50, 51], METRIC)
+    assert first["seeds"] == [50, 51] and first["folds"] == [1, 2] and first["statuses"] == ["finished", "finished"]
+    assert all(0 <= v <= 1 for v in first["values"])
+    assert all(tau in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0) for tau in first["taus"])
     assert "test" not in first  # the test split is never read to choose
-    assert rerank_spec(spec, small_har, [50, 51], METRIC) == first
-    other = rerank_spec(spec, small_har, [52, 53], METRIC)
-    assert other["values"] != first["values"] and not any(math.isnan(v) for v in other["values"])
+    # Each fold validates on other subjects than the search's split; the test subjects never change.
+    subjects = [folds(f).info["subjects"] for f in (0, 1, 2)]
+    assert all(set(s["val"]).isdisjoint(t["val"]) for i, s in enumerate(subjects) for t in subjects[i + 1:])
+    assert all(not set(s["val"]) & set(s["train"]) and s["test"] == subjects[0]["test"] for s in subjects)
+    assert rerank_spec(spec, folds, [50, 51], METRIC) == first
+    other = rerank_spec(spec, folds, [52, 53], METRIC)
+    assert other["folds"] == [1, 2] and other["values"] != first["values"]
+    assert not any(math.isnan(v) for v in other["values"])
 
 
 def test_reranking_trains_each_seed_in_a_worker_process_and_caches_what_it_found(har_task, tmp_path):
@@ -63,8 +80,9 @@ def test_reranking_trains_each_seed_in_a_worker_process_and_caches_what_it_found
                           workers=2, write=lines.append)
     reranking.run([spec])
     entry = reranking.get(spec)
-    assert reranking.trained == 1 and {k: entry[k] for k in ("spec", "seeds", "values", "tau")} == \
-        {k: v for k, v in rerank_spec(spec, har_task, [50, 51], METRIC).items() if k in ("spec", "seeds", "values", "tau")}
+    keys = ("spec", "seeds", "folds", "values", "taus")
+    assert reranking.trained == 1 and {k: entry[k] for k in keys} == \
+        {k: v for k, v in rerank_spec(spec, Folds(har_task, str(HAR_ZIP)), [50, 51], METRIC).items() if k in keys}
     again = Reranking(tmp_path / "reranking.json", {"task": "har"}, [50, 51], METRIC, har_task, str(HAR_ZIP))
     again.run([spec])
     assert again.trained == 0 and again.get(spec) == entry

@@ -126,9 +126,9 @@ def header(study: optuna.Study, trials: list) -> dict:
 
 def recommendation(best: optuna.trial.FrozenTrial, entry: dict, baselines: list[dict], metric: str,
                    choice: float) -> dict:
-    """The recommended model (best choice value: search and re-ranking seeds), as deployed: seeds and their
-    ensemble, beside the baselines. The winner's curse is what the value it was chosen on has over the same
-    configuration's validation value on the final seeds (search_curse: the same for the search value alone)."""
+    """The recommended model (best choice value: the search's fold and the re-ranking folds), as deployed: seeds
+    and their ensemble, beside the baselines. The winner's curse is what its search value has over the same
+    configuration's validation value (the same split, fold 0) on the final seeds."""
     tests = {m: mean_std(test_values(entry, m)) for m in METRICS}
     ensemble = entry.get("ensemble")
     fresh = mean_std(decided_val(entry, metric))
@@ -143,8 +143,7 @@ def recommendation(best: optuna.trial.FrozenTrial, entry: dict, baselines: list[
         "trial": best.number, "family": spec_of(best).family, "configuration": describe(spec_of(best)),
         "spec": asdict(spec_of(best)), "decision": entry["decision"], "seeds": entry["seeds"],
         "search_value": best.value, "choice_value": choice, "fresh_value": fresh[0] if fresh else None,
-        "winners_curse": choice - fresh[0] if fresh else None,
-        "search_curse": best.value - fresh[0] if fresh else None,
+        "winners_curse": best.value - fresh[0] if fresh else None,
         "test": {m: v[0] for m, v in tests.items() if v}, "test_std": {m: v[1] for m, v in tests.items() if v},
         "test_ensemble": {m: ensemble["test"][m] for m in METRICS} if ensemble else None,
         "confusion": ensemble["test"]["confusion"] if ensemble else None,
@@ -153,8 +152,8 @@ def recommendation(best: optuna.trial.FrozenTrial, entry: dict, baselines: list[
 
 
 def rerank_rows(leaders: list, reranked: dict[int, dict | None], best: optuna.trial.FrozenTrial, metric: str,
-                seeds: list[int]) -> dict:
-    """The top trials as re-ranked: search value, mean over the re-ranking seeds, their pooled choice value."""
+                seeds: list[int], folds: list[int]) -> dict:
+    """The top trials as re-ranked: search value, mean over the re-ranking folds, the choice value."""
     rows = []
     for trial in leaders:
         entry = reranked.get(trial.number)
@@ -162,9 +161,9 @@ def rerank_rows(leaders: list, reranked: dict[int, dict | None], best: optuna.tr
         rows.append({"trial": trial.number, "family": spec_of(trial).family, "configuration": describe(spec_of(trial)),
                      "search_value": trial.value, "search_seeds": trial.user_attrs.get("seeds"),
                      "rerank_value": rerun[0] if rerun else None, "rerank_std": rerun[1] if rerun else None,
-                     "tau": entry["tau"] if entry else None, "choice_value": choice_value(trial, entry, metric),
+                     "taus": entry["taus"] if entry else None, "choice_value": choice_value(trial, entry, metric),
                      "chosen": trial.number == best.number})
-    return {"seeds": seeds, "rows": rows}
+    return {"seeds": seeds, "folds": folds, "rows": rows}
 
 
 def frontier(recommended: dict, entry: dict, baselines: list[dict]) -> dict:

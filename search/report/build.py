@@ -29,7 +29,7 @@ from data import LOADERS, Task, write_text
 from models import create_model
 from .. import defaults, figures
 from ..baselines import run_baselines
-from ..rerank import Reranking
+from ..rerank import Reranking, folds_of
 from ..evaluate import (BASELINE_CODE, EvaluationError, Evaluations, baseline_entry, code_fingerprint, final_metrics,
                         load_checked, open_study, ranked, seed_seconds, select, spec_of)
 from ..pool import Pool
@@ -139,7 +139,8 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
     class_names = attrs.get("class_names") or [str(i) for i in range(len(complete[0].user_attrs["confusion"]))]
     trials = sorted(study.trials, key=lambda t: t.number)
     best_entry = evaluations.get(spec_of(best))
-    rerank = analysis.rerank_rows(leaders, reranked, best, metric, reranking.seeds)
+    rerank = analysis.rerank_rows(leaders, reranked, best, metric, reranking.seeds,
+                                  folds_of(config.task, reranking.seeds))
     chosen = next(row for row in rerank["rows"] if row["chosen"])
     recommended = analysis.recommendation(best, best_entry, baselines, metric, chosen["choice_value"])
     confusions = {}
@@ -219,7 +220,7 @@ def summary(r: dict) -> dict:
                         "decision": {"rule": rec["decision"]["rule"], "tau": rec["decision"]["tau"]},
                         "seeds": rec["seeds"], "search_value": rec["search_value"],
                         "choice_value": rec["choice_value"], "rerank_seeds": r["rerank"]["seeds"],
-                        "winners_curse": rec["winners_curse"], "search_curse": rec["search_curse"],
+                        "rerank_folds": r["rerank"]["folds"], "winners_curse": rec["winners_curse"],
                         "test": keep(rec["test"]), "test_std": keep(rec["test_std"]),
                         "test_ensemble": keep(rec["test_ensemble"]), "beats_baselines": rec["beats"]},
         "families": [{"family": row["family"], "trial": row["trial"], "complete": row["complete"], "seeds": row["seeds"],

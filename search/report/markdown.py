@@ -116,10 +116,9 @@ def recommendation(r: dict) -> list[str]:
         lines.append(f"- Test {LABEL[metric]}: the recommended model ({b['model']:.3f}) {verdict} the best "
                      f"scikit-learn baseline ({b['baseline_name']}, {b['baseline']:.3f}).")
     if rec["winners_curse"] is not None:
-        lines.append(f"- Winner's curse: choice value {rec['choice_value']:.4f} against {rec['fresh_value']:.4f} on "
-                     f"the validation split with the final seeds: {rec['winners_curse']:+.4f} (how much the choice "
-                     f"flattered itself; the search value alone, {rec['search_value']:.4f}, would say "
-                     f"{rec['search_curse']:+.4f}).")
+        lines.append(f"- Winner's curse: search value {rec['search_value']:.4f} against {rec['fresh_value']:.4f} on "
+                     f"the same validation split with the final seeds: {rec['winners_curse']:+.4f} (how much the "
+                     "search flattered its own split; the choice value averages other folds too, see above).")
     lines += ["", f"The exported model (weights of the {len(rec['seeds'])} seeds, preprocessing, decision rule and a "
               "model card) is in `model/`: `python -m search.predict "
               f"{r['task']} --model {r['model_dir']} ...`.", ""]
@@ -136,12 +135,16 @@ def chosen_by(r: dict) -> list[str]:
              f"{row['search_value']:.4f}", "n/a" if row["rerank_value"] is None else
              f"{row['rerank_value']:.4f} ± {row['rerank_std']:.4f}", f"{row['choice_value']:.4f}"]
             for row in rerank["rows"]]
+    held_out = "subjects" if r["task"] == "har" else "surnames"
     return [f"It has the best choice value among the {len(rows)} best trials of the search: each was retrained on "
-            f"the re-ranking seeds {seed_range(rerank['seeds'])} (neither a search seed nor a final seed) and measured "
-            f"on the validation split only; the choice value is the validation {m} averaged over the search seeds and "
-            "the re-ranking seeds, so that a trial whose search seeds were lucky does not win on that luck alone "
+            f"the re-ranking seeds {seed_range(rerank['seeds'])} (neither a search seed nor a final seed), seed by "
+            f"seed on the validation folds {', '.join(map(str, rerank['folds']))}: other {held_out} held out of the "
+            "training and validation data, the test split unchanged (fold 0 is the search's own split). The choice "
+            f"value is the validation {m} averaged over the folds, fold 0 (the search seeds' mean) counting once, so "
+            "that a trial does not win on lucky seeds or on the one validation split it was selected on "
             "(search/rerank.py).", "",
-            *table(["trial", "family", "search value", "re-ranking seeds (mean ± std)", "choice value"], rows)]
+            *table(["trial", "family", "search value (fold 0)", "re-ranking folds (mean ± std)", "choice value"],
+                   rows)]
 
 
 def final_seeds_text(r: dict) -> str:
