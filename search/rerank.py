@@ -120,7 +120,7 @@ class Reranking:
                  write: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
         self.path, self.data, self.seeds, self.metric, self.task = Path(path), data, list(seeds), metric, task
         self.source, self.device, self.workers, self.write = source, device, workers, write
-        self.folds = Folds(task, source)
+        self.folds, self.fold_numbers = Folds(task, source), folds_of(task.name, self.seeds)
         self.fingerprint = code_fingerprint([*evaluate.TRAINING_CODE, "search/rerank.py", "search/objective.py"])
         self.trained = 0
         self.pending = 0  # configurations submitted and not yet in
@@ -148,25 +148,23 @@ class Reranking:
         """Queue what `run` would train in pool, ahead of other work (the recommendation waits on it);
         `pending` counts what is not in yet. cost(spec): an estimate of one seed's seconds."""
         todo = [s for s in dict.fromkeys(specs) if self.key(s) not in self.entries] if self.seeds else []
-        fold_numbers = folds_of(self.task.name, self.seeds)
         if todo:
             self.write(f"re-ranking {len(todo)} configuration(s) on seeds {self.seeds}, validation folds "
-                       f"{fold_numbers}, {pool.workers} process(es)")
+                       f"{self.fold_numbers}, {pool.workers} process(es)")
         self.pending += len(todo)
         for i, spec in enumerate(todo, start=1):
-            found: list[SeedResult] = []
-            for seed, fold in zip(self.seeds, fold_numbers):
+            found: list[SeedResult] = []  # each seed trains on its own fold: one job each, also on CUDA
+            for seed, fold in zip(self.seeds, self.fold_numbers):
                 pool.train(spec, [seed], f"re-ranking {i}/{len(todo)} ({spec.family}, fold {fold})",
-                           partial(self._collect, spec, found, fold_numbers), cost=cost(spec), urgent=True, fold=fold)
+                           partial(self._collect, spec, found), cost=cost(spec), urgent=True, fold=fold)
 
-    def _collect(self, spec: TrialSpec, found: list[SeedResult], fold_numbers: list[int],
-                 results: list[SeedResult]) -> None:
+    def _collect(self, spec: TrialSpec, found: list[SeedResult], results: list[SeedResult]) -> None:
         found.extend(results)
         if len(found) == len(self.seeds):
-            self._done(spec, sorted(found, key=lambda r: self.seeds.index(r.seed)), fold_numbers)
+            self._done(spec, sorted(found, key=lambda r: self.seeds.index(r.seed)))
 
-    def _done(self, spec: TrialSpec, results: list[SeedResult], fold_numbers: list[int]) -> None:
-        self.entries[self.key(spec)] = {**summarise(spec, self.folds, results, fold_numbers, self.metric),
+    def _done(self, spec: TrialSpec, results: list[SeedResult]) -> None:
+        self.entries[self.key(spec)] = {**summarise(spec, self.folds, results, self.fold_numbers, self.metric),
                                         "data": self.data, "fingerprint": self.fingerprint}
         self.trained += 1
         self.pending -= 1

@@ -29,7 +29,7 @@ from data import LOADERS, Task, write_text
 from models import create_model
 from .. import defaults, figures
 from ..baselines import run_baselines
-from ..rerank import Reranking, folds_of
+from ..rerank import Reranking
 from ..evaluate import (BASELINE_CODE, EvaluationError, Evaluations, baseline_entry, code_fingerprint, final_metrics,
                         load_checked, open_study, ranked, seed_seconds, select, spec_of)
 from ..pool import Pool
@@ -139,8 +139,7 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
     class_names = attrs.get("class_names") or [str(i) for i in range(len(complete[0].user_attrs["confusion"]))]
     trials = sorted(study.trials, key=lambda t: t.number)
     best_entry = evaluations.get(spec_of(best))
-    rerank = analysis.rerank_rows(leaders, reranked, best, metric, reranking.seeds,
-                                  folds_of(config.task, reranking.seeds))
+    rerank = analysis.rerank_rows(leaders, reranked, best, metric, reranking.seeds, reranking.fold_numbers)
     chosen = next(row for row in rerank["rows"] if row["chosen"])
     recommended = analysis.recommendation(best, best_entry, baselines, metric, chosen["choice_value"])
     confusions = {}
