@@ -16,4 +16,17 @@ def load_task(name: str, path=None, fold: int = 0) -> Task:
     return LOADERS[name](path, fold=fold)
 
 
-__all__ = ["DataError", "FOLDS", "LOADERS", "atomic_path", "process_alive", "write_text", "Split", "Task", "cache_dir", "load_har", "load_names", "load_task"]
+class Folds:
+    """A task's validation folds, each loaded once when first asked for (fold 0 is `task`); source: where
+    the other folds are loaded from."""
+
+    def __init__(self, task: Task, source=None):
+        self.source, self.tasks = source, {0: task}
+
+    def __call__(self, fold: int) -> Task:
+        if fold not in self.tasks:
+            self.tasks[fold] = load_task(self.tasks[0].name, self.source, fold=fold)
+        return self.tasks[fold]
+
+
+__all__ = ["DataError", "FOLDS", "Folds", "LOADERS", "atomic_path", "process_alive", "write_text", "Split", "Task", "cache_dir", "load_har", "load_names", "load_task"]

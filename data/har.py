@@ -15,7 +15,7 @@ import torch
 
 from .files import atomic_path
 from .source import cache_dir, check_zip, discard_damaged, remove_stale_parts, resolve
-from .task import DataError, Split, Task
+from .task import DataError, Split, Task, check_fold
 
 HAR_URL = "https://archive.ics.uci.edu/static/public/240/human+activity+recognition+using+smartphones.zip"
 CHANNELS = [f"{kind}_{axis}" for kind in ("body_acc", "body_gyro", "total_acc") for axis in "xyz"]
@@ -156,9 +156,7 @@ def _validate_download(path: Path) -> None:
 
 def fold_subjects(train_subjects: list[int], fold: int) -> tuple[int, ...]:
     """The validation subjects of a fold (see FOLDS)."""
-    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < FOLDS:
-        raise ValueError(f"fold must be an int from 0 to {FOLDS - 1}, got {fold!r}")
-    if fold == 0:
+    if check_fold(fold, FOLDS) == 0:
         return VAL_SUBJECTS
     return tuple(s for s in sorted(train_subjects) if s not in VAL_SUBJECTS)[fold - 1::FOLDS - 1]
 

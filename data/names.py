@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .source import check_zip, resolve
-from .task import DataError, Split, Task
+from .task import DataError, Split, Task, check_fold
 
 NAMES_URL = "https://download.pytorch.org/tutorial/data.zip"
 FRACTIONS = (0.7, 0.1, 0.2)
@@ -80,12 +80,6 @@ def _validate_download(path: Path) -> None:
     _read_files(path)
 
 
-def check_fold(fold, folds: int) -> int:
-    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
-        raise ValueError(f"fold must be an int from 0 to {folds - 1}, got {fold!r}")
-    return fold
-
-
 def split_surnames(by_language: dict[str, list[str]], split_seed: int, fold: int = 0
                    ) -> dict[str, list[tuple[str, str]]]:
     """Group identical surnames, assign each group to one split, stratified by its main language.
@@ -127,7 +121,6 @@ def encode(names: list[str], alphabet: dict[str, int], seq_len: int) -> tuple[to
 
 
 def load_names(path: str | os.PathLike | None = None, split_seed: int = 0, fold: int = 0) -> Task:
-    check_fold(fold, FOLDS)
     source = resolve(path, "NAMES_DATA", "names_data.zip", "NAMES_DATA_URL", NAMES_URL, _validate_download)
     by_language = _read_files(source)
     class_names = sorted(by_language)

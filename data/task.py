@@ -10,6 +10,13 @@ class DataError(Exception):
     """Bad or missing input data; the message is one line naming the file and what is wrong."""
 
 
+def check_fold(fold, folds: int) -> int:
+    """A loader's validation fold: an int from 0 (the search's split) to folds - 1."""
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
+        raise ValueError(f"fold must be an int from 0 to {folds - 1}, got {fold!r}")
+    return fold
+
+
 @dataclass
 class Split:
     """x: (N, T, F) float32, zero-padded after each sequence's length; y: (N,) int64; lengths: (N,) int64."""

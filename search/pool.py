@@ -27,24 +27,16 @@ from typing import Any, Callable
 import torch
 from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 
-from data import Task, load_task
+from data import Folds, Task, load_task
 from .train import SeedResult, TrialSpec, resolve_device, train_seeds
 
-_tasks: dict[int, Task] = {}  # this worker process's task by validation fold (fold 0 loaded at start)
-_source: tuple[str, str | None] = ("", None)  # (task name, source) to load the other folds from
+_folds: Folds | None = None  # this worker process's task by validation fold (fold 0 loaded at start)
 
 
 def _init_worker(task_name: str, source: str | None, threads: int) -> None:
-    global _source
+    global _folds
     torch.set_num_threads(threads)
-    _source = task_name, source
-    _tasks[0] = load_task(task_name, source)
-
-
-def _task(fold: int) -> Task:
-    if fold not in _tasks:
-        _tasks[fold] = load_task(*_source, fold=fold)
-    return _tasks[fold]
+    _folds = Folds(load_task(task_name, source), source)
 
 
 def _train(spec: TrialSpec, seeds: list[int], device: str, test: bool, keep_models: bool,
@@ -53,7 +45,7 @@ def _train(spec: TrialSpec, seeds: list[int], device: str, test: bool, keep_mode
         shown = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
         print(f"{label}: {shown}, epoch {epoch}/{spec.epochs}", file=sys.stderr, flush=True)
         return False
-    results = train_seeds(spec, _task(fold), seeds, device, on_epoch=progress, test=test, keep_models=keep_models)
+    results = train_seeds(spec, _folds(fold), seeds, device, on_epoch=progress, test=test, keep_models=keep_models)
     for r in results:  # weights travel as a CPU state dict, not as a module
         r.model = {k: v.detach().cpu() for k, v in r.model.state_dict().items()} if r.model is not None else None
     return results
@@ -61,7 +53,7 @@ def _train(spec: TrialSpec, seeds: list[int], device: str, test: bool, keep_mode
 
 def _call(fn: Callable[[Task], Any]) -> Any:
     with threadpool_limits(1):  # one core per worker, as for training (scikit-learn's OpenMP would take all)
-        return fn(_task(0))
+        return fn(_folds(0))
 
 
 @dataclass(order=True)

@@ -30,7 +30,7 @@ from typing import Callable
 
 import optuna
 
-from data import FOLDS, Task, load_task, write_text
+from data import FOLDS, Folds, Task, write_text
 from . import evaluate
 from .evaluate import cache_key, code_fingerprint, spec_of
 from .objective import validation_values
@@ -44,18 +44,6 @@ FORMAT = 2
 def folds_of(task_name: str, seeds: list[int]) -> list[int]:
     """The validation fold of each re-ranking seed: 1, 2, ... (fold 0 is the search's), cycling."""
     return [1 + i % (FOLDS[task_name] - 1) for i in range(len(seeds))]
-
-
-class Folds:
-    """The task's validation folds, each loaded once when first asked for (fold 0 is `task`)."""
-
-    def __init__(self, task: Task, source: str | None):
-        self.source, self.tasks = source, {0: task}
-
-    def __call__(self, fold: int) -> Task:
-        if fold not in self.tasks:
-            self.tasks[fold] = load_task(self.tasks[0].name, self.source, fold=fold)
-        return self.tasks[fold]
 
 
 def rerank_spec(spec: TrialSpec, folds: Folds, seeds: list[int], metric: str, device: str = "cpu") -> dict:

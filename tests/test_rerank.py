@@ -9,7 +9,8 @@ from optuna.trial import create_trial
 
 from search import defaults
 from conftest import HAR_ZIP
-from search.rerank import Folds, Reranking, choice_value, folds_of, recommend, rerank_spec
+from data import Folds
+from search.rerank import Reranking, choice_value, folds_of, recommend, rerank_spec
 from search.train import TrialSpec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

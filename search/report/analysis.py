@@ -161,7 +161,7 @@ def rerank_rows(leaders: list, reranked: dict[int, dict | None], best: optuna.tr
         rows.append({"trial": trial.number, "family": spec_of(trial).family, "configuration": describe(spec_of(trial)),
                      "search_value": trial.value, "search_seeds": trial.user_attrs.get("seeds"),
                      "rerank_value": rerun[0] if rerun else None, "rerank_std": rerun[1] if rerun else None,
-                     "taus": entry["taus"] if entry else None, "choice_value": choice_value(trial, entry, metric),
+                     "choice_value": choice_value(trial, entry, metric),
                      "chosen": trial.number == best.number})
     return {"seeds": seeds, "folds": folds, "rows": rows}
 
