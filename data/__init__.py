@@ -18,15 +18,16 @@ def load_task(name: str, path=None, fold: int = 0) -> Task:
 
 class Folds:
     """A task's validation folds, each loaded once when first asked for (fold 0 is `task`); source: where
-    the other folds are loaded from."""
+    the other folds are loaded from. refit=True: the fold with its validation rows in training (Task.refit)."""
 
     def __init__(self, task: Task, source=None):
-        self.source, self.tasks = source, {0: task}
+        self.source, self.tasks = source, {(0, False): task}
 
-    def __call__(self, fold: int) -> Task:
-        if fold not in self.tasks:
-            self.tasks[fold] = load_task(self.tasks[0].name, self.source, fold=fold)
-        return self.tasks[fold]
+    def __call__(self, fold: int, refit: bool = False) -> Task:
+        if (fold, refit) not in self.tasks:
+            self.tasks[fold, refit] = self(fold).refit() if refit else \
+                load_task(self.tasks[0, False].name, self.source, fold=fold)
+        return self.tasks[fold, refit]
 
 
 __all__ = ["DataError", "FOLDS", "Folds", "LOADERS", "atomic_path", "process_alive", "write_text", "Split", "Task", "cache_dir", "load_har", "load_names", "load_task"]

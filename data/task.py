@@ -54,6 +54,15 @@ class Task:
     def seq_len(self) -> int:
         return self.train.x.shape[1]
 
+    def refit(self) -> "Task":
+        """The final model's data, once every choice is made (scikit-learn's refit): the validation rows join
+        the training split. Validation stays as it is, now training data: nothing may be chosen on it, and
+        preprocessing (standardisation, alphabet) keeps the training split's statistics."""
+        train = Split(torch.cat([self.train.x, self.val.x]), torch.cat([self.train.y, self.val.y]),
+                      torch.cat([self.train.lengths, self.val.lengths]))
+        info = {**self.info, "refit": True, "split": f"{self.info.get('split', '')}; refit: train + validation"}
+        return Task(self.name, train, self.val, self.test, self.class_names, info)
+
     def counts(self) -> dict[str, list[int]]:
         """Examples per class in each split."""
         return {name: getattr(self, name).class_counts(self.num_classes) for name in ("train", "val", "test")}

@@ -6,6 +6,8 @@ Every model is fitted on the training split only; its few hyper-parameters are c
 validation metric (the same `scores` the neural search uses, on the argmax of the returned
 probabilities); the test split is only predicted, once, by the chosen model. Each baseline returns
 log-probabilities for validation and test, so a report can compute any metric or shift the logits.
+With refit (a report's default, as for its networks), the chosen model is also refitted on the
+training and validation rows together, and its test log-probabilities are returned beside.
 
 - names: TF-IDF of character 1-5-grams (`char_wb`, sublinear tf) + logistic regression, plain and
   with class weights inversely proportional to the training class frequencies.
@@ -20,6 +22,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -53,7 +56,8 @@ class BaselineResult:
     chosen: dict  # the chosen hyper-parameters
     val_logprob: np.ndarray  # (N_val, C) log-probabilities on the validation split
     test_logprob: np.ndarray  # (N_test, C) log-probabilities on the test split
-    seconds: float  # fit time, including the validation search
+    seconds: float  # fit time, including the validation search (and the refit)
+    refit_test_logprob: np.ndarray | None = None  # (N_test, C): the chosen model refitted on train + validation
 
 
 def surnames(split: Split, alphabet: str) -> list[str]:
@@ -104,7 +108,15 @@ def best_index(val_logprobs: list[np.ndarray], y_val: np.ndarray, metric: str, n
     return int(np.argmax(values))
 
 
-def char_ngram_logreg(task: Task, metric: str, quick: bool, balanced: bool) -> BaselineResult:
+def refitted(model, x: dict, task: Task) -> np.ndarray:
+    """Test log-probabilities of an unfitted copy of the chosen model fitted on the training and validation rows
+    (x: each split's inputs, a list of strings or a feature array)."""
+    rows = x["train"] + x["val"] if isinstance(x["train"], list) else np.concatenate([x["train"], x["val"]])
+    model = clone(model).fit(rows, np.concatenate([task.train.y.numpy(), task.val.y.numpy()]))
+    return log_probabilities(model.predict_proba(x["test"]), model.classes_, task.num_classes)
+
+
+def char_ngram_logreg(task: Task, metric: str, quick: bool, balanced: bool, refit: bool = False) -> BaselineResult:
     started = time.perf_counter()
     grid = GRIDS[quick]["logreg_C"]
     alphabet = task.info["alphabet"]
@@ -122,18 +134,22 @@ def char_ngram_logreg(task: Task, metric: str, quick: bool, balanced: bool) -> B
         val_logprobs.append(log_probabilities(model.predict_proba(x_val), model.classes_, task.num_classes))
     best = best_index(val_logprobs, y_val, metric, task.num_classes)
     model = models[best]
-    x_test = vectoriser.transform(surnames(task.test, alphabet))
-    test_logprob = log_probabilities(model.predict_proba(x_test), model.classes_, task.num_classes)
+    names = {split: surnames(getattr(task, split), alphabet) for split in ("train", "val", "test")}
+    test_logprob = log_probabilities(model.predict_proba(vectoriser.transform(names["test"])), model.classes_,
+                                     task.num_classes)
+    # The refit's vocabulary and idf come from the training and validation surnames.
+    refit_logprob = refitted(make_pipeline(vectoriser, model), names, task) if refit else None
     weights = ", class_weight='balanced'" if balanced else ""
     return BaselineResult(
         name="char-ngram-logreg-balanced" if balanced else "char-ngram-logreg",
         description=(f"char_wb 1-5-gram TF-IDF (sublinear tf, {x_train.shape[1]} n-grams from train) + "
                      f"LogisticRegression(C={grid[best]}{weights}); C from {grid} by validation {metric}"),
         chosen={"C": grid[best]}, val_logprob=val_logprobs[best], test_logprob=test_logprob,
-        seconds=time.perf_counter() - started)
+        seconds=time.perf_counter() - started, refit_test_logprob=refit_logprob)
 
 
-def features_svm(task: Task, features: dict[str, np.ndarray], metric: str, quick: bool) -> BaselineResult:
+def features_svm(task: Task, features: dict[str, np.ndarray], metric: str, quick: bool,
+                 refit: bool = False) -> BaselineResult:
     started = time.perf_counter()
     grid = GRIDS[quick]["svm_C"]
     y_train, y_val = task.train.y.numpy(), task.val.y.numpy()
@@ -148,16 +164,18 @@ def features_svm(task: Task, features: dict[str, np.ndarray], metric: str, quick
     best = best_index(val_logprobs, y_val, metric, task.num_classes)
     model = models[best]
     test_logprob = log_probabilities(model.predict_proba(features["test"]), model.classes_, task.num_classes)
+    refit_logprob = refitted(model, features, task) if refit else None
     return BaselineResult(
         name="features-svm-rbf",
         description=(f"{features['train'].shape[1]} window features (moments, quantiles, FFT band energies, "
                      f"gravity direction), standardised + SVC(rbf, gamma='scale', C={grid[best]}) with Platt "
                      f"probabilities; C from {grid} by validation {metric}"),
         chosen={"C": grid[best]}, val_logprob=val_logprobs[best], test_logprob=test_logprob,
-        seconds=time.perf_counter() - started)
+        seconds=time.perf_counter() - started, refit_test_logprob=refit_logprob)
 
 
-def features_hgb(task: Task, features: dict[str, np.ndarray], metric: str, quick: bool) -> BaselineResult:
+def features_hgb(task: Task, features: dict[str, np.ndarray], metric: str, quick: bool,
+                 refit: bool = False) -> BaselineResult:
     started = time.perf_counter()
     leaves_grid, iterations_grid = GRIDS[quick]["hgb_max_leaf_nodes"], GRIDS[quick]["hgb_max_iter"]
     y_train, y_val = task.train.y.numpy(), task.val.y.numpy()
@@ -176,6 +194,7 @@ def features_hgb(task: Task, features: dict[str, np.ndarray], metric: str, quick
     model, leaves, iterations = candidates[best]
     staged = model.staged_predict_proba(features["test"])
     test_probabilities = next(p for i, p in enumerate(staged, start=1) if i == iterations)
+    refit_logprob = refitted(clone(model).set_params(max_iter=iterations), features, task) if refit else None
     return BaselineResult(
         name="features-hgb",
         description=(f"{features['train'].shape[1]} window features + HistGradientBoostingClassifier("
@@ -183,21 +202,23 @@ def features_hgb(task: Task, features: dict[str, np.ndarray], metric: str, quick
                      f"from {leaves_grid} x max_iter from {iterations_grid} by validation {metric}"),
         chosen={"max_leaf_nodes": leaves, "max_iter": iterations}, val_logprob=val_logprobs[best],
         test_logprob=log_probabilities(test_probabilities, model.classes_, task.num_classes),
-        seconds=time.perf_counter() - started)
+        seconds=time.perf_counter() - started, refit_test_logprob=refit_logprob)
 
 
-def run_baselines(task: Task, quick: bool = False, metric: str = "accuracy") -> list[BaselineResult]:
-    """The task's classical baselines, each fitted on train, chosen on validation by `metric`."""
+def run_baselines(task: Task, quick: bool = False, metric: str = "accuracy", refit: bool = False
+                  ) -> list[BaselineResult]:
+    """The task's classical baselines, each fitted on train, chosen on validation by `metric` (refit: and the
+    chosen one refitted on train + validation)."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
     if task.name == "names":
-        return [char_ngram_logreg(task, metric, quick, balanced=False),
-                char_ngram_logreg(task, metric, quick, balanced=True)]
+        return [char_ngram_logreg(task, metric, quick, balanced=False, refit=refit),
+                char_ngram_logreg(task, metric, quick, balanced=True, refit=refit)]
     if task.name == "har":
         started = time.perf_counter()
         features = {name: har_features(getattr(task, name), task.info) for name in ("train", "val", "test")}
         feature_seconds = time.perf_counter() - started
-        results = [features_svm(task, features, metric, quick), features_hgb(task, features, metric, quick)]
+        results = [features_svm(task, features, metric, quick, refit), features_hgb(task, features, metric, quick, refit)]
         for result in results:  # both models pay for the features
             result.seconds += feature_seconds
         return results
@@ -211,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric", choices=METRICS, default=None,
                         help=f"validation metric that chooses the hyper-parameters (default: {METRIC})")
     parser.add_argument("--quick", action="store_true", help="tiny grids (for tests)")
+    parser.add_argument("--refit", action="store_true",
+                        help="also refit each chosen model on train + validation and score it on test")
     parser.add_argument("--threads", type=int, default=THREADS,
                         help="OpenMP/BLAS threads (default %(default)s: two threads on the shared cores made "
                              "HistGradientBoosting 10x slower)")
@@ -226,14 +249,17 @@ def main(argv: list[str] | None = None) -> int:
               f"hyper-parameters chosen by validation {metric}; loaded in {time.perf_counter() - started:.1f} s",
               flush=True)
         with threadpool_limits(limits=args.threads):
-            results = run_baselines(task, quick=args.quick, metric=metric)
+            results = run_baselines(task, quick=args.quick, metric=metric, refit=args.refit)
     except (DataError, ValueError) as exc:
         print("error: " + " ".join(str(exc).splitlines()), file=sys.stderr)
         return 2
     for result in results:
         line = [f"{result.name:<27} {result.seconds:6.1f} s"]
-        for split, logprob in (("val", result.val_logprob), ("test", result.test_logprob)):
-            y = getattr(task, split).y.numpy()
+        splits = [("val", result.val_logprob), ("test", result.test_logprob)]
+        if result.refit_test_logprob is not None:
+            splits.append(("refit test", result.refit_test_logprob))
+        for split, logprob in splits:
+            y = getattr(task, split.split()[-1]).y.numpy()
             s = scores(y, logprob.argmax(1), task.num_classes)
             line.append(f"{split} acc {s['accuracy']:.3f} bal {s['balanced_accuracy']:.3f} f1 {s['macro_f1']:.3f}")
         line.append(f"chosen {result.chosen}")

@@ -129,36 +129,45 @@ def decided_metrics(logits: torch.Tensor, y: torch.Tensor, prior: torch.Tensor, 
 
 
 def evaluate_spec(spec: TrialSpec, task: Task, seeds: list[int], metric: str, device: str = "cpu",
-                  keep_models: bool = False, on_epoch: Callable | None = None) -> tuple[dict, list[dict] | None]:
-    """Train spec on the final seeds, decide tau on validation, measure the test split once.
+                  keep_models: bool = False, on_epoch: Callable | None = None,
+                  tau: float | None = None) -> tuple[dict, list[dict] | None]:
+    """Train spec on the final seeds, decide tau on validation (unless given: a refit), measure the test split once.
 
     Returns the cache entry (without data/fingerprint) and, with keep_models, the seeds' state dicts."""
     results = train_seeds(spec, task, seeds, device, on_epoch=on_epoch, test=True, keep_models=keep_models)
     states = [{k: v.detach().cpu() for k, v in r.model.state_dict().items()} for r in results] if keep_models else None
-    return final_entry(spec, task, results, metric), states
+    return final_entry(spec, task, results, metric, tau), states
 
 
-def final_entry(spec: TrialSpec, task: Task, results: list[SeedResult], metric: str) -> dict:
-    """The cache entry of one configuration's final runs (trained with test=True)."""
+def final_entry(spec: TrialSpec, task: Task, results: list[SeedResult], metric: str,
+                tau: float | None = None) -> dict:
+    """The cache entry of one configuration's final runs (trained with test=True).
+
+    tau None: chosen here on the validation logits (decision=logit_adjust; else 0). A refit's runs, whose
+    validation rows were training data, get the tau their train-only evaluation chose, and no validation
+    metrics."""
     ok = [r for r in results if r.test is not None]
     prior, classes = log_prior(task.train, task.num_classes), task.num_classes
-    tau = 0.0
-    if spec.decision == "logit_adjust" and ok:
-        tau = choose_tau([r.logits["val"] for r in ok], task.val.y.numpy(), prior, metric)[0]
+    refit = tau is not None
+    if not refit:
+        tau = 0.0
+        if spec.decision == "logit_adjust" and ok:
+            tau = choose_tau([r.logits["val"] for r in ok], task.val.y.numpy(), prior, metric)[0]
     runs = [{"seed": r.seed, "status": r.status, "seconds": round(r.seconds, 2), "history": r.history,
-             "val_confusion": r.confusion,
+             "val_confusion": None if refit else r.confusion,
              "val": decided_metrics(r.logits["val"], task.val.y, prior, tau, classes)
-             if r.test is not None else None,
+             if r.test is not None and not refit else None,
              "test": decided(r.logits["test"], task.test.y, prior, tau, classes) if r.test is not None else None}
             for r in results]
     ensemble = None
     if ok:
         val, test = (ensemble_log_probs([r.logits[split] for r in ok]) for split in ("val", "test"))
-        ensemble = {"val": decided_metrics(val, task.val.y, prior, tau, classes),
+        ensemble = {"val": None if refit else decided_metrics(val, task.val.y, prior, tau, classes),
                     "test": decided(test, task.test.y, prior, tau, classes),
-                    "frontier": {"val": frontier(val, task.val.y.numpy(), prior),
+                    "frontier": {"val": None if refit else frontier(val, task.val.y.numpy(), prior),
                                  "test": frontier(test, task.test.y.numpy(), prior)}}
     entry = {"spec": asdict(spec), "seeds": [r.seed for r in results], "metric": metric,
+             "trained_on": "train+validation" if refit else "train",
              "params": parameter_count(spec, task), "decision": {"rule": spec.decision, "tau": tau}, "runs": runs,
              "ensemble": ensemble}
     return json_safe(entry)
@@ -171,13 +180,17 @@ class Evaluations:
     data: what identifies the data (task, split rule, class counts per split); part of every key.
     task: the loaded task (labels and class prior, to measure what the workers trained); source lets
     the worker processes load it themselves.
+    refit: train on the training and validation rows (data.Task.refit), as the deployed model is, with
+    the tau the train-only evaluation chose on validation (submit's taus); its own cache file.
     """
 
     def __init__(self, path: Path, data: dict, seeds: list[int], metric: str, task: Task,
                  source: str | None = None, device: str = "cpu", workers: int = 1,
-                 write: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
+                 write: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+                 refit: bool = False):
         self.path, self.data, self.seeds, self.metric, self.task = Path(path), data, list(seeds), metric, task
-        self.source, self.device, self.workers, self.write = source, device, workers, write
+        self.source, self.device, self.workers, self.write, self.refit = source, device, workers, write, refit
+        self.taus: dict[TrialSpec, float] = {}  # refit: each spec's tau, chosen by its train-only evaluation
         self.fingerprint = code_fingerprint()
         self.used: set[str] = set()  # keys this run asked for
         self.new: set[str] = set()  # keys this run had to train
@@ -202,20 +215,27 @@ class Evaluations:
         return len(self.used - self.new)
 
     def key(self, spec: TrialSpec) -> str:
-        return cache_key(spec, self.seeds_of.get(spec, self.seeds), self.data, self.metric, self.fingerprint)
+        data = self.data
+        if self.refit:
+            if spec not in self.taus:
+                raise ValueError(f"a refit evaluation needs the tau of {spec.family} chosen on validation (taus=...)")
+            data = {**data, "trained_on": "train+validation", "tau": self.taus[spec]}
+        return cache_key(spec, self.seeds_of.get(spec, self.seeds), data, self.metric, self.fingerprint)
 
     def run(self, specs: list[TrialSpec], keep_models: set[TrialSpec] = frozenset(),
-            seeds: list[int] | None = None) -> None:
+            seeds: list[int] | None = None, taus: dict[TrialSpec, float] | None = None) -> None:
         """Evaluate every spec not in the cache (and those in keep_models whose weights are wanted)."""
         with Pool(self.task.name, self.source, self.device, self.workers) as pool:
-            self.submit(pool, specs, keep_models, seeds=seeds)
+            self.submit(pool, specs, keep_models, seeds=seeds, taus=taus)
             pool.wait()
 
     def submit(self, pool: Pool, specs: list[TrialSpec], keep_models: set[TrialSpec] = frozenset(),
-               cost: Callable[[TrialSpec], float] = lambda spec: 0.0, seeds: list[int] | None = None) -> None:
+               cost: Callable[[TrialSpec], float] = lambda spec: 0.0, seeds: list[int] | None = None,
+               taus: dict[TrialSpec, float] | None = None) -> None:
         """Queue what `run` would train in pool; each is cached as soon as its last seed is in.
         cost(spec): an estimate of one seed's seconds (the costliest start first); seeds: other seeds than
-        `self.seeds` for these specs (get() then returns those entries)."""
+        `self.seeds` for these specs (get() then returns those entries); taus: a refit's decision taus."""
+        self.taus.update(taus or {})
         specs = list(dict.fromkeys(specs))
         seeds = list(seeds or self.seeds)
         for spec in specs:
@@ -231,10 +251,11 @@ class Evaluations:
         self.pending |= {keys[s] for s in todo}
         for i, spec in enumerate(todo, start=1):
             pool.train(spec, seeds, f"evaluation {i}/{len(todo)} ({spec.family})", partial(self._done, spec, keys[spec]),
-                       test=True, keep_models=spec in keep_models, cost=cost(spec))
+                       test=True, keep_models=spec in keep_models, cost=cost(spec), refit=self.refit)
 
     def _done(self, spec: TrialSpec, key: str, results: list[SeedResult]) -> None:
-        self.entries[key] = {**final_entry(spec, self.task, results, self.metric), "data": self.data,
+        tau = self.taus[spec] if self.refit else None
+        self.entries[key] = {**final_entry(spec, self.task, results, self.metric, tau), "data": self.data,
                              "fingerprint": self.fingerprint}
         self.new.add(key)
         if results[0].model is not None:
@@ -306,10 +327,17 @@ def final_metrics(models: list[torch.nn.Module], task: Task, tau: float = 0.0) -
 
 
 def baseline_entry(result, task: Task, metric: str) -> dict:
-    """A scikit-learn baseline's log-probabilities as metrics: plain, and under a tau chosen on validation."""
+    """A scikit-learn baseline's log-probabilities as metrics: plain, and under a tau chosen on validation; the same
+    for its refit on train + validation (test_refit..., with that tau) where it was refitted."""
     prior = log_prior(task.train, task.num_classes)
     val, test = torch.as_tensor(np.asarray(result.val_logprob)).float(), torch.as_tensor(np.asarray(result.test_logprob)).float()
     tau = choose_tau([val], task.val.y.numpy(), prior, metric)[0]
+    refit = {}
+    if result.refit_test_logprob is not None:
+        logprob, y = torch.as_tensor(np.asarray(result.refit_test_logprob)).float(), task.test.y
+        refit = {"test_refit": decided_metrics(logprob, y, prior, 0.0, task.num_classes),
+                 "test_refit_adjusted": decided_metrics(logprob, y, prior, tau, task.num_classes),
+                 "frontier_refit": frontier(logprob, y.numpy(), prior)}
     return json_safe({
         "name": result.name, "description": result.description, "chosen": result.chosen,
         "seconds": round(result.seconds, 2), "tau": tau,
@@ -318,4 +346,5 @@ def baseline_entry(result, task: Task, metric: str) -> dict:
         "val_adjusted": decided_metrics(val, task.val.y, prior, tau, task.num_classes),
         "test_adjusted": decided_metrics(test, task.test.y, prior, tau, task.num_classes),
         "frontier": {"val": frontier(val, task.val.y.numpy(), prior), "test": frontier(test, task.test.y.numpy(), prior)},
+        **refit,
     })

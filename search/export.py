@@ -351,10 +351,11 @@ def model_card(card: dict, folder: Path) -> str:
     seeds, metrics, source, decision = card["seeds"], card["metrics"] or {}, card["source"] or {}, card["decision"]
     setting = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.items() if k != "family")
     where = f"trial #{source['trial']} of study {source.get('study')!r}" if "trial" in source else "a study"
+    refit = " on the training and validation rows together (refit)" if source.get("trained_on") == "train+validation" else ""
     lines = [f"# {task} model: {spec['family']} ensemble of {len(seeds)} seeds", "",
              f"An ensemble of {len(seeds)} `{spec['family']}` networks ({card['params']:,} parameters each), the "
              f"configuration of {where}, retrained on seeds {', '.join(map(str, seeds))} (the final seeds, never "
-             f"the search's). It predicts one of {len(names)} classes: {', '.join(names)}.", "",
+             f"the search's){refit}. It predicts one of {len(names)} classes: {', '.join(names)}.", "",
              f"Configuration: `{setting}`.", "",
              f"Probabilities are the mean of the seeds' softmax outputs; the label is "
              f"argmax(log p - tau * log prior) with tau = {decision['tau']:g} and prior = the training class "
@@ -459,6 +460,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tau", type=float, default=None,
                    help="logit adjustment of the decision rule: argmax(log p - tau * log prior) (default: chosen "
                         "on the validation split for a trial with decision=logit_adjust, else 0)")
+    p.add_argument("--refit", action="store_true",
+                   help="train on the training and validation rows together, as a report's recommendation is (tau: "
+                        "--tau, else chosen on validation by a first run on the training split)")
     p.add_argument("--out", default=None, help="the model folder to write (default reports/<study>/model-trial-N)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.DEVICE)
     p.add_argument("--threads", type=int, default=defaults.THREADS, help="torch threads (default %(default)s)")
@@ -501,11 +505,18 @@ def export(args: argparse.Namespace, write=lambda line: print(line, file=sys.std
         return False  # never stop early
 
     metric = attrs.get("metric") or defaults.METRIC[args.task]
-    entry, states = evaluate_spec(spec, task, seeds, metric, args.device, keep_models=True, on_epoch=on_epoch)
+    tau = args.tau
+    if args.refit:
+        if tau is None and spec.decision == "logit_adjust":  # validation can choose tau only before the refit
+            write("choosing tau on validation: the training split first")
+            tau = evaluate_spec(spec, task, seeds, metric, args.device, on_epoch=on_epoch)[0]["decision"]["tau"]
+        task = task.refit()
+    entry, states = evaluate_spec(spec, task, seeds, metric, args.device, keep_models=True, on_epoch=on_epoch,
+                                  tau=(tau or 0.0) if args.refit else None)
     failed = [f"seed {r['seed']} {r['status']}" for r in entry["runs"] if r["status"] != "finished"]
     if failed:
         raise RuntimeError(f"trial #{trial.number} did not train: {'; '.join(failed)}; nothing written")
-    tau = args.tau if args.tau is not None else entry["decision"]["tau"]
+    tau = tau if tau is not None else entry["decision"]["tau"]
     models = []
     for state in states:
         models.append(create_model(spec, task.input_size, task.num_classes, task.seq_len))
@@ -513,13 +524,15 @@ def export(args: argparse.Namespace, write=lambda line: print(line, file=sys.std
         models[-1].eval()
     command = ["python -m search.export", args.task, "--trial", str(trial.number), "--storage", hide_password(args.storage),
                "--study-name", study_name, "--seeds", str(args.seeds), "--out", shown_path(str(out))] \
-        + (["--data", shown_path(args.data)] if args.data else []) + (["--tau", f"{args.tau:g}"] if args.tau is not None else [])
+        + (["--data", shown_path(args.data)] if args.data else []) + (["--tau", f"{args.tau:g}"] if args.tau is not None else []) \
+        + (["--refit"] if args.refit else [])
     source = {"study": study.study_name, "storage": hide_password(args.storage), "trial": trial.number,
               "state": trial.state.name, "search_metric": metric,
               "search_value": trial.value if trial.state == State.COMPLETE else None,
               "search_seeds": trial.user_attrs.get("seeds"),
               "tau_from": "--tau" if args.tau is not None else
               "validation split" if spec.decision == "logit_adjust" else "argmax rule",
+              "trained_on": "train+validation" if args.refit else "train",
               "study_commands": [hide_password(c) for c in attrs.get("commands", [])],
               "command": " ".join(command[:1] + [shlex.quote(a) for a in command[1:]])}
     return save_model(out, spec, task, models, seeds, {"tau": tau}, final_metrics(models, task, tau), source)

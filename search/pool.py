@@ -40,12 +40,12 @@ def _init_worker(task_name: str, source: str | None, threads: int) -> None:
 
 
 def _train(spec: TrialSpec, seeds: list[int], device: str, test: bool, keep_models: bool,
-           label: str, fold: int = 0) -> list[SeedResult]:
+           label: str, fold: int = 0, refit: bool = False) -> list[SeedResult]:
     def progress(epoch: int, results) -> bool:
         shown = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
         print(f"{label}: {shown}, epoch {epoch}/{spec.epochs}", file=sys.stderr, flush=True)
         return False
-    results = train_seeds(spec, _folds(fold), seeds, device, on_epoch=progress, test=test, keep_models=keep_models)
+    results = train_seeds(spec, _folds(fold, refit), seeds, device, on_epoch=progress, test=test, keep_models=keep_models)
     for r in results:  # weights travel as a CPU state dict, not as a module
         r.model = {k: v.detach().cpu() for k, v in r.model.state_dict().items()} if r.model is not None else None
     return results
@@ -86,11 +86,12 @@ class Pool:
 
     def train(self, spec: TrialSpec, seeds: list[int], label: str, then: Callable[[list[SeedResult]], None],
               test: bool = False, keep_models: bool = False, cost: float = 0.0, urgent: bool = False,
-              fold: int = 0) -> None:
+              fold: int = 0, refit: bool = False) -> None:
         """Train spec on seeds in the workers; then(results in seed order) once every seed is in.
 
         cost: an estimate of one seed's seconds (jobs with larger costs start first); result.model holds
-        the weights as a state dict with keep_models; fold: the task's validation fold (data.load_task)."""
+        the weights as a state dict with keep_models; fold: the task's validation fold (data.load_task);
+        refit: train on the fold's training and validation rows (data.Task.refit)."""
         found: list[SeedResult] = []
 
         def collect(results: list[SeedResult]) -> None:
@@ -98,7 +99,7 @@ class Pool:
             if len(found) == len(seeds):
                 then(sorted(found, key=lambda r: seeds.index(r.seed)))
         for part in ([seeds] if self.stacked else [[s] for s in seeds]):
-            self._queue(_train, (spec, part, self.device, test, keep_models, label, fold), collect, cost, urgent)
+            self._queue(_train, (spec, part, self.device, test, keep_models, label, fold, refit), collect, cost, urgent)
 
     def call(self, fn: Callable[[Task], Any], then: Callable[[Any], None], cost: float = math.inf) -> None:
         """fn(task) in a worker (fn must be importable: a module-level function or a partial of one)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.ensemble import HistGradientBoostingClassifier
 
 from conftest import NAMES_DIR
 from data import Split, Task
@@ -81,6 +82,23 @@ def test_the_choice_uses_the_validation_split_only(small_har, small_har_baseline
         assert after.chosen == before.chosen
         np.testing.assert_array_equal(after.val_logprob, before.val_logprob)
         assert not np.array_equal(after.test_logprob, before.test_logprob)
+
+
+def test_refit_fits_the_chosen_model_again_on_training_and_validation(small_har, small_har_baselines):
+    refitted = run_baselines(small_har, quick=True, refit=True)
+    for before, after in zip(small_har_baselines, refitted):
+        assert before.refit_test_logprob is None and after.chosen == before.chosen
+        np.testing.assert_array_equal(after.test_logprob, before.test_logprob)  # the plain fit is unchanged
+        assert after.refit_test_logprob.shape == after.test_logprob.shape
+        assert not np.allclose(after.refit_test_logprob, after.test_logprob)  # 200 more windows moved it
+    # The gradient-boosted trees (deterministic) refitted by hand with the chosen hyper-parameters.
+    hgb = refitted[1]
+    features = {s: har_features(getattr(small_har, s), small_har.info) for s in ("train", "val", "test")}
+    by_hand = HistGradientBoostingClassifier(max_leaf_nodes=hgb.chosen["max_leaf_nodes"], max_iter=hgb.chosen["max_iter"],
+                                             early_stopping=False, random_state=0)
+    by_hand.fit(np.concatenate([features["train"], features["val"]]),
+                np.concatenate([small_har.train.y.numpy(), small_har.val.y.numpy()]))
+    np.testing.assert_allclose(np.exp(hgb.refit_test_logprob), by_hand.predict_proba(features["test"]), atol=1e-9)
 
 
 def test_best_index_takes_the_best_validation_score_and_the_first_on_ties():

@@ -66,6 +66,17 @@ def test_folds_validate_on_other_training_subjects_and_keep_the_test_split(har_t
         load_har(HAR_ZIP, fold=4)
 
 
+def test_refit_trains_on_the_training_and_validation_subjects_and_keeps_the_rest(har_task):
+    refit = har_task.refit()
+    counts, before = refit.counts(), har_task.counts()
+    assert counts["train"] == [t + v for t, v in zip(before["train"], before["val"])]
+    assert torch.equal(refit.train.x[len(har_task.train):], har_task.val.x)  # the validation windows, as they were
+    assert refit.val is har_task.val and refit.test is har_task.test
+    # Preprocessing keeps the training subjects' statistics: the windows are not re-standardised.
+    assert refit.info["standardisation"] == har_task.info["standardisation"] and refit.info["refit"]
+    assert "refit: train + validation" in refit.info["split"] and "refit" not in har_task.info
+
+
 def test_standardisation_uses_training_subjects_only(har_task):
     subjects = np.array(zip_lines("train/subject_train.txt"), dtype=int)
     is_train = np.isin(subjects, har_task.info["subjects"]["train"])

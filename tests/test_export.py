@@ -268,6 +268,15 @@ def test_export_command_retrains_a_trial_of_a_sqlite_study(names_task, tmp_path)
     assert card["data"]["counts"] == names_task.counts()
     assert len(card["metrics"]["seeds"]["accuracy"]) == 2 and card["decision"]["tau"] == 0.0
     assert load_model(out).predict(["Nakamura"])[0] in names_task.class_names
+    # --refit: trained on the training and validation rows together, as a report's recommendation is.
+    refit = export("--trial", "0", "--data", str(NAMES_DIR), "--seeds", "1", "--refit", "--tau", "0.5",
+                   "--out", str(tmp_path / "refit"))
+    assert refit.returncode == 0, refit.stderr
+    card = json.loads((tmp_path / "refit" / "model.json").read_text())
+    counts = names_task.counts()
+    assert card["source"]["trained_on"] == "train+validation" and card["source"]["command"].endswith("--refit")
+    assert card["data"]["counts"]["train"] == [t + v for t, v in zip(counts["train"], counts["val"])]
+    assert card["decision"]["tau"] == 0.5 and card["metrics"]["tau"] == 0.5
 
     missing = export("--trial", "4")
     assert missing.returncode == 2 and missing.stdout == ""

@@ -53,14 +53,15 @@ def data_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def har(tmp_path_factory, data_cache, one_torch_thread):
-    """A 3-trial HAR grid (dense, linear, conv1d), its trials before the report, and one report run."""
+    """A 3-trial HAR grid (dense, linear, conv1d), its trials before the report, and one report run (without the
+    refit: the names report has it)."""
     folder = tmp_path_factory.mktemp("har-report")
     storage = make_study("har", folder, HAR_ZIP, {"epochs": 2, "batch_size": 128}, {"family": HAR_FAMILIES})
     before = trial_attrs(storage, "har")
     # The command line itself, in its own process.
     first = subprocess.run([sys.executable, "-m", "search.report", "har", "--storage", storage, "--out",
                             str(folder / "reports"), "--seeds", "2", "--family-seeds", "1", "--top", "2",
-                            "--baselines", "none", "--workers", "2"],
+                            "--baselines", "none", "--workers", "2", "--no-refit"],
                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
     out = folder / "reports" / "har"
@@ -188,6 +189,10 @@ def test_test_split_is_touched_only_by_the_final_evaluation(har):
     # And in the code: only search/evaluate.py asks train_seeds for test metrics.
     callers = [p.name for p in (ROOT / "search").rglob("*.py") if re.search(r"train_seeds\([^)]*test=True", p.read_text())]
     assert callers == ["evaluate.py"]
+    # --no-refit: the recommendation as evaluated above, trained on the training split only.
+    summary = json.loads((har["out"] / "summary.json").read_text())["recommended"]
+    assert summary["trained_on"] == "train" and summary["test_train_only"] is None
+    assert not (har["out"] / "refits.json").exists() and "--no-refit" in har["text"]
 
 
 def test_second_run_reuses_the_cache_and_writes_the_same_text(har, capsys):
@@ -197,7 +202,7 @@ def test_second_run_reuses_the_cache_and_writes_the_same_text(har, capsys):
     assert "0 evaluations reused" in har["stdout"] and "0 configurations trained" not in har["stdout"]
     # In this process (the first run was a subprocess): the same entry point, without a second start-up.
     report.main(["har", "--storage", har["storage"], "--out", str(har["folder"] / "reports"), "--seeds", "2",
-                 "--family-seeds", "1", "--top", "2", "--baselines", "none"])
+                 "--family-seeds", "1", "--top", "2", "--baselines", "none", "--no-refit"])
     assert "0 configurations trained" in capsys.readouterr().out
     assert cache.read_bytes() == saved and cache.stat().st_mtime_ns == stamp
     assert reranked.stat().st_mtime_ns == reranked_stamp  # nothing re-ranked again
@@ -330,11 +335,12 @@ def test_summary_json_names_the_recommended_model_and_the_baselines(names):
     for key in ("test", "test_ensemble"):
         assert set(rec[key]) == {"accuracy", "balanced_accuracy", "macro_f1", "acc_bal_hmean"}
         assert all(0 <= v <= 1 for v in rec[key].values())
-    # The summary's test values are the means over the final seeds in the evaluation cache.
+    # The summary's train-only test values are the means over the final seeds in the evaluation cache (its
+    # "test" ones those of the refit, below).
     cache = json.loads((names["out"] / "evaluations.json").read_text())["evaluations"]
     entry = next(e for e in cache.values() if e["spec"] == rec["spec"])
     accuracies = [run["test"]["accuracy"] for run in entry["runs"]]
-    assert rec["test"]["accuracy"] == pytest.approx(sum(accuracies) / len(accuracies))
+    assert rec["test_train_only"]["accuracy"] == pytest.approx(sum(accuracies) / len(accuracies))
     assert all(isinstance(row["complete"], bool) for row in summary["families"])  # False: a pruned stand-in (†)
     names_ = [b["name"] for b in summary["baselines"]]
     assert names_ == ["char-ngram-logreg", "char-ngram-logreg-balanced"]
@@ -345,6 +351,37 @@ def test_summary_json_names_the_recommended_model_and_the_baselines(names):
     assert "frontier.png" in names["text"] and (names["out"] / "frontier.png").read_bytes().startswith(PNG)
     verdicts = [line for line in section(names["text"], "## Recommendation").splitlines() if "baseline" in line]
     assert len(verdicts) == 2 and all(re.search(r"\) (beats|does \*\*not\*\* beat) the best", v) for v in verdicts)
+
+
+def test_the_recommendation_is_refitted_on_training_and_validation_with_the_tau_validation_chose(names):
+    rec = json.loads((names["out"] / "summary.json").read_text())["recommended"]
+    assert rec["trained_on"] == "train+validation"
+    (refit,) = json.loads((names["out"] / "refits.json").read_text())["evaluations"].values()
+    train_only = next(e for e in json.loads((names["out"] / "evaluations.json").read_text())["evaluations"].values()
+                      if e["spec"] == rec["spec"])
+    assert refit["spec"] == rec["spec"] and refit["trained_on"] == "train+validation"
+    assert [run["seed"] for run in refit["runs"]] == [run["seed"] for run in train_only["runs"]] == rec["seeds"]
+    # The validation rows were training data: nothing is measured or chosen on them; tau came from the
+    # train-only final seeds, which chose it on validation.
+    assert all(run["val"] is None for run in refit["runs"]) and refit["ensemble"]["val"] is None
+    assert refit["decision"] == train_only["decision"] == rec["decision"]
+    # The summary leads with the refit (as deployed), the train-only numbers beside it.
+    mean = lambda entry: sum(run["test"]["accuracy"] for run in entry["runs"]) / len(entry["runs"])  # noqa: E731
+    assert rec["test"]["accuracy"] == pytest.approx(mean(refit))
+    assert rec["test_train_only"]["accuracy"] == pytest.approx(mean(train_only))
+    assert rec["test_ensemble"]["accuracy"] == pytest.approx(refit["ensemble"]["test"]["accuracy"])
+    # ... and faces the baselines refitted the same way.
+    summary = json.loads((names["out"] / "summary.json").read_text())
+    refitted = [b["test_refit" + ("_adjusted" if b["tau"] else "")]["accuracy"] for b in summary["baselines"]]
+    refitted += [b["test_refit"]["accuracy"] for b in summary["baselines"]]
+    assert rec["beats_baselines"]["accuracy"]["baseline"] == pytest.approx(max(refitted))
+    # The exported model is the refit: its card counts the validation rows as training rows.
+    card = json.loads((names["out"] / "model" / "model.json").read_text())
+    counts = optuna.load_study(study_name="names", storage=names["storage"]).user_attrs["counts"]
+    assert card["source"]["trained_on"] == "train+validation" and card["source"]["evaluation"] in \
+        json.loads((names["out"] / "refits.json").read_text())["evaluations"]
+    assert card["data"]["counts"]["train"] == [t + v for t, v in zip(counts["train"], counts["val"])]
+    assert "training and validation rows together" in (names["out"] / "model" / "model.md").read_text()
 
 
 def test_the_recommended_model_is_exported_and_predicts(names):

@@ -125,28 +125,38 @@ def header(study: optuna.Study, trials: list) -> dict:
 
 
 def recommendation(best: optuna.trial.FrozenTrial, entry: dict, baselines: list[dict], metric: str,
-                   choice: float) -> dict:
+                   choice: float, refit: dict | None = None) -> dict:
     """The recommended model (best choice value: the search's fold and the re-ranking folds), as deployed: seeds
-    and their ensemble, beside the baselines. The winner's curse is what its search value has over the same
-    configuration's validation value (the same split, fold 0) on the final seeds."""
-    tests = {m: mean_std(test_values(entry, m)) for m in METRICS}
-    ensemble = entry.get("ensemble")
+    and their ensemble, beside the baselines. entry: its final seeds trained on the training split; refit:
+    the same seeds trained on training + validation, the deployed model, whose test values then lead (the
+    train-only ones beside) and face the baselines' refits. The winner's curse is what its search value has
+    over the same configuration's validation value (the same split, fold 0) on the final train-only seeds."""
+    deployed = refit or entry
+    tests = {m: mean_std(test_values(deployed, m)) for m in METRICS}
     fresh = mean_std(decided_val(entry, metric))
+    suffix = "_refit" if refit else ""
     beats = {}
     for m in ("accuracy", "balanced_accuracy"):
-        rivals = [(b["test_adjusted" if b["tau"] else "test"][m], b["name"] + (" + logit adjustment" if b["tau"] else ""))
-                  for b in baselines] + [(b["test"][m], b["name"]) for b in baselines]
+        rivals = [(b[f"test{suffix}_adjusted" if b["tau"] else f"test{suffix}"][m],
+                   b["name"] + (" + logit adjustment" if b["tau"] else "")) for b in baselines] + \
+            [(b[f"test{suffix}"][m], b["name"]) for b in baselines]
         if rivals and tests[m]:
             value, name = max(rivals)
             beats[m] = {"model": tests[m][0], "baseline": value, "baseline_name": name, "beats": tests[m][0] > value}
+    train_only = {m: mean_std(test_values(entry, m)) for m in METRICS}
+    ensemble = lambda e: {m: e["ensemble"]["test"][m] for m in METRICS} if e.get("ensemble") else None  # noqa: E731
     return {
         "trial": best.number, "family": spec_of(best).family, "configuration": describe(spec_of(best)),
-        "spec": asdict(spec_of(best)), "decision": entry["decision"], "seeds": entry["seeds"],
+        "spec": asdict(spec_of(best)), "decision": entry["decision"], "seeds": deployed["seeds"],
+        "trained_on": deployed.get("trained_on", "train"),
         "search_value": best.value, "choice_value": choice, "fresh_value": fresh[0] if fresh else None,
         "winners_curse": best.value - fresh[0] if fresh else None,
         "test": {m: v[0] for m, v in tests.items() if v}, "test_std": {m: v[1] for m, v in tests.items() if v},
-        "test_ensemble": {m: ensemble["test"][m] for m in METRICS} if ensemble else None,
-        "confusion": ensemble["test"]["confusion"] if ensemble else None,
+        "test_ensemble": ensemble(deployed),
+        "test_train_only": {m: v[0] for m, v in train_only.items() if v} if refit else None,
+        "test_train_only_std": {m: v[1] for m, v in train_only.items() if v} if refit else None,
+        "test_ensemble_train_only": ensemble(entry) if refit else None,
+        "confusion": deployed["ensemble"]["test"]["confusion"] if deployed.get("ensemble") else None,
         "beats": beats,
     }
 
@@ -167,17 +177,16 @@ def rerank_rows(leaders: list, reranked: dict[int, dict | None], best: optuna.tr
 
 
 def frontier(recommended: dict, entry: dict, baselines: list[dict]) -> dict:
-    """Test accuracy against balanced accuracy as tau varies: the recommended model's ensemble and each baseline."""
-    series = {}
+    """Test accuracy against balanced accuracy as tau varies: the recommended model's ensemble (entry: as deployed)
+    and each baseline (its refit where the recommendation is a refit)."""
+    refit = recommended["trained_on"] != "train"
+    series, chosen = {}, {}
     if entry.get("ensemble"):
-        series[f"recommended #{recommended['trial']} ({recommended['family']}, ensemble)"] = \
-            entry["ensemble"]["frontier"]["test"]
+        label = f"recommended #{recommended['trial']} ({recommended['family']}, ensemble)"
+        series[label], chosen[label] = entry["ensemble"]["frontier"]["test"], entry["decision"]["tau"]
     for b in baselines:
-        series[b["name"]] = b["frontier"]["test"]
-    chosen = {}
-    if entry.get("ensemble"):
-        chosen[f"recommended #{recommended['trial']} ({recommended['family']}, ensemble)"] = entry["decision"]["tau"]
-    chosen |= {b["name"]: b["tau"] for b in baselines}
+        series[b["name"]] = b["frontier_refit"] if refit else b["frontier"]["test"]
+        chosen[b["name"]] = b["tau"]
     return {"series": series, "chosen": chosen}
 
 

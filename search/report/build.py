@@ -4,9 +4,11 @@ The study chose configurations on validation metrics only. The report picks the 
 each family and the top trials overall by validation value, re-ranks the top trials on fresh seeds
 on validation (search/rerank.py, cached in reranking.json) to choose the recommendation, retrains
 every picked configuration on the final seeds and evaluates it on the test split
-(search/evaluate.py, cached in evaluations.json). It then computes every analysis into plain data,
-draws the figures and renders report.md from that data, writes summary.json and exports the
-recommended model to model/.
+(search/evaluate.py, cached in evaluations.json). The recommendation is then refitted, as it is
+deployed: the same final seeds trained on the training and validation rows together, with the tau the
+validation split chose (cached in refits.json; `--no-refit` keeps the training split only). It then
+computes every analysis into plain data, draws the figures and renders report.md from that data,
+writes summary.json and exports the recommended model to model/.
 """
 from __future__ import annotations
 
@@ -61,6 +63,7 @@ class ReportConfig:
     device: str = defaults.DEVICE
     workers: int = 1
     baselines: str = "full"  # full | quick (small hyper-parameter grids, for tests) | none
+    refit: bool = True  # the recommendation (and each baseline) refitted on train + validation, as deployed
 
     def __post_init__(self):
         if self.task not in LOADERS:
@@ -85,6 +88,8 @@ class ReportConfig:
             args += ["--rerank-seeds", str(self.rerank_seeds)]
         if self.data:
             args += ["--data", shown_path(self.data)]
+        if not self.refit:
+            args += ["--no-refit"]
         return " ".join(args[:1] + [shlex.quote(a) for a in args[1:]])
 
 
@@ -115,7 +120,8 @@ def baselines_of(config: ReportConfig, task: Task, metric: str, out: Path, data:
 
     The key holds the code's fingerprint: a file written by older code may lack a metric added since."""
     path = out / "baselines.json"
-    key = {"data": data, "metric": metric, "grid": config.baselines, "code": code_fingerprint(BASELINE_CODE)}
+    key = {"data": data, "metric": metric, "grid": config.baselines, "refit": config.refit,
+           "code": code_fingerprint(BASELINE_CODE)}
     if path.exists():
         saved = json.loads(path.read_text())
         if saved.get("key") == key:
@@ -126,22 +132,24 @@ def baselines_of(config: ReportConfig, task: Task, metric: str, out: Path, data:
         entries.extend(baseline_entry(result, task, metric) for result in results)
         write_text(path, json.dumps({"key": key, "baselines": entries}, indent=1, sort_keys=True) + "\n")
         write(f"fitted {len(results)} baseline(s) in {sum(r.seconds for r in results) / 60:.1f} min")
-    pool.call(partial(run_baselines, quick=config.baselines == "quick", metric=metric), then=fitted)
+    pool.call(partial(run_baselines, quick=config.baselines == "quick", metric=metric, refit=config.refit),
+              then=fitted)
     return entries
 
 
 def compute(config: ReportConfig, study: optuna.Study, complete: list, families: dict, leaders: list, metric: str,
             evaluations: Evaluations, baselines: list[dict], out: Path, best: optuna.trial.FrozenTrial,
-            reranking: Reranking, reranked: dict[int, dict | None]) -> dict:
+            reranking: Reranking, reranked: dict[int, dict | None], refits: Evaluations | None) -> dict:
     """Everything the report says, as plain data (complete, families, leaders, best: as build chose them;
-    reranked: each leader's re-ranking entry)."""
+    reranked: each leader's re-ranking entry; refits: the recommendation's refit, unless --no-refit)."""
     attrs = study.user_attrs
     class_names = attrs.get("class_names") or [str(i) for i in range(len(complete[0].user_attrs["confusion"]))]
     trials = sorted(study.trials, key=lambda t: t.number)
     best_entry = evaluations.get(spec_of(best))
     rerank = analysis.rerank_rows(leaders, reranked, best, metric, reranking.seeds, reranking.fold_numbers)
     chosen = next(row for row in rerank["rows"] if row["chosen"])
-    recommended = analysis.recommendation(best, best_entry, baselines, metric, chosen["choice_value"])
+    refit_entry = refits.get(spec_of(best)) if refits else None
+    recommended = analysis.recommendation(best, best_entry, baselines, metric, chosen["choice_value"], refit_entry)
     confusions = {}
     for family, trial in families.items():
         summed = analysis.summed_confusion(evaluations.get(spec_of(trial)))
@@ -163,7 +171,7 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
         "baselines": baselines,
         "families": [analysis.row(t, evaluations.get(spec_of(t))) for t in families.values()],
         "leaders": [analysis.row(t, evaluations.get(spec_of(t))) for t in leaders],
-        "frontier": analysis.frontier(recommended, best_entry, baselines),
+        "frontier": analysis.frontier(recommended, refit_entry or best_entry, baselines),
         "curve_keys": [("train_loss", "training loss"), ("val_loss", "validation loss"),
                        (f"val_{metric}", f"validation {LABEL.get(metric, metric)}")],
         "curves": {f"{spec_of(t).family} (#{t.number})": [run["history"] for run in evaluations.get(spec_of(t))["runs"]]
@@ -217,24 +225,28 @@ def summary(r: dict) -> dict:
         "task": r["task"], "study": r["study"], "metric": r["metric"], "fingerprint": r["fingerprint"],
         "recommended": {"trial": rec["trial"], "family": rec["family"], "spec": rec["spec"],
                         "decision": {"rule": rec["decision"]["rule"], "tau": rec["decision"]["tau"]},
-                        "seeds": rec["seeds"], "search_value": rec["search_value"],
+                        "seeds": rec["seeds"], "trained_on": rec["trained_on"], "search_value": rec["search_value"],
                         "choice_value": rec["choice_value"], "rerank_seeds": r["rerank"]["seeds"],
                         "rerank_folds": r["rerank"]["folds"], "winners_curse": rec["winners_curse"],
                         "test": keep(rec["test"]), "test_std": keep(rec["test_std"]),
-                        "test_ensemble": keep(rec["test_ensemble"]), "beats_baselines": rec["beats"]},
+                        "test_ensemble": keep(rec["test_ensemble"]), "beats_baselines": rec["beats"],
+                        "test_train_only": keep(rec["test_train_only"]),
+                        "test_ensemble_train_only": keep(rec["test_ensemble_train_only"])},
         "families": [{"family": row["family"], "trial": row["trial"], "complete": row["complete"], "seeds": row["seeds"],
                       "test": {m: analysis.mean_std(row["test"][m])[0] if analysis.mean_std(row["test"][m]) else None
                                for m in METRICS}, "test_ensemble": keep(row["test_ensemble"])}
                      for row in r["families"]],
         "baselines": [{"name": b["name"], "description": b["description"], "tau": b["tau"], "test": b["test"],
-                       "test_adjusted": b["test_adjusted"]} for b in r["baselines"]],
+                       "test_adjusted": b["test_adjusted"], "test_refit": b.get("test_refit"),
+                       "test_refit_adjusted": b.get("test_refit_adjusted")} for b in r["baselines"]],
         "reranked": [{k: row[k] for k in ("trial", "family", "search_value", "rerank_value", "choice_value", "chosen")}
                      for row in r["rerank"]["rows"]],
     })
 
 
-def export(r: dict, config: ReportConfig, evaluations: Evaluations, task: Task, spec, out: Path) -> Path:
-    """The recommended model, as deployed: each final seed's weights, preprocessing, decision rule, card."""
+def export(r: dict, config: ReportConfig, evaluations: Evaluations, spec, out: Path) -> Path:
+    """The recommended model, as deployed: each final seed's weights, preprocessing, decision rule, card
+    (evaluations: the refits, whose task is the refit one, unless --no-refit)."""
     from ..export import save_model  # imported here: the card's rendering is only needed for a report
     key = evaluations.key(spec)
     folder = out / "model"
@@ -242,6 +254,7 @@ def export(r: dict, config: ReportConfig, evaluations: Evaluations, task: Task, 
         return folder
     if key not in evaluations.states:
         evaluations.run([spec], keep_models={spec})
+    task = evaluations.task
     models = []
     for state in evaluations.states[key]:
         model = create_model(spec, task.input_size, task.num_classes, task.seq_len)
@@ -250,7 +263,7 @@ def export(r: dict, config: ReportConfig, evaluations: Evaluations, task: Task, 
     rec = r["recommended"]
     tau = rec["decision"]["tau"]
     source = {"study": r["study"], "trial": rec["trial"], "storage": r["storage"], "evaluation": key,
-              "command": config.command()}
+              "trained_on": rec["trained_on"], "command": config.command()}
     return save_model(folder, spec, task, models, evaluations.seeds, {"tau": tau}, final_metrics(models, task, tau),
                       source)
 
@@ -304,10 +317,13 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     # Every configuration the report needs goes to one pool of workers (search/pool.py): first the
     # re-ranking of the top trials, which chooses the recommendation; meanwhile the final evaluations of
     # every family's best and of the top trials, and the baselines; once the recommendation is known,
-    # its imbalance variants. The top trials keep their weights when trained: one of them is exported.
+    # its imbalance variants, and its refit once its train-only evaluation has chosen tau. Without refit,
+    # the top trials keep their weights when trained: one of them is exported.
     cost = seed_seconds(study)
     tops = [spec_of(t) for t in leaders]
-    fresh = {spec for spec in tops if evaluations.key(spec) not in evaluations.entries}
+    refits = Evaluations(out / "refits.json", data, defaults.final_seeds(config.seeds), metric, task.refit(), source,
+                         config.device, config.workers, write, refit=True) if config.refit else None
+    fresh = set() if refits else {spec for spec in tops if evaluations.key(spec) not in evaluations.entries}
     others = [s for s in map(spec_of, families.values()) if s not in tops]  # never the recommendation
     with Pool(config.task, source, config.device, config.workers) as pool:
         reranking.submit(pool, tops, cost)
@@ -318,18 +334,24 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
         # The recommendation: the leader with the best validation mean over search and re-ranking seeds.
         chosen, reranked = reranking.choose(leaders)
         best = spec_of(chosen)
-        keep = set() if best in fresh or exported(out / "model", evaluations.key(best)) else {best}
+        deployed = refits or evaluations
+        if refits:  # the refit's tau is the one the train-only final seeds chose on validation
+            pool.wait(until=lambda: evaluations.key(best) in evaluations.entries)
+            refits.taus[best] = evaluations.get(best)["decision"]["tau"]
+        keep = set() if best in fresh or exported(out / "model", deployed.key(best)) else {best}
         evaluations.submit(pool, [best, *[replace(best, imbalance=v) for v in strategies(config.task, chosen)]],
-                           keep_models=keep, cost=cost)
+                           keep_models=set() if refits else keep, cost=cost)
+        if refits:
+            refits.submit(pool, [best], keep_models=keep, cost=cost)
         pool.wait()
         if pool.jobs:
             write(f"training: {pool.usage()}")
     r = compute(config, study, complete, families, leaders, metric, evaluations, baselines, out, chosen, reranking,
-                reranked)
+                reranked, refits)
     draw(r, out)
     write_text(out / "report.md", render(r))
     write_text(out / "summary.json", json.dumps(summary(r), indent=1, sort_keys=True) + "\n")
-    export(r, config, evaluations, task, best, out)
+    export(r, config, refits or evaluations, best, out)
     return out / "report.md", evaluations
 
 

@@ -42,6 +42,9 @@ def parser() -> argparse.ArgumentParser:
                    help="evaluation processes, one torch thread each (default: one per core)")
     p.add_argument("--baselines", choices=["full", "quick", "none"], default="full",
                    help="scikit-learn baselines: full grids (default), quick (small grids, for tests) or none")
+    p.add_argument("--no-refit", dest="refit", action="store_false",
+                   help="train the recommendation (and the baselines) on the training split only; by default they "
+                        "are refitted on training + validation once everything is chosen, as deployed")
     return p
 
 
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(defaults.THREADS)
         config = ReportConfig(task=args.task, storage=args.storage, study_name=args.study_name, data=args.data,
                               seeds=args.seeds, family_seeds=args.family_seeds, top=args.top, rerank_seeds=args.rerank_seeds, out=args.out, device=args.device,
-                              workers=args.workers or default_workers(), baselines=args.baselines)
+                              workers=args.workers or default_workers(), baselines=args.baselines,
+                              refit=args.refit)
         path, evaluations = build(config)
     except (ReportError, StudyError, StorageError, DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -96,25 +96,35 @@ def header(r: dict) -> list[str]:
 
 def recommendation(r: dict) -> list[str]:
     rec, m = r["recommended"], r["metric"]
-    tau = rec["decision"]["tau"]
+    tau, refit = rec["decision"]["tau"], rec["trained_on"] != "train"
     rule = (f"post-hoc logit adjustment with tau = {tau:g}, chosen on the validation split for the study's "
             f"{LABEL.get(m, m)}" if rec["decision"]["rule"] == "logit_adjust" else "the plain argmax")
     lines = [
         "## Recommendation", "",
         f"**{rec['family']}, trial #{rec['trial']}**: `{rec['configuration']}`; decision rule: {rule}.", "",
         *chosen_by(r),
-        f"Retrained on the final seeds {seed_range(rec['seeds'])}, which chose nothing, and evaluated once on the "
-        "test split:", "",
+        f"Retrained on the final seeds {seed_range(rec['seeds'])}, which chose nothing, "
+        + ("on the training and validation rows together (the refit, as deployed: every choice, tau included, was "
+           "made before on validation; `--no-refit` trains on the training split only), "
+           if refit else "") + "and evaluated once on the test split:", "",
     ]
-    rows = [["mean ± std over the seeds"] + [f"{rec['test'].get(k, math.nan):.3f} ± {rec['test_std'].get(k, 0):.3f}"
-                                              for k in METRICS]]
-    if rec["test_ensemble"]:
-        rows.append(["seed ensemble (averaged probabilities)"] + [f"{rec['test_ensemble'][k]:.3f}" for k in METRICS])
-    lines += table(["test"] + [LABEL[k] for k in METRICS], rows)
+
+    def rows(test: dict, std: dict, ensemble: dict | None, how: str) -> list[list[str]]:
+        found = [[f"mean ± std over the seeds{how}"] + [f"{test.get(k, math.nan):.3f} ± {std.get(k, 0):.3f}"
+                                                         for k in METRICS]]
+        if ensemble:
+            found.append([f"seed ensemble (averaged probabilities){how}"] + [f"{ensemble[k]:.3f}" for k in METRICS])
+        return found
+    found = rows(rec["test"], rec["test_std"], rec["test_ensemble"], ", refit" if refit else "")
+    if refit and rec["test_train_only"]:
+        found += rows(rec["test_train_only"], rec["test_train_only_std"], rec["test_ensemble_train_only"],
+                      ", training split only")
+    lines += table(["test"] + [LABEL[k] for k in METRICS], found)
     for metric, b in rec["beats"].items():
         verdict = "beats" if b["beats"] else "does **not** beat"
         lines.append(f"- Test {LABEL[metric]}: the recommended model ({b['model']:.3f}) {verdict} the best "
-                     f"scikit-learn baseline ({b['baseline_name']}, {b['baseline']:.3f}).")
+                     f"scikit-learn baseline ({b['baseline_name']}, {b['baseline']:.3f}"
+                     + (", refitted on training + validation too" if refit else "") + ").")
     if rec["winners_curse"] is not None:
         lines.append(f"- Winner's curse: search value {rec['search_value']:.4f} against {rec['fresh_value']:.4f} on "
                      f"the same validation split with the final seeds: {rec['winners_curse']:+.4f} (how much the "
