@@ -2,8 +2,9 @@
 
     python bench/results.py [--reports reports]
 
-For each task: the recommended model, the best configuration of each other family and the
-scikit-learn baselines (test metrics: mean +/- std over the final seeds, and the seed ensemble), whether
+For each task: the recommended model (as deployed: refitted on train + validation unless the report
+ran with --no-refit, and beside it trained on the training split only), the best configuration of each
+other family and the scikit-learn baselines (each also refitted) (test metrics: mean +/- std over the final seeds, and the seed ensemble), whether
 the recommendation beats the best baseline, how far it is from issue 10's target, and its winner's curse.
 Every number is read from `reports/<task>/summary.json`, written by `python -m search.report TASK`.
 """
@@ -39,10 +40,17 @@ def task_block(summary: dict) -> list[str]:
     rule = f"; logit adjustment tau {decision['tau']:g} chosen on validation" if decision["rule"] == "logit_adjust" else ""
     metric = lambda d, k: f"{d[k]:.3f}"  # noqa: E731
     how = "re-ranked on validation" if rec["rerank_seeds"] else "best on validation"  # --rerank-seeds 0: no re-ranking
+    refit = rec.get("trained_on", "train") != "train"
+    how += "; refitted on train + validation" if refit else ""
     rows = [f"| **{rec['family']} #{rec['trial']}** (recommended: {how}; {describe(rec['spec'])}{rule}) "
             f"| {rec['test']['accuracy']:.3f} ± {rec['test_std']['accuracy']:.3f} "
             f"| {rec['test']['balanced_accuracy']:.3f} ± {rec['test_std']['balanced_accuracy']:.3f} "
             f"| {metric(rec['test_ensemble'], 'accuracy')} / {metric(rec['test_ensemble'], 'balanced_accuracy')} |"]
+    if refit and rec.get("test_train_only"):
+        only, ensemble = rec["test_train_only"], rec["test_ensemble_train_only"]
+        rows.append(f"| the same trained on the training split only | {only['accuracy']:.3f} "
+                    f"| {only['balanced_accuracy']:.3f} | {metric(ensemble, 'accuracy')} / "
+                    f"{metric(ensemble, 'balanced_accuracy')} |")
     pruned = any(not row["complete"] for row in summary["families"])
     for row in summary["families"]:
         if row["trial"] != rec["trial"]:
@@ -57,6 +65,10 @@ def task_block(summary: dict) -> list[str]:
         if b.get("tau"):
             rows.append(f"| the same + logit adjustment (tau {b['tau']:g} on validation) "
                         f"| {metric(b['test_adjusted'], 'accuracy')} | {metric(b['test_adjusted'], 'balanced_accuracy')} | - |")
+        for key in ("test_refit", "test_refit_adjusted")[:1 + bool(b.get("tau"))] if refit and b.get("test_refit") else ():
+            adjusted = f" + logit adjustment (tau {b['tau']:g})" if key.endswith("adjusted") else ""
+            rows.append(f"| the same refitted on train + validation{adjusted} "
+                        f"| {metric(b[key], 'accuracy')} | {metric(b[key], 'balanced_accuracy')} | - |")
     if task in PUBLISHED:
         rows.append(PUBLISHED[task])
     lines = [f"**{task}** ([reports/{summary['study']}](reports/{summary['study']}/report.md), metric {summary['metric']}):", "",
