@@ -224,7 +224,8 @@ def tradeoff(r: dict) -> list[str]:
              "circled one is the tau chosen on the validation split.", ""]
     lines += image("frontier.png", "accuracy against balanced accuracy",
                    f"Test accuracy against test balanced accuracy as tau varies: the recommended model's ensemble of "
-                   f"seeds {seed_range(rec['seeds'])} and each scikit-learn baseline (one fit each).")
+                   f"seeds {seed_range(rec['seeds'])} and each scikit-learn baseline (one fit each)"
+                   + (", all refitted on training + validation." if rec["trained_on"] != "train" else "."))
     points = []
     for label, series in r["frontier"]["series"].items():
         chosen = next(p for p in series if p["tau"] == r["frontier"]["chosen"][label])
