@@ -180,8 +180,9 @@ class Evaluations:
     data: what identifies the data (task, split rule, class counts per split); part of every key.
     task: the loaded task (labels and class prior, to measure what the workers trained); source lets
     the worker processes load it themselves.
-    refit: train on the training and validation rows (data.Task.refit), as the deployed model is, with
-    the tau the train-only evaluation chose on validation (submit's taus); its own cache file.
+    refit: train on the training and validation rows (data.Task.refit), as the deployed model is, and
+    measure with the tau the train-only evaluation chose on validation (`settle`: the training need not
+    wait for it); its own cache file.
     """
 
     def __init__(self, path: Path, data: dict, seeds: list[int], metric: str, task: Task,
@@ -191,6 +192,7 @@ class Evaluations:
         self.path, self.data, self.seeds, self.metric, self.task = Path(path), data, list(seeds), metric, task
         self.source, self.device, self.workers, self.write, self.refit = source, device, workers, write, refit
         self.taus: dict[TrialSpec, float] = {}  # refit: each spec's tau, chosen by its train-only evaluation
+        self.parked: dict[TrialSpec, tuple[str, list[SeedResult]]] = {}  # refit: trained, waiting for its tau
         self.fingerprint = code_fingerprint()
         self.used: set[str] = set()  # keys this run asked for
         self.new: set[str] = set()  # keys this run had to train
@@ -215,27 +217,22 @@ class Evaluations:
         return len(self.used - self.new)
 
     def key(self, spec: TrialSpec) -> str:
-        data = self.data
-        if self.refit:
-            if spec not in self.taus:
-                raise ValueError(f"a refit evaluation needs the tau of {spec.family} chosen on validation (taus=...)")
-            data = {**data, "trained_on": "train+validation", "tau": self.taus[spec]}
+        # A refit's tau is not in its key: it follows from the train-only evaluation of the same seeds and code.
+        data = {**self.data, "trained_on": "train+validation"} if self.refit else self.data
         return cache_key(spec, self.seeds_of.get(spec, self.seeds), data, self.metric, self.fingerprint)
 
     def run(self, specs: list[TrialSpec], keep_models: set[TrialSpec] = frozenset(),
-            seeds: list[int] | None = None, taus: dict[TrialSpec, float] | None = None) -> None:
+            seeds: list[int] | None = None) -> None:
         """Evaluate every spec not in the cache (and those in keep_models whose weights are wanted)."""
         with Pool(self.task.name, self.source, self.device, self.workers) as pool:
-            self.submit(pool, specs, keep_models, seeds=seeds, taus=taus)
+            self.submit(pool, specs, keep_models, seeds=seeds)
             pool.wait()
 
     def submit(self, pool: Pool, specs: list[TrialSpec], keep_models: set[TrialSpec] = frozenset(),
-               cost: Callable[[TrialSpec], float] = lambda spec: 0.0, seeds: list[int] | None = None,
-               taus: dict[TrialSpec, float] | None = None) -> None:
-        """Queue what `run` would train in pool; each is cached as soon as its last seed is in.
-        cost(spec): an estimate of one seed's seconds (the costliest start first); seeds: other seeds than
-        `self.seeds` for these specs (get() then returns those entries); taus: a refit's decision taus."""
-        self.taus.update(taus or {})
+               cost: Callable[[TrialSpec], float] = lambda spec: 0.0, seeds: list[int] | None = None) -> None:
+        """Queue what `run` would train in pool; each is cached as soon as its last seed is in (a refit: and
+        its tau settled). cost(spec): an estimate of one seed's seconds (the costliest start first); seeds:
+        other seeds than `self.seeds` for these specs (get() then returns those entries)."""
         specs = list(dict.fromkeys(specs))
         seeds = list(seeds or self.seeds)
         for spec in specs:
@@ -253,7 +250,17 @@ class Evaluations:
             pool.train(spec, seeds, f"evaluation {i}/{len(todo)} ({spec.family})", partial(self._done, spec, keys[spec]),
                        test=True, keep_models=spec in keep_models, cost=cost(spec), refit=self.refit)
 
+    def settle(self, taus: dict[TrialSpec, float]) -> None:
+        """A refit's taus, chosen by the train-only evaluations on validation; the refits trained meanwhile are
+        measured with them now."""
+        self.taus.update(taus)
+        for spec in [s for s in self.parked if s in self.taus]:
+            self._done(spec, *self.parked.pop(spec))
+
     def _done(self, spec: TrialSpec, key: str, results: list[SeedResult]) -> None:
+        if self.refit and spec not in self.taus:
+            self.parked[spec] = key, results
+            return
         tau = self.taus[spec] if self.refit else None
         self.entries[key] = {**final_entry(spec, self.task, results, self.metric, tau), "data": self.data,
                              "fingerprint": self.fingerprint}
@@ -269,6 +276,8 @@ class Evaluations:
     def get(self, spec: TrialSpec) -> dict:
         key = self.key(spec)
         if key not in self.entries:
+            if self.refit and spec not in self.taus:
+                raise ValueError(f"the refit of a {spec.family} needs the tau validation chose for it (settle)")
             self.run([spec], seeds=self.seeds_of.get(spec))
         self.used.add(key)
         return self.entries[key]

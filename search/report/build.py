@@ -317,7 +317,7 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     # Every configuration the report needs goes to one pool of workers (search/pool.py): first the
     # re-ranking of the top trials, which chooses the recommendation; meanwhile the final evaluations of
     # every family's best and of the top trials, and the baselines; once the recommendation is known,
-    # its imbalance variants, and its refit once its train-only evaluation has chosen tau. Without refit,
+    # its imbalance variants and its refit (measured once its train-only evaluation has chosen tau). Without refit,
     # the top trials keep their weights when trained: one of them is exported.
     cost = seed_seconds(study)
     tops = [spec_of(t) for t in leaders]
@@ -335,15 +335,14 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
         chosen, reranked = reranking.choose(leaders)
         best = spec_of(chosen)
         deployed = refits or evaluations
-        if refits:  # the refit's tau is the one the train-only final seeds chose on validation
-            pool.wait(until=lambda: evaluations.key(best) in evaluations.entries)
-            refits.taus[best] = evaluations.get(best)["decision"]["tau"]
         keep = set() if best in fresh or exported(out / "model", deployed.key(best)) else {best}
         evaluations.submit(pool, [best, *[replace(best, imbalance=v) for v in strategies(config.task, chosen)]],
                            keep_models=set() if refits else keep, cost=cost)
         if refits:
             refits.submit(pool, [best], keep_models=keep, cost=cost)
         pool.wait()
+        if refits:  # measured with the tau the train-only final seeds chose on validation
+            refits.settle({best: evaluations.get(best)["decision"]["tau"]})
         if pool.jobs:
             write(f"training: {pool.usage()}")
     r = compute(config, study, complete, families, leaders, metric, evaluations, baselines, out, chosen, reranking,
