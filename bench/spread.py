@@ -2,7 +2,7 @@
 
     python bench/spread.py TASK [--runs 3] [--first 0] [--trials 100] [--parallel 1] [--workers W] [--device D]
                                 [--dir bench/spread] [--data PATH] [--final-seeds 5] [--timeout S] [--no-run]
-                                [--top 3] [--rerank-seeds 3]
+                                [--top 3] [--rerank-seeds 3] [--no-refit]
 
 Run i (i = --first, --first + 1, ...) is `python -m search.TASK --trials N --sampler-seed i` on its own
 SQLite file (DIR/TASK-i.db), `--parallel` of them at a time, each with `--workers` processes and the
@@ -10,8 +10,9 @@ study's default time limit (search/defaults.py TIME_LIMIT) unless --timeout is g
 already has N finished trials, or whose run stopped at its time limit, is not run again, so an
 interrupted bench continues. Then each study's recommendation is chosen as `search.report` chooses it
 (its --top best trials re-ranked on the seeds 50, 51, ..., each on another validation fold, search/rerank.py; --rerank-seeds 0:
-the best search value), retrained on the final seeds (100, 101, ...) and measured once on the test split,
-exactly as the report does (search.evaluate.evaluate_spec). Printed: one row per run (wall minutes, trials
+the best search value), retrained on the final seeds (100, 101, ...), refitted on train + validation with the
+tau the training split's seeds chose on validation (--no-refit: the training split only), and measured once
+on the test split, exactly as the report does (search.evaluate.evaluate_spec). Printed: one row per run (wall minutes, trials
 complete/pruned, best search value, the recommended trial and its choice value, its test accuracy and
 balanced accuracy as mean +/- std over the final seeds, and the seed ensemble), then the spread over runs.
 """
@@ -100,6 +101,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="passed to each study: stop starting trials after S s (default: the study's own limit, "
                         "search/defaults.py TIME_LIMIT; 0: none)")
     p.add_argument("--no-run", action="store_true", help="only evaluate the studies already in --dir")
+    p.add_argument("--no-refit", dest="refit", action="store_false",
+                   help="test the recommendation trained on the training split only (default: refitted on "
+                        "train + validation, as the report does)")
     p.add_argument("--top", type=int, default=3, help="top trials re-ranked, as the report's --top")
     p.add_argument("--rerank-seeds", type=int, default=defaults.SEEDS,
                    help="re-ranking seeds, as the report's --rerank-seeds (0: the best search value)")
@@ -125,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
         f"python -m search.{args.task} --trials {args.trials} --sampler-seed i --workers {args.workers} "
         f"--device {args.device}{'' if args.timeout is None else f' --timeout {args.timeout:g}'} {args.extra}".strip())
     device = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else "cpu"
-    print(f"\ncommand: {ran}; device: {device}; final seeds {defaults.final_seeds(args.final_seeds)}")
+    print(f"\ncommand: {ran}; device: {device}; final seeds {defaults.final_seeds(args.final_seeds)}"
+          f"{', refitted on train + validation' if args.refit else ', training split only'}")
     print(f"{'run':>3} {'min':>6} {'complete/pruned':>15} {'best val':>8} {'trial':>14} {'choice':>6} {'test acc':>13} "
           f"{'test bal':>13} {'ens acc':>7} {'ens bal':>7}")
     for i, db in dbs.items():
@@ -137,7 +142,11 @@ def main(argv: list[str] | None = None) -> None:
                               metric, task, args.data, args.device, args.workers)
         best, reranked = reranking.choose(select(study, args.top)[1])
         spec = spec_of(best)
-        entry, _ = evaluate_spec(spec, task, defaults.final_seeds(args.final_seeds), metric, args.device)
+        seeds, tau = defaults.final_seeds(args.final_seeds), 0.0
+        if args.refit and spec.decision == "logit_adjust":  # tau from the train-only seeds, as the report does
+            tau = evaluate_spec(spec, task, seeds, metric, args.device)[0]["decision"]["tau"]
+        entry, _ = evaluate_spec(spec, task.refit() if args.refit else task, seeds, metric, args.device,
+                                 tau=tau if args.refit else None)
         tests = [run["test"] for run in entry["runs"] if run["test"]]
         (acc, acc_std), (bal, bal_std) = (mean_std([t[k] for t in tests]) for k in ("accuracy", "balanced_accuracy"))
         ens = entry["ensemble"]["test"]
