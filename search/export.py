@@ -505,18 +505,19 @@ def export(args: argparse.Namespace, write=lambda line: print(line, file=sys.std
         return False  # never stop early
 
     metric = attrs.get("metric") or defaults.METRIC[args.task]
-    tau = args.tau
+    refit_tau = None  # a refit's tau: --tau, else chosen on validation before the refit trains on it
     if args.refit:
-        if tau is None and spec.decision == "logit_adjust":  # validation can choose tau only before the refit
+        refit_tau = args.tau if args.tau is not None else 0.0
+        if args.tau is None and spec.decision == "logit_adjust":
             write("choosing tau on validation: the training split first")
-            tau = evaluate_spec(spec, task, seeds, metric, args.device, on_epoch=on_epoch)[0]["decision"]["tau"]
+            refit_tau = evaluate_spec(spec, task, seeds, metric, args.device, on_epoch=on_epoch)[0]["decision"]["tau"]
         task = task.refit()
     entry, states = evaluate_spec(spec, task, seeds, metric, args.device, keep_models=True, on_epoch=on_epoch,
-                                  tau=(tau or 0.0) if args.refit else None)
+                                  tau=refit_tau)
     failed = [f"seed {r['seed']} {r['status']}" for r in entry["runs"] if r["status"] != "finished"]
     if failed:
         raise RuntimeError(f"trial #{trial.number} did not train: {'; '.join(failed)}; nothing written")
-    tau = tau if tau is not None else entry["decision"]["tau"]
+    tau = args.tau if args.tau is not None else entry["decision"]["tau"]
     models = []
     for state in states:
         models.append(create_model(spec, task.input_size, task.num_classes, task.seq_len))

@@ -336,10 +336,9 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
         best = spec_of(chosen)
         deployed = refits or evaluations
         keep = set() if best in fresh or exported(out / "model", deployed.key(best)) else {best}
+        deployed.submit(pool, [best], keep_models=keep, cost=cost)  # first: the exported weights are kept
         evaluations.submit(pool, [best, *[replace(best, imbalance=v) for v in strategies(config.task, chosen)]],
-                           keep_models=set() if refits else keep, cost=cost)
-        if refits:
-            refits.submit(pool, [best], keep_models=keep, cost=cost)
+                           cost=cost)
         pool.wait()
         if refits:  # measured with the tau the train-only final seeds chose on validation
             refits.settle({best: evaluations.get(best)["decision"]["tau"]})
