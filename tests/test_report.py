@@ -23,6 +23,8 @@ from search.space import IMBALANCE
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
 HAR_FAMILIES = ["dense", "linear", "conv1d"]
+# The HAR report's final seeds: 3 for the top trials, 2 for a family's best that is not one, 1 for a pruned stand-in.
+REPORT_SEEDS = ["--seeds", "3", "--family-seeds", "2", "--pruned-seeds", "1"]
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 
@@ -33,6 +35,16 @@ def make_study(task: str, folder: Path, data: Path, fixed: dict, grid: dict) -> 
                          grid=grid, command=f"python -m search.{task} --seeds 2 --width 16 ... (test study)")
     run_study(config, load_task(task, data), write=lambda line: None)
     return storage
+
+
+def add_pruned_trial(storage: str, name: str, family: str) -> None:
+    """A trial of another family that the pruner stopped after epoch 1: the attributes the objective leaves
+    (copied from the first trial), its own spec, and one reported value. No trial of that family completed."""
+    study = optuna.load_study(study_name=name, storage=storage)
+    attrs = dict(study.trials[0].user_attrs)
+    attrs.update(spec={**attrs["spec"], "family": family}, ended="pruned at epoch 1")
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params={}, distributions={},
+                                              user_attrs=attrs, intermediate_values={1: 0.5}))
 
 
 def trial_attrs(storage: str, name: str) -> dict:
@@ -53,15 +65,16 @@ def data_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def har(tmp_path_factory, data_cache, one_torch_thread):
-    """A 3-trial HAR grid (dense, linear, conv1d), its trials before the report, and one report run (without the
-    refit: the names report has it)."""
+    """A 3-trial HAR grid (dense, linear, conv1d) and a pruned rnn trial, the trials before the report, and one
+    report run (without the refit: the names report has it)."""
     folder = tmp_path_factory.mktemp("har-report")
     storage = make_study("har", folder, HAR_ZIP, {"epochs": 2, "batch_size": 128}, {"family": HAR_FAMILIES})
+    add_pruned_trial(storage, "har", "rnn")
     before = trial_attrs(storage, "har")
     # The command line itself, in its own process.
     first = subprocess.run([sys.executable, "-m", "search.report", "har", "--storage", storage, "--out",
-                            str(folder / "reports"), "--seeds", "2", "--family-seeds", "1", "--top", "2",
-                            "--baselines", "none", "--workers", "2", "--no-refit"],
+                            str(folder / "reports"), *REPORT_SEEDS, "--top", "2", "--baselines", "none",
+                            "--workers", "2", "--no-refit"],
                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
     out = folder / "reports" / "har"
@@ -95,17 +108,23 @@ def table_rows(markdown: str) -> list[list[str]]:
     return [[cell.strip() for cell in row] for row in rows[2:]]  # skip the header and the |---| line
 
 
-def test_leaderboard_lists_every_family_that_completed_a_trial(har):
+def test_leaderboard_lists_every_family_searched(har):
     study = optuna.load_study(study_name="har", storage=har["storage"])
-    completed = {t.user_attrs["spec"]["family"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    complete = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE),
+                      key=lambda t: (-t.value, t.number))
+    by_rank = list(dict.fromkeys(t.user_attrs["spec"]["family"] for t in complete))
     rows = table_rows(section(har["text"], "### Best configuration of each family, and the scikit-learn baselines"))
-    assert completed and {row[0] for row in rows} == completed and len(rows) == len(completed)
-    # Val and test as mean ± std over the 2 evaluation seeds; --family-seeds 1: a family's best that is not
-    # one of the --top 2 trials is evaluated on one seed, and says so.
-    assert sorted(row[1].endswith(" (1 seed)") for row in rows) == [False, False, True]
+    # The families that completed a trial, best first, then the one only a pruned trial represents.
+    assert sorted(by_rank) == sorted(HAR_FAMILIES) and [row[0] for row in rows] == [*by_rank, "rnn"]
+    # Val and test as mean ± std over the 3 final seeds of the --top 2 trials; --family-seeds 2: a family's best
+    # that is not a top trial; --pruned-seeds 1: the rnn family, whose only trial was pruned (†), on one seed.
+    labels = {row[0]: row[1].split(" ", 1)[1] if " " in row[1] else "" for row in rows}
+    assert sorted(labels.values()) == ["", "", "(1 seed)", "(2 seeds)"] and labels["rnn"] == "(1 seed)"
+    assert rows[-1][4] == "0.500 †"
     for row in rows:
-        assert all(("±" in cell) != row[1].endswith(" (1 seed)") for cell in row[5:11]), row
-    assert "a family's best that is not a top trial, and so never the recommendation: seeds 100" in har["text"]
+        assert all(("±" in cell) != (labels[row[0]] == "(1 seed)") for cell in row[5:11]), row
+    assert "a family's best that is not a top trial, and so never the recommendation: seeds 100–101" in har["text"]
+    assert "represented by a pruned trial: seed 100, `--pruned-seeds`" in har["text"]
     for title in ("## Search", "## Data", "## Reproduce", "## Recommendation", "## Learning curves",
                   "## Confusion matrices (test)", "## Accuracy against balanced accuracy",
                   "## Effects seen across trials", "## Class imbalance", "## Seed robustness", "## Issues spotted",
@@ -132,8 +151,8 @@ def test_figures_are_png_files_and_every_link_resolves(har):
 def expected_specs(storage: str, name: str, task: str, recommended: dict, top: int = 3, families: bool = True
                    ) -> set[str]:
     """What the final evaluation may touch: chosen from COMPLETE trials by validation value only (the
-    recommended spec, one of the top, is retrained with each imbalance strategy); families=False: all but
-    the families' best that are not top trials."""
+    recommended spec, one of the top, is retrained with each imbalance strategy), and for a family without one
+    its pruned trial with the best last value; families=False: all but the families' best that are not top trials."""
     study = optuna.load_study(study_name=name, storage=storage)
     ranked = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE),
                     key=lambda t: (-t.value, t.number))
@@ -145,6 +164,12 @@ def expected_specs(storage: str, name: str, task: str, recommended: dict, top: i
             specs.append(spec)
         if len(leaders) < top and spec not in leaders:
             leaders.append(spec)
+    pruned = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED),
+                    key=lambda t: (-t.intermediate_values[max(t.intermediate_values)], t.number))
+    for t in pruned:
+        if t.user_attrs["spec"]["family"] not in best_of_family:
+            best_of_family.add(t.user_attrs["spec"]["family"])
+            specs.append(t.user_attrs["spec"])
     assert recommended in leaders
     specs = specs if families else []
     specs += leaders + [{**recommended, "imbalance": value} for value in IMBALANCE[task]]
@@ -174,9 +199,11 @@ def test_test_split_is_touched_only_by_the_final_evaluation(har):
     counts = optuna.load_study(study_name="har", storage=har["storage"]).user_attrs["counts"]
     tops = expected_specs(har["storage"], "har", "har", recommended, top=2, families=False)
     for entry in entries:
-        # Never a search seed (0, 1); a family's best that is not a top trial on the first final seed only.
+        # Never a search seed (0, 1); a family's best that is not a top trial on the first 2 final seeds, the
+        # pruned stand-in on the first only.
         top = json.dumps(entry["spec"], sort_keys=True) in tops
-        assert [run["seed"] for run in entry["runs"]] == ([100, 101] if top else [100])
+        seeds = [100, 101, 102] if top else [100] if entry["spec"]["family"] == "rnn" else [100, 101]
+        assert [run["seed"] for run in entry["runs"]] == seeds
         for run in entry["runs"]:
             assert sum(map(sum, run["test"]["confusion"])) == sum(counts["test"])
             assert 0 <= run["test"]["accuracy"] <= 1
@@ -201,8 +228,8 @@ def test_second_run_reuses_the_cache_and_writes_the_same_text(har, capsys):
     reranked_stamp = reranked.stat().st_mtime_ns
     assert "0 evaluations reused" in har["stdout"] and "0 configurations trained" not in har["stdout"]
     # In this process (the first run was a subprocess): the same entry point, without a second start-up.
-    report.main(["har", "--storage", har["storage"], "--out", str(har["folder"] / "reports"), "--seeds", "2",
-                 "--family-seeds", "1", "--top", "2", "--baselines", "none", "--no-refit"])
+    report.main(["har", "--storage", har["storage"], "--out", str(har["folder"] / "reports"), *REPORT_SEEDS,
+                 "--top", "2", "--baselines", "none", "--no-refit"])
     assert "0 configurations trained" in capsys.readouterr().out
     assert cache.read_bytes() == saved and cache.stat().st_mtime_ns == stamp
     assert reranked.stat().st_mtime_ns == reranked_stamp  # nothing re-ranked again
@@ -248,6 +275,8 @@ def test_missing_or_empty_study_and_bad_storage_exit_2_with_one_line(har, tmp_pa
         f"error: study 'har' has no complete trial in {empty}"
     assert error_line(["har", "--storage", "no-such-scheme://x", "--out", str(out)], capsys).startswith("error: --storage")
     assert error_line(["har", "--storage", empty, "--seeds", "0"], capsys) == "error: --seeds must be an int >= 1, got 0"
+    assert error_line(["har", "--storage", empty, "--pruned-seeds", "0"], capsys) == \
+        "error: --pruned-seeds must be an int >= 1, got 0"
     assert error_line(["har", "--storage", empty, "--rerank-seeds", "-1"], capsys) == \
         "error: --rerank-seeds must be an int from 0 to 50, got -1"
     nowhere = str(tmp_path / "no-such-data")

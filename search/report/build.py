@@ -57,6 +57,7 @@ class ReportConfig:
     data: str | None = None
     seeds: int = defaults.FINAL_SEEDS
     family_seeds: int = defaults.FAMILY_SEEDS  # for a family's best that is not a top trial (at most `seeds`)
+    pruned_seeds: int = defaults.PRUNED_SEEDS  # for a family represented by a pruned trial (at most `family_seeds`)
     top: int = 3
     rerank_seeds: int | None = None  # seeds re-ranking the top trials (None: as many as the search used; 0: none)
     out: str = "reports"
@@ -71,10 +72,10 @@ class ReportConfig:
         self.study_name = self.study_name or self.task
         if self.baselines not in BASELINES:
             raise ReportError(f"--baselines must be one of {list(BASELINES)}, got {self.baselines!r}")
-        for name in ("seeds", "family_seeds", "top", "workers"):
+        for name in ("seeds", "family_seeds", "pruned_seeds", "top", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ReportError(f"--{name} must be an int >= 1, got {value!r}")
+                raise ReportError(f"--{name.replace('_', '-')} must be an int >= 1, got {value!r}")
         span = defaults.FINAL_SEED_BASE - defaults.RERANK_SEED_BASE
         value = self.rerank_seeds
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= span):
@@ -83,6 +84,7 @@ class ReportConfig:
     def command(self) -> str:
         args = ["python -m search.report", self.task, "--storage", shown_paths(hide_password(self.storage)),
                 "--study-name", self.study_name, "--seeds", str(self.seeds), "--family-seeds", str(self.family_seeds),
+                "--pruned-seeds", str(self.pruned_seeds),
                 "--top", str(self.top), "--out", self.out]
         if self.rerank_seeds is not None:
             args += ["--rerank-seeds", str(self.rerank_seeds)]
@@ -96,6 +98,11 @@ class ReportConfig:
 def family_seeds(config: ReportConfig) -> list[int]:
     """The final seeds of a family's best trial that is not a top trial: the first `family_seeds` of them."""
     return defaults.final_seeds(min(config.family_seeds, config.seeds))
+
+
+def pruned_seeds(config: ReportConfig) -> list[int]:
+    """The final seeds of a family represented by a pruned trial (none of its trials completed)."""
+    return defaults.final_seeds(min(config.pruned_seeds, config.family_seeds, config.seeds))
 
 
 def safe_name(name: str) -> str:
@@ -160,7 +167,7 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
     return {
         "study": study.study_name, "task": config.task, "metric": metric, "class_names": class_names,
         "attrs": attrs, "storage": shown_paths(hide_password(config.storage)), "top": config.top, "seeds": evaluations.seeds,
-        "family_seeds": family_seeds(config),
+        "family_seeds": family_seeds(config), "pruned_seeds": pruned_seeds(config),
         "fingerprint": evaluations.fingerprint, "complete": len(complete),
         "versions": f"torch {torch.__version__}, optuna {optuna.__version__}, scikit-learn {sklearn.__version__}",
         "commands": [shown_paths(hide_password(c)) for c in attrs.get("commands", [])] + [config.command()],
@@ -324,11 +331,14 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     refits = Evaluations(out / "refits.json", data, defaults.final_seeds(config.seeds), metric, task.refit(), source,
                          config.device, config.workers, write, refit=True) if config.refit else None
     fresh = set() if refits else {spec for spec in tops if evaluations.key(spec) not in evaluations.entries}
-    others = [s for s in map(spec_of, families.values()) if s not in tops]  # never the recommendation
+    others = [t for t in families.values() if spec_of(t) not in tops]  # never the recommendation
+    complete_others = [spec_of(t) for t in others if t.state == optuna.trial.TrialState.COMPLETE]
+    stand_ins = [spec_of(t) for t in others if t.state != optuna.trial.TrialState.COMPLETE]
     with Pool(config.task, source, config.device, config.workers) as pool:
         reranking.submit(pool, tops, cost)
         evaluations.submit(pool, tops, keep_models=fresh, cost=cost)
-        evaluations.submit(pool, others, cost=cost, seeds=family_seeds(config))
+        evaluations.submit(pool, complete_others, cost=cost, seeds=family_seeds(config))
+        evaluations.submit(pool, stand_ins, cost=cost, seeds=pruned_seeds(config))
         baselines = baselines_of(config, task, metric, out, data, pool, write) if config.baselines != "none" else []
         pool.wait(until=lambda: reranking.pending == 0)
         # The recommendation: the leader with the best validation mean over search and re-ranking seeds.

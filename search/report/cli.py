@@ -29,6 +29,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--family-seeds", type=int, default=defaults.FAMILY_SEEDS,
                    help="final seeds of a family's best trial that is not a top trial, the first of --seeds "
                         "(default %(default)s)")
+    p.add_argument("--pruned-seeds", type=int, default=defaults.PRUNED_SEEDS,
+                   help="final seeds of a family none of whose trials completed (its best pruned trial stands in "
+                        "for it, retrained with its full epoch budget), the first of --family-seeds "
+                        "(default %(default)s)")
     p.add_argument("--top", type=int, default=3,
                    help="top configurations overall to re-rank and evaluate; the recommendation is one of them "
                         "(default 3)")
@@ -56,7 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         torch.set_num_threads(defaults.THREADS)
         config = ReportConfig(task=args.task, storage=args.storage, study_name=args.study_name, data=args.data,
-                              seeds=args.seeds, family_seeds=args.family_seeds, top=args.top, rerank_seeds=args.rerank_seeds, out=args.out, device=args.device,
+                              seeds=args.seeds, family_seeds=args.family_seeds,
+                              pruned_seeds=args.pruned_seeds, top=args.top, rerank_seeds=args.rerank_seeds,
+                              out=args.out, device=args.device,
                               workers=args.workers or default_workers(), baselines=args.baselines,
                               refit=args.refit)
         path, evaluations = build(config)

@@ -163,6 +163,9 @@ def final_seeds_text(r: dict) -> str:
     if r["family_seeds"] != r["seeds"]:
         text += (f" (a family's best that is not a top trial, and so never the recommendation: seeds "
                  f"{seed_range(r['family_seeds'])}, `--family-seeds`)")
+    if r["pruned_seeds"] != r["family_seeds"] and any(not row["complete"] for row in r["families"]):
+        text += (f" (a family none of whose trials completed, represented by a pruned trial: "
+                 f"seed{'s' * (len(r['pruned_seeds']) > 1)} {seed_range(r['pruned_seeds'])}, `--pruned-seeds`)")
     return text
 
 
@@ -205,8 +208,9 @@ def leaderboard(r: dict) -> list[str]:
     lines += table(header_, [cells(row) for row in r["families"]] + baseline_rows)
     lines += [f"*One row per family searched ({len(r['families'])}); {r['complete']} complete trials considered. "
               "† no trial of this family completed (all pruned): its row is the pruned trial with the best last "
-              "reported validation value, retrained here with its full epoch budget. Baselines are fitted on the "
-              "same training split, their hyper-parameters and tau chosen on the validation split; deterministic, "
+              "reported validation value, retrained here with its full epoch budget on "
+              f"seed{'s' * (len(r['pruned_seeds']) > 1)} {seed_range(r['pruned_seeds'])} (`--pruned-seeds`). "
+              "Baselines are fitted on the same training split, their hyper-parameters and tau chosen on the validation split; deterministic, "
               "so one run each. Parameters: trainable parameter count of the model.*", ""]
     lines += ["### Top configurations overall", ""]
     lines += table(header_, [cells(row) for row in r["leaders"]])
