@@ -55,7 +55,9 @@ def task_block(summary: dict) -> list[str]:
     for row in summary["families"]:
         if row["trial"] != rec["trial"]:
             mark = "" if row["complete"] else " †"
-            seeds = f"; seeds {row['seeds'][0]}-{row['seeds'][-1]}" if row.get("seeds", rec["seeds"]) != rec["seeds"] else ""
+            seeds = row.get("seeds", rec["seeds"])
+            seeds = ("" if seeds == rec["seeds"] else f"; seed {seeds[0]}" if len(seeds) == 1
+                     else f"; seeds {seeds[0]}-{seeds[-1]}")
             rows.append(f"| {row['family']} #{row['trial']}{mark} (best {row['family']} on validation{seeds}) "
                         f"| {metric(row['test'], 'accuracy')} | {metric(row['test'], 'balanced_accuracy')} "
                         f"| {metric(row['test_ensemble'], 'accuracy')} / {metric(row['test_ensemble'], 'balanced_accuracy')} |")
