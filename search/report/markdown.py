@@ -40,6 +40,11 @@ def seed_range(seeds: list[int]) -> str:
         else ", ".join(map(str, seeds))
 
 
+def seeds_named(seeds: list[int]) -> str:
+    """'seed 100' or 'seeds 100–102'."""
+    return f"seed{'s' * (len(seeds) > 1)} {seed_range(seeds)}"
+
+
 def table(header: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows] + [""]
@@ -159,14 +164,14 @@ def chosen_by(r: dict) -> list[str]:
 
 def final_seeds_text(r: dict) -> str:
     """Which final seeds the evaluated configurations were retrained on."""
-    text = f"seeds {seed_range(r['seeds'])}"
-    if r["family_seeds"] != r["seeds"]:
-        text += (f" (a family's best that is not a top trial, and so never the recommendation: seeds "
-                 f"{seed_range(r['family_seeds'])}, `--family-seeds`)")
-    if r["pruned_seeds"] != r["family_seeds"] and any(not row["complete"] for row in r["families"]):
-        text += (f" (a family none of whose trials completed, represented by a pruned trial: "
-                 f"seed{'s' * (len(r['pruned_seeds']) > 1)} {seed_range(r['pruned_seeds'])}, `--pruned-seeds`)")
-    return text
+    fewer = []
+    if any(row["complete"] and row["seeds"] != r["seeds"] for row in r["families"]):
+        fewer.append(f"a family's best that is not a top trial, and so never the recommendation: "
+                     f"{seeds_named(r['family_seeds'])}, `--family-seeds`")
+    if any(not row["complete"] and row["seeds"] != r["seeds"] for row in r["families"]):
+        fewer.append(f"a family none of whose trials completed, represented by a pruned trial: "
+                     f"{seeds_named(r['pruned_seeds'])}, `--pruned-seeds`")
+    return f"seeds {seed_range(r['seeds'])}" + (f" ({'; '.join(fewer)})" if fewer else "")
 
 
 def leaderboard(r: dict) -> list[str]:
@@ -175,8 +180,8 @@ def leaderboard(r: dict) -> list[str]:
         "## Final evaluation", "",
         f"Configurations are chosen by validation value only (`trial.value`, the mean validation {LABEL.get(m, m)} "
         f"over the search seeds, COMPLETE trials): the best trial of each family and the {r['top']} best "
-        f"distinct configurations overall. Each is retrained from scratch on {final_seeds_text(r)} "
-        "(disjoint from the search seeds) and evaluated once on the test split, which the search never saw. "
+        "distinct configurations overall. Each is retrained from scratch, on seeds disjoint from the search "
+        f"seeds: {final_seeds_text(r)}; and evaluated once on the test split, which the search never saw. "
         "Validation and test columns are mean ± std over those seeds (after the last epoch, test under the "
         "configuration's decision rule); the ensemble column averages the seeds' probabilities; training time is "
         "seconds per seed.", "",
@@ -209,7 +214,7 @@ def leaderboard(r: dict) -> list[str]:
     lines += [f"*One row per family searched ({len(r['families'])}); {r['complete']} complete trials considered. "
               "† no trial of this family completed (all pruned): its row is the pruned trial with the best last "
               "reported validation value, retrained here with its full epoch budget on "
-              f"seed{'s' * (len(r['pruned_seeds']) > 1)} {seed_range(r['pruned_seeds'])} (`--pruned-seeds`). "
+              f"{seeds_named(r['pruned_seeds'])} (`--pruned-seeds`). "
               "Baselines are fitted on the same training split, their hyper-parameters and tau chosen on the validation split; deterministic, "
               "so one run each. Parameters: trainable parameter count of the model.*", ""]
     lines += ["### Top configurations overall", ""]
