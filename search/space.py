@@ -122,8 +122,8 @@ WARM_START = {
         dict(family="conv1d", layers=3, width=64, dropout=0.3, kernel_size=7, pool=2, norm=True, clipnorm=0.0,
              lr=2e-3, batch_size=64, epochs=20, schedule="cosine", weight_decay=1e-4,
              imbalance="none", decision="argmax"),
-        # conv1d #35 of the session-14 study (reports/har): the best validation mean of that report's final
-        # evaluation, 0.953 +/- 0.004 over seeds 100-104, with the smallest spread; narrower, kernel 5 (values rounded).
+        # conv1d #35 of the 2026-11-29/30 example study: the best validation mean of its report's final
+        # evaluation, 0.953 +/- 0.004 over seeds 100-104, the smallest spread; narrower, kernel 5 (values rounded).
         dict(family="conv1d", layers=3, width=41, dropout=0.27, kernel_size=5, pool=2, norm=True, clipnorm=0.0,
              lr=2.9e-3, batch_size=64, epochs=20, schedule="cosine", weight_decay=8e-3,
              imbalance="none", decision="argmax"),

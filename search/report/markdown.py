@@ -214,9 +214,9 @@ def leaderboard(r: dict) -> list[str]:
     lines += [f"*One row per family searched ({len(r['families'])}); {r['complete']} complete trials considered. "
               "† no trial of this family completed (all pruned): its row is the pruned trial with the best last "
               "reported validation value, retrained here with its full epoch budget on "
-              f"{seeds_named(r['pruned_seeds'])} (`--pruned-seeds`). "
-              "Baselines are fitted on the same training split, their hyper-parameters and tau chosen on the validation split; deterministic, "
-              "so one run each. Parameters: trainable parameter count of the model.*", ""]
+              f"{seeds_named(r['pruned_seeds'])} (`--pruned-seeds`). Baselines are fitted on the same training "
+              "split, their hyper-parameters and tau chosen on the validation split; deterministic, so one run each. "
+              "Parameters: trainable parameter count of the model.*", ""]
     lines += ["### Top configurations overall", ""]
     lines += table(header_, [cells(row) for row in r["leaders"]])
     lines += [f"*The {len(r['leaders'])} best distinct configurations by search value.*", ""]
