@@ -82,7 +82,7 @@ def task_block(summary: dict) -> list[str]:
                        f"(ensemble {rec['test_ensemble'][k]:.3f}, {gap(rec['test_ensemble'][k], t)})" for k, t in targets.items())
     if pruned:
         lines += ["† No trial of this family completed: its row is its pruned trial with the best last reported "
-                  "validation value, retrained with its full epoch budget.", ""]
+                  "validation value, retrained with its full epoch budget on the seeds its row names.", ""]
     curse = (f"search value {rec['search_value']:.3f} minus the same configuration's validation value on the final "
              f"seeds): {rec['winners_curse']:+.3f}")
     if rec["rerank_seeds"]:
