@@ -34,6 +34,7 @@ import torch  # noqa: E402
 from data import load_task  # noqa: E402
 from search import defaults  # noqa: E402
 from search.evaluate import evaluate_spec, ranked, select, spec_of  # noqa: E402
+from search.export import evaluate_refit  # noqa: E402
 from search.rerank import Reranking, choice_value  # noqa: E402
 from search.report.analysis import mean_std  # noqa: E402
 from search.study import count_finished, open_storage, quiet_optuna  # noqa: E402
@@ -142,11 +143,9 @@ def main(argv: list[str] | None = None) -> None:
                               metric, task, args.data, args.device, args.workers)
         best, reranked = reranking.choose(select(study, args.top)[1])
         spec = spec_of(best)
-        seeds, tau = defaults.final_seeds(args.final_seeds), 0.0
-        if args.refit and spec.decision == "logit_adjust":  # tau from the train-only seeds, as the report does
-            tau = evaluate_spec(spec, task, seeds, metric, args.device)[0]["decision"]["tau"]
-        entry, _ = evaluate_spec(spec, task.refit() if args.refit else task, seeds, metric, args.device,
-                                 tau=tau if args.refit else None)
+        seeds = defaults.final_seeds(args.final_seeds)
+        evaluate = evaluate_refit if args.refit else evaluate_spec  # refit: tau from the train-only seeds
+        entry, _ = evaluate(spec, task, seeds, metric, args.device)
         tests = [run["test"] for run in entry["runs"] if run["test"]]
         (acc, acc_std), (bal, bal_std) = (mean_std([t[k] for t in tests]) for k in ("accuracy", "balanced_accuracy"))
         ens = entry["ensemble"]["test"]

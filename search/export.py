@@ -469,6 +469,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def evaluate_refit(spec: TrialSpec, task: Task, seeds: list[int], metric: str, device: str = "cpu",
+                   tau: float | None = None, on_epoch=None, keep_models: bool = False,
+                   write=lambda line: None) -> tuple[dict, list]:
+    """evaluate_spec of spec refitted on train + validation, as the report deploys it, decided with tau, or
+    (None) with the tau its training-split seeds choose on validation first (argmax: 0, nothing to choose)."""
+    if tau is None:
+        tau = 0.0
+        if spec.decision == "logit_adjust":
+            write("choosing tau on validation: the training split first")
+            tau = evaluate_spec(spec, task, seeds, metric, device, on_epoch=on_epoch)[0]["decision"]["tau"]
+    return evaluate_spec(spec, task.refit(), seeds, metric, device, keep_models=keep_models, on_epoch=on_epoch,
+                         tau=tau)
+
+
 def export(args: argparse.Namespace, write=lambda line: print(line, file=sys.stderr, flush=True)) -> Path:
     """Retrain trial args.trial of the study on the final seeds and write its model folder."""
     for name, minimum in (("seeds", 1), ("trial", 0), ("threads", 1)):
@@ -505,15 +519,12 @@ def export(args: argparse.Namespace, write=lambda line: print(line, file=sys.std
         return False  # never stop early
 
     metric = attrs.get("metric") or defaults.METRIC[args.task]
-    refit_tau = None  # a refit's tau: --tau, else chosen on validation before the refit trains on it
     if args.refit:
-        refit_tau = args.tau if args.tau is not None else 0.0
-        if args.tau is None and spec.decision == "logit_adjust":
-            write("choosing tau on validation: the training split first")
-            refit_tau = evaluate_spec(spec, task, seeds, metric, args.device, on_epoch=on_epoch)[0]["decision"]["tau"]
+        entry, states = evaluate_refit(spec, task, seeds, metric, args.device, tau=args.tau, on_epoch=on_epoch,
+                                       keep_models=True, write=write)
         task = task.refit()
-    entry, states = evaluate_spec(spec, task, seeds, metric, args.device, keep_models=True, on_epoch=on_epoch,
-                                  tau=refit_tau)
+    else:
+        entry, states = evaluate_spec(spec, task, seeds, metric, args.device, keep_models=True, on_epoch=on_epoch)
     failed = [f"seed {r['seed']} {r['status']}" for r in entry["runs"] if r["status"] != "finished"]
     if failed:
         raise RuntimeError(f"trial #{trial.number} did not train: {'; '.join(failed)}; nothing written")
