@@ -7,6 +7,11 @@ Budget strategies (how a trial spends its seed-epochs; the pruner decides on wha
             as one stacked computation), without pruning; below it, the trial is raced out.
 Either way a completed trial's value is the mean over all K seeds.
 
+A warm start (a known-good configuration the study queued first, user attribute `warm_start`) is
+trained in full: its epochs are reported and counted at the pruner's rungs like any trial's, but it is
+never pruned or raced out. It is queued to be measured; a one-epoch dip of its first seed (HAR's third
+warm start, pruned at epoch 12 of 20 on 0.951 -> 0.938) would otherwise discard it.
+
 Racing used to add the further seeds one at a time, checking the running mean against the median
 before each; it now checks once, after seed 1, so that the others can train together. A trial
 whose first seed passes therefore always trains all K seeds (before, it could still be raced out
@@ -44,6 +49,11 @@ def validation_values(spec: TrialSpec, results: list[SeedResult], task: Task, pr
     if spec.decision == "argmax":
         return 0.0, [r.history[f"val_{metric}"][-1] for r in results]
     return choose_tau([r.logits["val"] for r in results], task.val.y, prior, metric)
+
+
+def is_warm_start(trial: optuna.Trial) -> bool:
+    """Queued by the study as a known-good configuration (search/study.py queue_warm_start)."""
+    return bool(trial.user_attrs.get("warm_start", False))
 
 
 def budget_step(epoch: int, epochs: int, max_epochs: int) -> int:
@@ -90,6 +100,8 @@ class Objective:
         return validation_values(spec, results, self.task, self.log_prior, self.metric)
 
     def _train(self, trial: optuna.Trial, spec: TrialSpec, seeds: list[int], prune: bool) -> list[SeedResult]:
+        protected = is_warm_start(trial)
+
         def on_epoch(epoch: int, results: list[SeedResult]) -> bool:
             tau, values = self.values(spec, results)
             for r, value in zip(results, values):
@@ -99,8 +111,9 @@ class Objective:
                 return False
             trial.report(statistics.fmean(values), budget_step(epoch, spec.epochs, self.max_epochs))
             # The last epoch is reported but never pruned: its training is already paid for, and a
-            # complete trial's value still informs the sampler.
-            return epoch < spec.epochs and trial.should_prune()
+            # complete trial's value still informs the sampler. A warm start asks too (Hyperband records
+            # its value at the rung then) but trains on whatever the answer.
+            return epoch < spec.epochs and trial.should_prune() and not protected
         return train_seeds(spec, self.task, seeds, self.device, on_epoch=on_epoch, should_stop=self.should_stop)
 
     def _lockstep(self, trial: optuna.Trial, spec: TrialSpec) -> tuple[list[SeedResult], str]:
@@ -112,7 +125,7 @@ class Objective:
         if self._ended(results) != "finished":
             return results, self._ended(results)
         finished = [t.value for t in trial.study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])]
-        bar = statistics.median(finished) if len(finished) >= 5 else -math.inf
+        bar = statistics.median(finished) if len(finished) >= 5 and not is_warm_start(trial) else -math.inf
         if len(self.seeds) > 1:  # the bar is checked once, then the other seeds train together
             if statistics.fmean(self.values(spec, results)[1]) < bar:
                 return results, f"raced out after 1 of {len(self.seeds)} seeds"

@@ -42,6 +42,19 @@ def test_a_trial_below_the_median_of_finished_trials_is_raced_out_after_its_firs
     assert trial.user_attrs["seeds"] == [0] and trial.user_attrs["seed_epochs"] == 4  # seeds 1, 2 never trained
 
 
+def test_a_warm_start_is_never_raced_out(small_har, tmp_path):
+    """The same trial as above, queued as a warm start (search/study.py queue_warm_start): all seeds train."""
+    s = study(tmp_path, 4)
+    for _ in range(5):
+        s.add_trial(create_trial(value=0.99))
+    s.enqueue_trial({}, user_attrs={"warm_start": True})
+    s.optimize(objective(small_har, seeds=3, lr=1e-2), n_trials=1)
+    trial = s.trials[-1]
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["ended"] == "finished"
+    assert trial.user_attrs["seeds"] == [0, 1, 2] and trial.user_attrs["seed_epochs"] == 12
+    assert trial.value < 0.99  # below the bar that races out the same trial when it is not a warm start
+
+
 def test_a_good_trial_runs_every_seed_and_completes(small_har, tmp_path):
     s = study(tmp_path, 4)
     for _ in range(5):
@@ -70,7 +83,7 @@ def test_after_its_first_seed_passes_the_other_seeds_train_in_one_call(small_har
     assert s.trials[-1].state == TrialState.COMPLETE and s.trials[-1].user_attrs["seeds"] == [0, 1, 2]
 
 
-def test_a_trial_far_behind_at_a_rung_is_pruned_there(small_har, tmp_path):
+def test_a_trial_far_behind_at_a_rung_is_pruned_there_unless_it_is_a_warm_start(small_har, tmp_path):
     s = study(tmp_path, 4)
     s.optimize(objective(small_har, seeds=1, lr=1e-2), n_trials=8)
     assert all(t.state == TrialState.COMPLETE for t in s.trials)
@@ -82,6 +95,13 @@ def test_a_trial_far_behind_at_a_rung_is_pruned_there(small_har, tmp_path):
     trial = s.trials[-1]
     assert trial.state == TrialState.PRUNED and trial.user_attrs["ended"].startswith("pruned at epoch ")
     assert trial.user_attrs["seed_epochs"] < 4
+
+    s.enqueue_trial({}, user_attrs={"warm_start": True})  # the same hopeless trial as a warm start
+    s.optimize(objective(noise, seeds=1, lr=1e-2), n_trials=1)
+    warm = s.trials[-1]
+    assert warm.state == TrialState.COMPLETE and warm.user_attrs["seed_epochs"] == 4
+    assert sorted(warm.intermediate_values) == [1, 2, 3, 4]  # reported like any trial: the pruner saw it
+    assert warm.value < min(t.value for t in s.trials if t.state == TrialState.COMPLETE and t.number != warm.number)
 
 
 def curve(epochs: int, gain: float) -> list[float]:
