@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from .ngrams import WithNgrams
 from .spec import ModelSpec
 
 FAMILIES: dict[str, type] = {}
@@ -28,12 +29,14 @@ def _family(spec: ModelSpec) -> type:
 
 def create_model(spec: ModelSpec, input_size: int, num_classes: int, seq_len: int) -> nn.Module:
     """A many-to-one classifier: forward(x (B, T, input_size), lengths (B,)) -> logits (B, num_classes)."""
-    return _family(spec)(spec, input_size, num_classes, seq_len)
+    model = _family(spec)(spec, input_size, num_classes, seq_len)
+    return WithNgrams(model, spec.ngrams, num_classes) if spec.ngrams else model
 
 
 def param_count(spec: ModelSpec, input_size: int, num_classes: int, seq_len: int) -> int:
     """Trainable parameters from the family's closed-form formula (tests compare it with the module)."""
-    return _family(spec).param_count(spec, input_size, num_classes, seq_len)
+    ngrams = WithNgrams.param_count(num_classes) if spec.ngrams else 0
+    return _family(spec).param_count(spec, input_size, num_classes, seq_len) + ngrams
 
 
 def module_param_count(model: nn.Module) -> int:

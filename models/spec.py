@@ -15,6 +15,7 @@ class ModelSpec:
     pool: int = 1  # max-pool size after each conv layer (1 = none): shortens long sequences
     frontend: int = 0  # recurrent only: channels of a Conv1d front-end before the recurrent layers (0 = none)
     norm: bool = False  # batch norm after each convolution (conv1d, and the recurrent families' front-end)
+    ngrams: int = 0  # one-hot characters only: add a linear model over hashed 1..ngrams-grams (0 = none)
 
     def __post_init__(self):
         check_int("layers", self.layers, 1)
@@ -22,6 +23,7 @@ class ModelSpec:
         check_int("kernel_size", self.kernel_size, 1)
         check_int("pool", self.pool, 1)
         check_int("frontend", self.frontend, 0)
+        check_int("ngrams", self.ngrams, 0)
         if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a float in [0, 1), got {self.dropout!r}")
         for name in ("bidirectional", "norm"):

@@ -16,6 +16,7 @@ EPOCHS = {"har": [10, 20], "names": [10]}  # epoch budgets each space samples fr
 IMBALANCE = {"har": ["none", "class_weights", "oversample"],  # HAR's classes are near balanced
              "names": ["none", "class_weights", "oversample", "logit_adjust"]}
 CLIPNORMS = [0.0, 0.25, 1.0, 4.0]  # 0 = no clipping; else log-spaced max gradient norms
+NGRAM_TASKS = ("names",)  # tasks whose inputs are one-hot characters, which a model's n-gram part reads
 
 
 class Suggest:
@@ -101,6 +102,10 @@ def names_space(s: Suggest) -> None:
     # 2x64 0.582 (bench by hand, 2026-11-28). No batch norm yet.
     _model(s, ["rnn", "lstm", "gru", "conv1d"], max_layers=2, max_width=96, frontends=[0, 64], pools=[1],
            norms=[False])
+    # A hashed character n-gram part beside any family (models/ngrams.py): one seed, 10 epochs, validation
+    # acc_bal_hmean at the best tau, a 1x64 conv1d 0.625 alone, 0.688 with 1-3-grams, 0.687 with 1-5-grams (in
+    # 13 s); the warm-start GRU 0.675 alone, 0.684 with 1-5-grams (bench by hand, 2026-11-30).
+    s.categorical("ngrams", [0, 3, 5])
     # Logit adjustment both ways: in the loss (imbalance) and as a decision rule with tau chosen on validation.
     _training(s, epochs=EPOCHS["names"], imbalance=IMBALANCE["names"],
               decisions=["argmax", "logit_adjust"])
@@ -134,8 +139,13 @@ WARM_START = {
         # earlier trial; 96 is the space's widest (acc_bal_hmean 0.614 against 0.617 at 128, 2 seeds). Batch 32:
         # acc_bal_hmean 0.638 +/- 0.009 against 0.612 at 64 and 0.568 at 128 (3 seeds, 10 epochs; `python -m
         # search.names --grid batch_size=32,64,128 --pruner none` with these values, 2026-11-29), at 1.7x the time.
-        dict(family="gru", layers=2, width=96, dropout=0.2, bidirectional=True, frontend=0, clipnorm=0.0,
+        dict(family="gru", layers=2, width=96, dropout=0.2, bidirectional=True, frontend=0, ngrams=0, clipnorm=0.0,
              lr=2e-3, batch_size=32, epochs=10, schedule="cosine", weight_decay=1e-6,
+             imbalance="none", decision="logit_adjust"),
+        # One conv layer beside 1-3-grams: validation acc_bal_hmean 0.688 (0.804 / 0.601 at tau 0.75, one seed) in
+        # a fifth of the GRU's time: the 2026-11-30 example study's GRU #33, a conv1d in its place (values rounded).
+        dict(family="conv1d", layers=1, width=64, dropout=0.02, kernel_size=5, pool=1, norm=False, ngrams=3,
+             clipnorm=4.0, lr=5e-3, batch_size=64, epochs=10, schedule="cosine", weight_decay=2e-6,
              imbalance="none", decision="logit_adjust"),
     ],
 }

@@ -26,7 +26,7 @@ from data.files import process_alive
 from models import FAMILIES, param_count
 from . import defaults
 from .objective import STRATEGIES, Objective
-from .space import SPACES, WARM_START, check_fixed, grid_space, grid_suggest, max_epochs
+from .space import NGRAM_TASKS, SPACES, WARM_START, check_fixed, grid_space, grid_suggest, max_epochs
 from .storage import StorageError, artifact_dir, check_reachable, describe_error, hide_password, open_storage
 from .train import METRICS, TrialSpec, resolve_device
 from .util import shown_path, shown_paths
@@ -98,6 +98,8 @@ class StudyConfig:
         for name, value in pinned:
             if isinstance(value, float) and not math.isfinite(value):
                 raise StudyError(f"--{name.replace('_', '-')} must be a finite number, got {value!r}")
+        if self.task not in NGRAM_TASKS and any(name == "ngrams" and value for name, value in pinned):
+            raise StudyError(f"--ngrams needs one-hot characters ({', '.join(NGRAM_TASKS)}), got task {self.task!r}")
         try:
             check_fixed(self.fixed, self.grid)
             if self.grid:

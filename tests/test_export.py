@@ -59,7 +59,7 @@ def names_small(names_task) -> Task:
 
 @pytest.fixture(scope="module")
 def names_models(names_small):
-    spec = TrialSpec(family="gru", width=16, epochs=1)
+    spec = TrialSpec(family="gru", width=16, epochs=1, ngrams=3)  # the n-gram part travels with the weights
     results = train_seeds(spec, names_small, SEEDS, test=True, keep_models=True)
     return spec, [r.model for r in results]
 

@@ -85,6 +85,7 @@ def test_unknown_family_lists_the_known_ones():
     ("width", True, "width must be an int >= 1, got True"),
     ("layers", 0, "layers must be an int >= 1, got 0"),
     ("kernel_size", -3, "kernel_size must be an int >= 1, got -3"),
+    ("ngrams", -1, "ngrams must be an int >= 0, got -1"),
     ("dropout", 1.0, "dropout must be a float in [0, 1), got 1.0"),
     ("dropout", -0.1, "dropout must be a float in [0, 1), got -0.1"),
     ("bidirectional", "yes", "bidirectional must be a bool, got 'yes'"),
@@ -100,11 +101,13 @@ PADDING_SPECS = [ModelSpec(family, layers=layers, width=12, bidirectional=bidire
 PADDING_SPECS += [ModelSpec("conv1d", layers=2, width=12, kernel_size=k) for k in (3, 4)]
 PADDING_SPECS += [ModelSpec("conv1d", layers=2, width=12, kernel_size=3, pool=2, norm=True),
                   ModelSpec("gru", width=12, frontend=8, kernel_size=3, norm=True)]
-PADDING_SPECS += [ModelSpec("dense", layers=2, width=12), ModelSpec("linear")]
+PADDING_SPECS += [ModelSpec("dense", layers=2, width=12), ModelSpec("linear"),
+                  ModelSpec("conv1d", layers=1, width=12, kernel_size=3, ngrams=4)]
 
 
 def spec_id(spec: ModelSpec) -> str:
-    return f"{spec.family}-l{spec.layers}-bi{int(spec.bidirectional)}-k{spec.kernel_size}" + ("-norm" if spec.norm else "")
+    return (f"{spec.family}-l{spec.layers}-bi{int(spec.bidirectional)}-k{spec.kernel_size}" + ("-norm" if spec.norm else "")
+            + (f"-ngrams{spec.ngrams}" if spec.ngrams else ""))
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
@@ -128,6 +131,47 @@ def test_padding_does_not_change_the_prediction(spec, names_task):
     with torch.no_grad():
         alone_long = model(part.x[longer[1]:longer[1] + 1, :12], part.lengths[longer[1]:longer[1] + 1])
     torch.testing.assert_close(batch[2:3], alone_long, atol=1e-5, rtol=0)
+
+
+def test_ngram_ids_are_the_char_wb_ngrams_of_each_word():
+    """The hashed n-grams are scikit-learn's char_wb n-grams (the word framed by spaces), each read as a number
+    in base V + 2 (unknown 1, the alphabet 2.., the frame V + 1), modulo the bucket count."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from data.names import encode
+    from models.ngrams import BUCKETS, ngram_ids
+    alphabet = {"a": 1, "b": 2, "c": 3}
+    words = ["ab", "cabbage", "b", "abcabcab"]
+    x, lengths = encode(words, alphabet, seq_len=8)
+    ids, real = ngram_ids(x, lengths, order=4)
+    vocab = len(alphabet) + 1
+    digit = {**{ch: i + 1 for ch, i in alphabet.items()}, " ": vocab + 1}  # "g" and "e" are unknown: 1
+    analyse = CountVectorizer(analyzer="char_wb", ngram_range=(1, 4), lowercase=False).build_analyzer()
+    for row, word in enumerate(words):
+        expected = []
+        for gram in analyse(word):
+            number = 0
+            for ch in gram:
+                number = number * (vocab + 2) + digit.get(ch, 1)
+            expected.append(number % BUCKETS)
+        assert sorted(ids[row][real[row]].tolist()) == sorted(expected), word
+    assert int(real[2].sum()) == 3 + 2 + 1  # " b ": the grams " ", "b", " ", " b", "b ", " b "
+
+
+def test_an_ngram_part_adds_its_rows_to_any_family(names_task):
+    from models.ngrams import BUCKETS
+    for family in ("gru", "conv1d", "linear"):
+        plain, spec = ModelSpec(family, width=8), ModelSpec(family, width=8, ngrams=3)
+        added = param_count(spec, *shapes(names_task)) - param_count(plain, *shapes(names_task))
+        assert added == BUCKETS * names_task.num_classes
+        assert module_param_count(create_model(spec, *shapes(names_task))) == param_count(spec, *shapes(names_task))
+    # Its weights start at zero: before training, the logits are the network's alone.
+    torch.manual_seed(0)
+    plain = create_model(ModelSpec("conv1d", width=8), *shapes(names_task)).eval()
+    torch.manual_seed(0)
+    wide = create_model(ModelSpec("conv1d", width=8, ngrams=3), *shapes(names_task)).eval()
+    part = names_task.val
+    with torch.no_grad():
+        torch.testing.assert_close(wide(part.x[:16], part.lengths[:16]), plain(part.x[:16], part.lengths[:16]))
 
 
 def params_cli(*args: str) -> str:

@@ -178,6 +178,7 @@ def test_every_warm_start_configuration_lies_inside_its_task_space():
             study.enqueue_trial(params)
             trial = study.ask()
             SPACES[task](Suggest(trial))
+            assert set(trial.params) <= set(params), f"{task} warm start leaves {set(trial.params) - set(params)} to the sampler"
             outside = {name: params[name] for name, d in trial.distributions.items() if not inside(d, params[name])}
             assert not outside, f"{task} warm start outside its space: {outside}"
     # And the check can fail: width 128 is outside names' cap.

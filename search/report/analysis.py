@@ -44,6 +44,7 @@ def describe(spec: TrialSpec) -> str:
     if spec.family == "conv1d" or (spec.family in RECURRENT and spec.frontend):
         parts += [f"kernel={spec.kernel_size}", f"pool={spec.pool}"]
         parts += ["batchnorm"] if spec.norm else []
+    parts += [f"ngrams={spec.ngrams}"] if spec.ngrams else []
     parts += [f"lr={spec.lr:.1e}", f"batch={spec.batch_size}", f"epochs={spec.epochs}", f"clip={spec.clipnorm:g}",
               f"wd={spec.weight_decay:.0e}", spec.schedule, f"imbalance={spec.imbalance}"]
     parts += ["decision=logit_adjust"] if spec.decision == "logit_adjust" else []
