@@ -465,7 +465,7 @@ def raise_interrupt(signum, frame):
 
 def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
     p, a = trial.params, trial.user_attrs
-    keys = ["layers", "width", "bidirectional", "kernel_size", "lr", "batch_size", "clipnorm", "imbalance"]
+    keys = ["layers", "width", "bidirectional", "kernel_size", "ngrams", "lr", "batch_size", "clipnorm", "imbalance"]
     shown = " ".join(f"{k}={p[k]:.1e}" if k == "lr" else f"{k}={p[k]}" for k in keys if k in p)
     mean, std = a.get("metric_mean"), a.get("metric_std")
     score = f"{mean:.4f}±{std:.4f}" if mean is not None else "n/a"

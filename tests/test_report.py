@@ -84,9 +84,10 @@ def har(tmp_path_factory, data_cache, one_torch_thread):
 
 @pytest.fixture(scope="module")
 def names(tmp_path_factory, data_cache, one_torch_thread):
-    """A 1-trial surname study (conv1d, 1 epoch), reported: the imbalance section retrains it three ways."""
+    """A 1-trial surname study (conv1d with an n-gram part, 1 epoch), reported: the imbalance section retrains it
+    with each strategy, the n-gram section without its n-gram part."""
     folder = tmp_path_factory.mktemp("names-report")
-    storage = make_study("names", folder, NAMES_DIR, {"family": "conv1d", "epochs": 1, "batch_size": 256},
+    storage = make_study("names", folder, NAMES_DIR, {"family": "conv1d", "epochs": 1, "batch_size": 256, "ngrams": 3},
                          {"imbalance": ["none"]})
     report.main(["names", "--storage", storage, "--out", str(folder / "reports"), "--seeds", "2",
                  "--baselines", "quick", "--workers", "2"])
@@ -249,9 +250,24 @@ def test_names_imbalance_compares_three_strategies_on_one_architecture(names):
     assert explanation and all(f"{classes[i]} ({counts[i]})" in explanation[0] for i in rarest)
     assert "imbalance_per_class.png" in text
     cache = json.loads((names["out"] / "evaluations.json").read_text())
-    specs = [e["spec"] for e in cache["evaluations"].values()]
+    specs = [e["spec"] for e in cache["evaluations"].values() if e["spec"]["ngrams"]]  # without it: see below
     assert sorted(s["imbalance"] for s in specs) == sorted(IMBALANCE["names"])
     assert all({**s, "imbalance": "none"} == {**specs[0], "imbalance": "none"} for s in specs)
+
+
+def test_names_report_measures_what_the_ngram_part_adds(names):
+    text = section(names["text"], "## The n-gram part")
+    (rows,) = [table_rows(t) for t in text.split("\n\n") if t.startswith("|")]
+    assert [row[0] for row in rows] == ["ngrams=3", "ngrams=0"]
+    cache = json.loads((names["out"] / "evaluations.json").read_text())["evaluations"].values()
+    entries = {e["spec"]["ngrams"]: e for e in cache if e["spec"]["imbalance"] == "none"}
+    assert {**entries[0]["spec"], "ngrams": 3} == entries[3]["spec"]  # nothing else changed
+    mean = lambda e: sum(run["test"]["accuracy"] for run in e["runs"]) / len(e["runs"])  # noqa: E731
+    assert f"accuracy {mean(entries[3]) - mean(entries[0]):+.3f}" in text
+    from models.ngrams import BUCKETS
+    assert entries[3]["params"] - entries[0]["params"] == BUCKETS * 18
+    summary = json.loads((names["out"] / "summary.json").read_text())["ngram_part"]
+    assert summary["3"]["accuracy"] == pytest.approx(mean(entries[3])) and set(summary) == {"0", "3"}
 
 
 def error_line(argv: list[str], capsys) -> str:
@@ -505,3 +521,22 @@ def test_bench_results_prints_the_readme_tables_from_the_committed_summaries(tmp
     missing = subprocess.run([sys.executable, "bench/results.py", "--reports", str(tmp_path)], cwd=ROOT,
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "summary.json: no such file" in missing.stderr
+
+
+def test_the_ngram_effect_compares_trials_with_and_without_the_ngram_part(tmp_path, data_cache, one_torch_thread):
+    from search.evaluate import ranked
+    from search.report import analysis, markdown
+    storage = make_study("names", tmp_path, NAMES_DIR, {"family": "conv1d", "epochs": 1, "batch_size": 256},
+                         {"ngrams": [0, 3]})
+    study = optuna.load_study(study_name="names", storage=storage)
+    values = {t.params["ngrams"]: t.value for t in ranked(study)}
+    assert sorted(values) == [0, 3]
+    effects = analysis.effects(ranked(study), "acc_bal_hmean")
+    assert sorted((p[1], p[2]) for p in effects["ngrams"]) == sorted(values.items())
+    text = "\n".join(markdown.effects({"metric": "acc_bal_hmean", "effects": effects}))
+    assert "![ngrams](effect_ngrams.png)" in text
+    assert (f"With an n-gram part: median {values[3]:.3f} over 1 trial; without: {values[0]:.3f} over 1 "
+            f"({values[3] - values[0]:+.3f})") in text
+    # Where every trial has the same value (HAR: no n-gram part), the effect is not shown.
+    har_like = {**effects, "ngrams": [p for p in effects["ngrams"] if p[1] == 0]}
+    assert "effect_ngrams" not in "\n".join(markdown.effects({"metric": "acc_bal_hmean", "effects": har_like}))

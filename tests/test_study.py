@@ -257,6 +257,7 @@ def test_racing_strategy_trains_all_seeds_of_a_competitive_trial(tmp_path, har):
     (["--storage", "notaurl"], "--storage 'notaurl'"),
     (["--storage", "postgresql://postgres@127.0.0.1:1/test"], "cannot reach the database"),
     (["--width", "0"], "width must be an int >= 1, got 0"),
+    (["--ngrams", "3"], "--ngrams needs one-hot characters (names), got task 'har'"),
     (["--seeds", "51"], "--seeds must be an int from 1 to 50 (seeds 50 and up are the report's re-ranking and "
                         "final seeds), got 51"),
     (["--timeout", "-1"], "--timeout must be a finite number of seconds >= 0 (0: no limit), got -1.0"),

@@ -192,7 +192,7 @@ def frontier(recommended: dict, entry: dict, baselines: list[dict]) -> dict:
 
 
 def effects(complete: list, metric: str) -> dict:
-    """Search values against width, depth, batch size and clipnorm (associations across trials)."""
+    """Search values against width, depth, batch size, clipnorm and the n-gram part (associations across trials)."""
     def points(x, include=lambda spec: True):
         out = []
         for t in sorted(complete, key=lambda t: t.number):
@@ -203,7 +203,8 @@ def effects(complete: list, metric: str) -> dict:
         return out
     hidden = lambda spec: spec.family != "linear"  # noqa: E731  (linear has no hidden layers)
     return {"width": points(lambda s: s.width, hidden), "layers": points(lambda s: s.layers, hidden),
-            "batch_size": points(lambda s: s.batch_size), "clipnorm": points(lambda s: s.clipnorm)}
+            "batch_size": points(lambda s: s.batch_size), "clipnorm": points(lambda s: s.clipnorm),
+            "ngrams": points(lambda s: s.ngrams)}
 
 
 def imbalance(best: optuna.trial.FrozenTrial, evaluations: Evaluations, class_names: list[str],
@@ -221,6 +222,18 @@ def imbalance(best: optuna.trial.FrozenTrial, evaluations: Evaluations, class_na
         "f1": {value: per_class_mean(e, "f1", k) for value, e in entries.items()},
         "order": sorted(range(k), key=lambda i: (train_counts[i], class_names[i])),
     }
+
+
+def ngram_part(best: optuna.trial.FrozenTrial, evaluations: Evaluations) -> dict | None:
+    """The best configuration with and without its n-gram part (None if it has none): what that part adds."""
+    spec = spec_of(best)
+    if not spec.ngrams:
+        return None
+    entries = {spec.ngrams: evaluations.get(spec), 0: evaluations.get(replace(spec, ngrams=0))}
+    return {"trial": best.number, "configuration": describe(spec),
+            "rows": {n: {"tau": e["decision"]["tau"], "val": {m: val_values(e, m) for m in METRICS},
+                         "test": {m: test_values(e, m) for m in METRICS}, "params": e["params"],
+                         "seconds": [run["seconds"] for run in e["runs"]]} for n, e in entries.items()}}
 
 
 def robustness(leaders: list, evaluations: Evaluations, metric: str) -> dict:

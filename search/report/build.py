@@ -186,6 +186,7 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
         "confusions": confusions,
         "effects": analysis.effects(complete, metric),
         "imbalance": analysis.imbalance(best, evaluations, class_names, train_counts, strategies(config.task, best)),
+        "ngram_part": analysis.ngram_part(best, evaluations),
         "robustness": analysis.robustness(leaders, evaluations, metric),
         "issues": analysis.find_issues(trials, metric),
         "importances": analysis.importances(study, complete),
@@ -213,6 +214,9 @@ def draw(r: dict, out: Path) -> None:
         figures.effect(out / "effect_layers.png", e["layers"], "layers", m, f"{m} against depth")
     for key, label in (("batch_size", "batch size"), ("clipnorm", "clipnorm (0 = no clipping)")):
         figures.effect(out / f"effect_{key}.png", e[key], label, m, f"{m} against {key}")
+    if len({p[1] for p in e["ngrams"]}) > 1:  # only where the space offers the n-gram part (names)
+        figures.effect(out / "effect_ngrams.png", e["ngrams"], "n-gram part: longest n (0 = none)", m,
+                       f"{m} against ngrams")
     i = r["imbalance"]
     names = [r["class_names"][k] for k in i["order"]]
     figures.grouped_bars(out / "imbalance_per_class.png", names,
@@ -248,6 +252,9 @@ def summary(r: dict) -> dict:
                        "test_refit_adjusted": b.get("test_refit_adjusted")} for b in r["baselines"]],
         "reranked": [{k: row[k] for k in ("trial", "family", "search_value", "rerank_value", "choice_value", "chosen")}
                      for row in r["rerank"]["rows"]],
+        # The recommendation with and without its n-gram part (null without one): test means over the final seeds.
+        "ngram_part": {str(n): {m: (analysis.mean_std(row["test"][m]) or [None])[0] for m in METRICS}
+                       for n, row in r["ngram_part"]["rows"].items()} if r["ngram_part"] else None,
     })
 
 
@@ -324,7 +331,7 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     # Every configuration the report needs goes to one pool of workers (search/pool.py): first the
     # re-ranking of the top trials, which chooses the recommendation; meanwhile the final evaluations of
     # every family's best and of the top trials, and the baselines; once the recommendation is known,
-    # its imbalance variants and its refit (measured once its train-only evaluation has chosen tau). Without refit,
+    # its imbalance variants, itself without its n-gram part (if it has one) and its refit (measured once its train-only evaluation has chosen tau). Without refit,
     # the top trials keep their weights when trained: one of them is exported.
     cost = seed_seconds(study)
     tops = [spec_of(t) for t in leaders]
@@ -347,8 +354,8 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
         deployed = refits or evaluations
         keep = set() if best in fresh or exported(out / "model", deployed.key(best)) else {best}
         deployed.submit(pool, [best], keep_models=keep, cost=cost)  # first: the exported weights are kept
-        evaluations.submit(pool, [best, *[replace(best, imbalance=v) for v in strategies(config.task, chosen)]],
-                           cost=cost)
+        evaluations.submit(pool, [best, *[replace(best, imbalance=v) for v in strategies(config.task, chosen)],
+                                  *([replace(best, ngrams=0)] if best.ngrams else [])], cost=cost)
         pool.wait()
         if refits:  # measured with the tau the train-only final seeds chose on validation
             refits.settle({best: evaluations.get(best)["decision"]["tau"]})

@@ -340,6 +340,20 @@ def effects(r: dict) -> list[str]:
         if len(by) == 1:
             text += " Only one value was tried, so no effect can be measured."
         lines += [f"{text} Based on {count(len(points), 'trial')}.", ""]
+    points = e["ngrams"]
+    if len({p[1] for p in points}) > 1:
+        lines += image("effect_ngrams.png", "ngrams", f"Validation {m} against the n-gram part (`ngrams`: a linear model "
+                       f"over the name's hashed character 1..n-grams added to the network's logits; 0 = none); "
+                       f"{count(len(points), 'complete trial')}, all families.")
+        medians = "; ".join(f"{v:g}: {med:.3f} ({n})" for v, (med, n) in median_by(points).items())
+        with_part, without = [p[2] for p in points if p[1] > 0], [p[2] for p in points if p[1] == 0]
+        text = f"Median of trial values by ngrams (trials): {medians}."
+        if with_part and without:
+            diff = statistics.median(with_part) - statistics.median(without)
+            text += (f" With an n-gram part: median {statistics.median(with_part):.3f} over "
+                     f"{count(len(with_part), 'trial')}; without: {statistics.median(without):.3f} over "
+                     f"{len(without)} ({diff:+.3f}).")
+        lines += [f"{text} Based on {count(len(points), 'trial')}.", ""]
     return lines
 
 
@@ -399,6 +413,30 @@ def imbalance(r: dict) -> list[str]:
     return lines
 
 
+def ngram_part(r: dict) -> list[str]:
+    n = r["ngram_part"]
+    if n is None:
+        return []
+    (order, with_part), (_, without) = n["rows"].items()
+    seeds = seed_range(r["seeds"])
+    lines = ["## The n-gram part", "",
+             f"The recommended configuration (#{n['trial']}, `{n['configuration']}`) retrained without its n-gram part "
+             f"(`ngrams=0`: the network alone), nothing else changed, on seeds {seeds}; mean ± std over seeds, test "
+             "under each configuration's decision rule (tau chosen on validation). The n-gram part is a linear model "
+             f"over the name's hashed character 1..{order}-grams whose logits add to the network's "
+             "(`models/ngrams.py`).", ""]
+    rows = [[f"ngrams={k}", f"{row['tau']:g}", f"{row['params']:,}", fmt(row["seconds"], 1)]
+            + [fmt(row["val"][m]) for m in METRICS] + [fmt(row["test"][m]) for m in METRICS]
+            for k, row in n["rows"].items()]
+    lines += table(["model", "tau", "parameters", "train s/seed"] + [f"val {LABEL[m]}" for m in METRICS]
+                   + [f"test {LABEL[m]}" for m in METRICS], rows)
+    change = {m: (mean_std(with_part["test"][m]), mean_std(without["test"][m])) for m in METRICS}
+    if all(a and b for a, b in change.values()):
+        lines += ["What the n-gram part adds on the test split: "
+                  + ", ".join(f"{LABEL[m]} {a[0] - b[0]:+.3f}" for m, (a, b) in change.items()) + ".", ""]
+    return lines
+
+
 def robustness(r: dict) -> list[str]:
     m, rb = r["metric"], r["robustness"]
     lines = ["## Seed robustness", "",
@@ -448,7 +486,7 @@ def optuna_views(r: dict) -> list[str]:
 
 
 SECTIONS = (header, recommendation, leaderboard, tradeoff, learning_curves, confusion_matrices, effects, imbalance,
-            robustness, issues, optuna_views)
+            ngram_part, robustness, issues, optuna_views)
 
 
 def render(r: dict) -> str:
