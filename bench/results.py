@@ -26,6 +26,7 @@ def describe(spec: dict) -> str:
         parts += ["bidirectional"] * spec["bidirectional"] + [f"conv front-end {spec['frontend']}"] * bool(spec["frontend"])
     if spec["family"] == "conv1d":
         parts += [f"kernel {spec['kernel_size']}", f"pool {spec['pool']}"] + ["batch norm"] * spec["norm"]
+    parts += [f"a 1-{spec['ngrams']}-gram part"] if spec.get("ngrams") else []  # summaries before it lack the key
     return ", ".join(parts + [f"{spec['epochs']} epochs", spec["schedule"], f"lr {spec['lr']:.1e}",
                               f"batch {spec['batch_size']}", f"imbalance {spec['imbalance']}"])
 
@@ -51,6 +52,10 @@ def task_block(summary: dict) -> list[str]:
         rows.append(f"| the same trained on the training split only | {only['accuracy']:.3f} "
                     f"| {only['balanced_accuracy']:.3f} | {metric(ensemble, 'accuracy')} / "
                     f"{metric(ensemble, 'balanced_accuracy')} |")
+    if summary.get("ngram_part"):  # the recommendation retrained without its n-gram part, on the training split
+        without = summary["ngram_part"]["0"]
+        rows.append(f"| the same without its n-gram part, trained on the training split only | {without['accuracy']:.3f} "
+                    f"| {without['balanced_accuracy']:.3f} | - |")
     pruned = any(not row["complete"] for row in summary["families"])
     for row in summary["families"]:
         if row["trial"] != rec["trial"]:

@@ -503,6 +503,10 @@ def test_bench_results_prints_the_readme_tables_from_the_committed_summaries(tmp
         assert f"| **{rec['family']} #{rec['trial']}** (recommended" in done.stdout
         assert f"{rec['test']['accuracy']:.3f} ± {rec['test_std']['accuracy']:.3f}" in done.stdout
         assert all(f"| baseline: {b['description']} |" in done.stdout for b in summary["baselines"])
+        if summary.get("ngram_part"):  # the recommendation without its n-gram part, beside it
+            without = summary["ngram_part"]["0"]
+            assert (f"| the same without its n-gram part, trained on the training split only | "
+                    f"{without['accuracy']:.3f} | {without['balanced_accuracy']:.3f} | - |") in done.stdout
     # A family represented by a pruned trial is marked, and only then is the mark explained.
     for name, complete in (("marked", False), ("unmarked", True)):
         for task in ("names", "har"):
