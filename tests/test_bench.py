@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HAR_ZIP
+from conftest import HAR_ZIP, NAMES_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,3 +55,19 @@ def test_hybrid_mixes_the_network_the_report_recommends(tmp_path):
     with pytest.raises(SystemExit) as error:
         network_trial(study, 7, tmp_path)
     assert error.value.code == 2
+
+
+def test_ngrams_compares_a_network_with_and_without_its_ngram_part():
+    """bench/ngrams.py trains each configuration on validation only and prints one row per configuration."""
+    done = subprocess.run([sys.executable, "bench/ngrams.py", "--only", "conv1d,conv1d+3", "--epochs", "1",
+                           "--data", str(NAMES_DIR)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = {m[0]: m[1:] for m in re.findall(r"^(conv1d\S*) +(\S+) +(\S+) / (\S+) \((\S+)\) +tau (\S+): (\S+) / (\S+) \((\S+)\)$",
+                                            done.stdout, flags=re.M)}
+    assert sorted(rows) == ["conv1d", "conv1d+3"], done.stdout
+    for seconds, acc0, bal0, h0, tau, acc, bal, h in rows.values():
+        assert float(h) >= float(h0) and 0 < float(bal) <= 1 and float(tau) >= 0  # the best tau is at least tau 0's
+    assert rows["conv1d"][1:] != rows["conv1d+3"][1:]  # the n-gram part changes the scores
+    bad = subprocess.run([sys.executable, "bench/ngrams.py", "--only", "transformer"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown configuration(s) ['transformer']" in bad.stderr
