@@ -103,8 +103,8 @@ def names_space(s: Suggest) -> None:
     _model(s, ["rnn", "lstm", "gru", "conv1d"], max_layers=2, max_width=96, frontends=[0, 64], pools=[1],
            norms=[False])
     # A hashed character n-gram part beside any family (models/ngrams.py): one seed, 10 epochs, validation
-    # acc_bal_hmean at the best tau, a 1x64 conv1d 0.625 alone, 0.688 with 1-3-grams, 0.687 with 1-5-grams (in
-    # 13 s); the warm-start GRU 0.675 alone, 0.684 with 1-5-grams (bench by hand, 2026-11-30).
+    # acc_bal_hmean at the best tau, a 1x64 conv1d 0.626 alone, 0.698 with 1-3-grams, 0.687 with 1-5-grams; a
+    # bidirectional 2x82 GRU 0.675 alone, 0.686 with 1-5-grams (`python bench/ngrams.py`, 2026-11-30).
     s.categorical("ngrams", [0, 3, 5])
     # Logit adjustment both ways: in the loss (imbalance) and as a decision rule with tau chosen on validation.
     _training(s, epochs=EPOCHS["names"], imbalance=IMBALANCE["names"],
@@ -142,8 +142,8 @@ WARM_START = {
         dict(family="gru", layers=2, width=96, dropout=0.2, bidirectional=True, frontend=0, ngrams=0, clipnorm=0.0,
              lr=2e-3, batch_size=32, epochs=10, schedule="cosine", weight_decay=1e-6,
              imbalance="none", decision="logit_adjust"),
-        # One conv layer beside 1-3-grams: validation acc_bal_hmean 0.688 (0.804 / 0.601 at tau 0.75, one seed) in
-        # a fifth of the GRU's time: the 2026-11-30 example study's GRU #33, a conv1d in its place (values rounded).
+        # One conv layer beside 1-3-grams: validation acc_bal_hmean 0.698 (0.807 / 0.615 at tau 0.75, one seed;
+        # `python bench/ngrams.py`, "conv1d+3"), above the GRU alone (0.675) in a fifth of its time.
         dict(family="conv1d", layers=1, width=64, dropout=0.02, kernel_size=5, pool=1, norm=False, ngrams=3,
              clipnorm=4.0, lr=5e-3, batch_size=64, epochs=10, schedule="cosine", weight_decay=2e-6,
              imbalance="none", decision="logit_adjust"),
