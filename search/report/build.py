@@ -252,7 +252,8 @@ def summary(r: dict) -> dict:
                        "test_refit_adjusted": b.get("test_refit_adjusted")} for b in r["baselines"]],
         "reranked": [{k: row[k] for k in ("trial", "family", "search_value", "rerank_value", "choice_value", "chosen")}
                      for row in r["rerank"]["rows"]],
-        # The recommendation with and without its n-gram part (null without one): test means over the final seeds.
+        # The recommendation with and without its n-gram part (null without one), trained on the training split:
+        # test means over the final seeds.
         "ngram_part": {str(n): {m: (analysis.mean_std(row["test"][m]) or [None])[0] for m in METRICS}
                        for n, row in r["ngram_part"]["rows"].items()} if r["ngram_part"] else None,
     })
@@ -331,8 +332,9 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     # Every configuration the report needs goes to one pool of workers (search/pool.py): first the
     # re-ranking of the top trials, which chooses the recommendation; meanwhile the final evaluations of
     # every family's best and of the top trials, and the baselines; once the recommendation is known,
-    # its imbalance variants, itself without its n-gram part (if it has one) and its refit (measured once its train-only evaluation has chosen tau). Without refit,
-    # the top trials keep their weights when trained: one of them is exported.
+    # its imbalance variants, itself without its n-gram part (if it has one) and its refit (measured once its
+    # train-only evaluation has chosen tau). Without refit, the top trials keep their weights when trained: one of
+    # them is exported.
     cost = seed_seconds(study)
     tops = [spec_of(t) for t in leaders]
     refits = Evaluations(out / "refits.json", data, defaults.final_seeds(config.seeds), metric, task.refit(), source,

@@ -342,8 +342,8 @@ def effects(r: dict) -> list[str]:
         lines += [f"{text} Based on {count(len(points), 'trial')}.", ""]
     points = e["ngrams"]
     if len({p[1] for p in points}) > 1:
-        lines += image("effect_ngrams.png", "ngrams", f"Validation {m} against the n-gram part (`ngrams`: a linear model "
-                       f"over the name's hashed character 1..n-grams added to the network's logits; 0 = none); "
+        lines += image("effect_ngrams.png", "ngrams", f"Validation {m} against the n-gram part (`ngrams`: a linear "
+                       f"model over the name's hashed character 1..n-grams added to the network's logits; 0 = none); "
                        f"{count(len(points), 'complete trial')}, all families.")
         medians = "; ".join(f"{v:g}: {med:.3f} ({n})" for v, (med, n) in median_by(points).items())
         with_part, without = [p[2] for p in points if p[1] > 0], [p[2] for p in points if p[1] == 0]
@@ -421,8 +421,9 @@ def ngram_part(r: dict) -> list[str]:
     seeds = seed_range(r["seeds"])
     lines = ["## The n-gram part", "",
              f"The recommended configuration (#{n['trial']}, `{n['configuration']}`) retrained without its n-gram part "
-             f"(`ngrams=0`: the network alone), nothing else changed, on seeds {seeds}; mean ± std over seeds, test "
-             "under each configuration's decision rule (tau chosen on validation). The n-gram part is a linear model "
+             f"(`ngrams=0`: the network alone), nothing else changed, on seeds {seeds}, both on the training split (as "
+             "in the leaderboard); mean ± std over seeds, test under each configuration's decision rule (tau chosen "
+             "on validation). The n-gram part is a linear model "
              f"over the name's hashed character 1..{order}-grams whose logits add to the network's "
              "(`models/ngrams.py`).", ""]
     rows = [[f"ngrams={k}", f"{row['tau']:g}", f"{row['params']:,}", fmt(row["seconds"], 1)]
