@@ -30,14 +30,15 @@ def ngram_ids(x: torch.Tensor, lengths: torch.Tensor, order: int, buckets: int =
     in base V+2 is unique (no digit is 0), and its remainder by `buckets` is its row. Returns (B, G) ids
     and a (B, G) mask (False where the gram runs past the word's closing boundary)."""
     steps, vocab = x.shape[1:]
-    position = torch.arange(steps + 2, device=x.device)[None, :]
-    framed = F.pad(x.argmax(-1) + 1, (1, 1))  # not in place: seeds train stacked under torch.func.vmap
+    width = max(steps + 2, order)  # a batch of short words (or one word of 1-2 letters) still holds an order-gram
+    position = torch.arange(width, device=x.device)[None, :]
+    framed = F.pad(x.argmax(-1) + 1, (1, width - steps - 1))  # not in place: seeds train stacked under vmap
     framed = framed.masked_fill(position > lengths[:, None], 0)  # past the word: no character
     boundary = (position == 0) | (position == lengths[:, None] + 1)
     framed = framed.masked_fill(boundary, vocab + 1)
     ids, real = [], []
     for n in range(1, order + 1):
-        windows = framed.unfold(1, n, 1)  # (B, T + 3 - n, n)
+        windows = framed.unfold(1, n, 1)  # (B, width + 1 - n, n)
         number = windows[..., 0]
         for k in range(1, n):
             number = number * (vocab + 2) + windows[..., k]

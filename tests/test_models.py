@@ -140,21 +140,23 @@ def test_ngram_ids_are_the_char_wb_ngrams_of_each_word():
     from data.names import encode
     from models.ngrams import BUCKETS, ngram_ids
     alphabet = {"a": 1, "b": 2, "c": 3}
-    words = ["ab", "cabbage", "b", "abcabcab"]
-    x, lengths = encode(words, alphabet, seq_len=8)
-    ids, real = ngram_ids(x, lengths, order=4)
     vocab = len(alphabet) + 1
     digit = {**{ch: i + 1 for ch, i in alphabet.items()}, " ": vocab + 1}  # "g" and "e" are unknown: 1
-    analyse = CountVectorizer(analyzer="char_wb", ngram_range=(1, 4), lowercase=False).build_analyzer()
-    for row, word in enumerate(words):
-        expected = []
-        for gram in analyse(word):
-            number = 0
-            for ch in gram:
-                number = number * (vocab + 2) + digit.get(ch, 1)
-            expected.append(number % BUCKETS)
-        assert sorted(ids[row][real[row]].tolist()) == sorted(expected), word
-    assert int(real[2].sum()) == 3 + 2 + 1  # " b ": the grams " ", "b", " ", " b", "b ", " b "
+    # Words of every length against the longest gram, among them a batch of words shorter than it (a study's
+    # last short batch, or one name to predict).
+    for words, seq_len, order in ((["ab", "cabbage", "b", "abcabcab"], 8, 4), (["b", "ab"], 2, 5)):
+        x, lengths = encode(words, alphabet, seq_len)
+        ids, real = ngram_ids(x, lengths, order)
+        analyse = CountVectorizer(analyzer="char_wb", ngram_range=(1, order), lowercase=False).build_analyzer()
+        for row, word in enumerate(words):
+            expected = []
+            for gram in analyse(word):
+                number = 0
+                for ch in gram:
+                    number = number * (vocab + 2) + digit.get(ch, 1)
+                expected.append(number % BUCKETS)
+            assert sorted(ids[row][real[row]].tolist()) == sorted(expected), (word, order)
+        assert int(real[words.index("b")].sum()) == 3 + 2 + 1  # " b ": " ", "b", " ", " b", "b ", " b "
 
 
 def test_an_ngram_part_adds_its_rows_to_any_family(names_task):
