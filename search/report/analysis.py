@@ -207,6 +207,11 @@ def effects(complete: list, metric: str) -> dict:
             "ngrams": points(lambda s: s.ngrams)}
 
 
+def varies(points: list[tuple]) -> bool:
+    """Whether effect points take more than one value (the n-gram part is only searched on names)."""
+    return len({p[1] for p in points}) > 1
+
+
 def imbalance(best: optuna.trial.FrozenTrial, evaluations: Evaluations, class_names: list[str],
               train_counts: list[int], strategies: list[str]) -> dict:
     """The best configuration retrained with each imbalance strategy the task's space offers."""

@@ -214,7 +214,7 @@ def draw(r: dict, out: Path) -> None:
         figures.effect(out / "effect_layers.png", e["layers"], "layers", m, f"{m} against depth")
     for key, label in (("batch_size", "batch size"), ("clipnorm", "clipnorm (0 = no clipping)")):
         figures.effect(out / f"effect_{key}.png", e[key], label, m, f"{m} against {key}")
-    if len({p[1] for p in e["ngrams"]}) > 1:  # only where the space offers the n-gram part (names)
+    if analysis.varies(e["ngrams"]):  # only where the space offers the n-gram part (names)
         figures.effect(out / "effect_ngrams.png", e["ngrams"], "n-gram part: longest n (0 = none)", m,
                        f"{m} against ngrams")
     i = r["imbalance"]

@@ -5,7 +5,7 @@ import math
 import statistics
 
 from ..train import METRICS
-from .analysis import mean_std, median_by
+from .analysis import mean_std, median_by, varies
 
 LABEL = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1",
          "acc_bal_hmean": "hmean(acc, bal acc)"}
@@ -341,7 +341,7 @@ def effects(r: dict) -> list[str]:
             text += " Only one value was tried, so no effect can be measured."
         lines += [f"{text} Based on {count(len(points), 'trial')}.", ""]
     points = e["ngrams"]
-    if len({p[1] for p in points}) > 1:
+    if varies(points):
         lines += image("effect_ngrams.png", "ngrams", f"Validation {m} against the n-gram part (`ngrams`: a linear "
                        f"model over the name's hashed character 1..n-grams added to the network's logits; 0 = none); "
                        f"{count(len(points), 'complete trial')}, all families.")
