@@ -5,6 +5,8 @@ from .registry import FAMILIES, create_model, is_recurrent, module_param_count, 
 from .spec import ModelSpec
 
 RECURRENT = tuple(name for name in FAMILIES if is_recurrent(name))  # ("rnn", "lstm", "gru")
+# Families whose convolutions take the searched kernel_size, pool and norm (they say so with `searches_kernel`).
+CONVOLUTIONAL = tuple(name for name in FAMILIES if getattr(FAMILIES[name], "searches_kernel", False))
 
-__all__ = ["FAMILIES", "ModelSpec", "RECURRENT", "create_model", "is_recurrent", "module_param_count", "param_count",
+__all__ = ["CONVOLUTIONAL", "FAMILIES", "ModelSpec", "RECURRENT", "create_model", "is_recurrent", "module_param_count", "param_count",
            "recurrent_params", "register"]

@@ -39,6 +39,8 @@ def conv_block(conv: nn.Conv1d, h: torch.Tensor, lengths: torch.Tensor, pool: in
 
 @register("conv1d")
 class Conv1dClassifier(nn.Module):
+    searches_kernel = True  # the space samples kernel_size, pool and norm for it
+
     def __init__(self, spec: ModelSpec, input_size: int, num_classes: int, seq_len: int):
         super().__init__()
         channels = [input_size] + [spec.width] * spec.layers
