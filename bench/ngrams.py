@@ -24,10 +24,10 @@ import torch  # noqa: E402
 
 from data import load_task  # noqa: E402
 from search.decision import TAUS, frontier  # noqa: E402
-from search.space import WARM_START  # noqa: E402
+from search.tasks import NAMES  # noqa: E402
 from search.train import TrialSpec, log_prior, train_seeds  # noqa: E402
 
-GRU = TrialSpec(**{**WARM_START["names"][0], "width": 82, "lr": 4.9e-3, "clipnorm": 4.0, "weight_decay": 2.4e-6,
+GRU = TrialSpec(**{**NAMES.warm_starts[0], "width": 82, "lr": 4.9e-3, "clipnorm": 4.0, "weight_decay": 2.4e-6,
                    "dropout": 0.02})  # the GRU #33 the example report recommended before the n-gram part
 CONV = replace(GRU, family="conv1d", layers=1, width=64, bidirectional=False, kernel_size=5, batch_size=64)
 LINEAR = replace(GRU, family="linear", batch_size=64, lr=3e-3)

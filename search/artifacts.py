@@ -8,13 +8,13 @@ task, the data, the search space and the commands that ran it. A figure that can
 """
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import shutil
 import sys
 import tempfile
 import warnings
+from dataclasses import fields
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -147,11 +147,8 @@ def trial_note(number: int, summary: dict, saved: list[str], missing: list[str])
 
 
 def space_source(space: Callable) -> str:
-    """The space function's source, and that of the helpers in its module that it calls."""
-    module = inspect.getmodule(space)
-    helpers = [getattr(module, name) for name in space.__code__.co_names
-               if inspect.isfunction(getattr(module, name, None)) and getattr(module, name).__module__ == module.__name__]
-    return "\n\n".join(inspect.getsource(f) for f in helpers + [space])
+    """The space as declared (search/tasks.py), one field a line."""
+    return "Space(\n" + "".join(f"    {f.name}={getattr(space, f.name)!r},\n" for f in fields(space)) + ")"
 
 
 def study_note(study: optuna.Study, space: Callable, grid: dict) -> str:

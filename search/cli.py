@@ -49,7 +49,7 @@ def parser(task: str) -> argparse.ArgumentParser:
                         "after 4 (default %(default)s)")
     p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
                    help="a new study without --grid or fixed parameters first trains the known-good "
-                        "configurations of search/space.py WARM_START (default: on)")
+                        "configurations of its entry in search/tasks.py (default: on)")
     p.add_argument("--data", default=None, help="data folder or archive (else $HAR_DATA/$NAMES_DATA, cache, download)")
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="run a plain grid over these values (repeatable); other parameters fixed or default")

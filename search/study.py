@@ -26,13 +26,13 @@ from data.files import process_alive
 from models import FAMILIES, param_count
 from . import defaults
 from .objective import STRATEGIES, Objective
-from .space import NGRAM_TASKS, SPACES, WARM_START, check_fixed, grid_space, grid_suggest, max_epochs
+from .space import Space, check_fixed, grid_space, grid_suggest, max_epochs
+from .tasks import TEXT, entry_of
 from .storage import StorageError, artifact_dir, check_reachable, describe_error, hide_password, open_storage
 from .train import METRICS, TrialSpec, resolve_device
 from .util import shown_path, shown_paths
 
 DEFAULT_STORAGE = defaults.STORAGE
-DEFAULT_METRIC = defaults.METRIC
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "patient", "none")
 MAX_PARAMS = 100_000_000  # 400 MB of float32 weights per seed: far above the search spaces' largest model
 WORKER = "worker"  # trial system attribute: host:pid of the process that created the trial
@@ -62,14 +62,13 @@ class StudyConfig:
     command: str = ""
     heartbeat: int = defaults.HEARTBEAT  # seconds; a trial silent for 4 heartbeats (killed on another machine) is failed
     artifact_dir: str | None = None  # dashboard figures; None: artifacts/ beside a SQLite file, else ./artifacts
-    warm_start: bool = True  # a new default study trains space.WARM_START first
+    warm_start: bool = True  # a new default study trains its task entry's warm starts first (search/tasks.py)
 
     def __post_init__(self):
-        if self.task not in SPACES:
-            raise StudyError(f"task must be one of {sorted(SPACES)}, got {self.task!r}")
+        if not isinstance(self.task, str) or not self.task.strip():
+            raise StudyError(f"task must be a non-empty name, got {self.task!r}")
         if self.study_name is None:
             self.study_name = self.task
-        self.metric = self.metric or defaults.METRIC[self.task]
         self.timeout = None if self.timeout == 0 else self.timeout  # 0: no limit, as on the command line
         # The command is recorded in the study and shown in notes and reports: never with a password,
         # nor with an absolute path of this machine (a path outside the working folder keeps its name).
@@ -83,7 +82,7 @@ class StudyConfig:
             (isinstance(self.seeds, int) and 1 <= self.seeds <= defaults.RERANK_SEED_BASE,
              f"--seeds must be an int from 1 to {defaults.RERANK_SEED_BASE} (seeds {defaults.RERANK_SEED_BASE} "
              "and up are the report's re-ranking and final seeds)", self.seeds),
-            (self.metric in METRICS, f"--metric must be one of {list(METRICS)}", self.metric),
+            (self.metric is None or self.metric in METRICS, f"--metric must be one of {list(METRICS)}", self.metric),
             (self.strategy in STRATEGIES, f"--strategy must be one of {list(STRATEGIES)}", self.strategy),
             (self.pruner in PRUNERS, f"--pruner must be one of {list(PRUNERS)}", self.pruner),
             (self.timeout is None or (math.isfinite(self.timeout) and self.timeout > 0),
@@ -98,8 +97,6 @@ class StudyConfig:
         for name, value in pinned:
             if isinstance(value, float) and not math.isfinite(value):
                 raise StudyError(f"--{name.replace('_', '-')} must be a finite number, got {value!r}")
-        if self.task not in NGRAM_TASKS and any(name == "ngrams" and value for name, value in pinned):
-            raise StudyError(f"--ngrams needs one-hot characters ({', '.join(NGRAM_TASKS)}), got task {self.task!r}")
         try:
             check_fixed(self.fixed, self.grid)
             if self.grid:
@@ -128,6 +125,9 @@ def check_task(config: StudyConfig, task: Task) -> None:
         raise StudyError(f"{where}: no training example of class {', '.join(empty)}")
     if len(task.val) == 0:
         raise StudyError(f"{where}: the validation split is empty; the search ranks trials on it")
+    pinned = [config.fixed.get("ngrams")] + list(config.grid.get("ngrams", []))
+    if entry_of(task).kind != TEXT and any(pinned):
+        raise StudyError(f"--ngrams needs text (one-hot characters), got task {task.name!r} of numeric series")
     families = [config.fixed["family"]] if "family" in config.fixed else config.grid.get("family", list(FAMILIES))
     values = {name: (config.fixed[name] if name in config.fixed else max(config.grid[name]))
               for name in set(config.fixed) | set(config.grid) if name != "family"}
@@ -224,11 +224,12 @@ class MarkedSampler(optuna.samplers.BaseSampler):
         self.sampler.reseed_rng()
 
 
-def create_study(config: StudyConfig) -> optuna.Study:
-    """Open (or create) the study: no training, no attributes written. StudyError on a bad storage."""
+def create_study(config: StudyConfig, space: Space | None = None) -> optuna.Study:
+    """Open (or create) the study: no training, no attributes written. StudyError on a bad storage.
+    space: the task's, whose longest epoch budget is the pruner's max_resource (None: only reading the study)."""
     try:
         storage = open_storage(config.storage, config.heartbeat)
-        epochs = max_epochs(config.task, config.fixed, config.grid)
+        epochs = max_epochs(space, config.fixed, config.grid) if space else TrialSpec.epochs
         study = optuna.create_study(storage=storage, study_name=config.study_name, direction="maximize",
                                     sampler=MarkedSampler(make_sampler(config), storage),
                                     pruner=make_pruner(config.pruner, epochs), load_if_exists=True)
@@ -527,8 +528,9 @@ def prepare_study(config: StudyConfig, task: Task) -> optuna.Study:
     """Check everything, then create (or continue) the study: it must have been run on the same data,
     seeds, metric and pinned parameters. Records them, fails the trials of runs that died, queues a grid."""
     check_before_training(config, task)
+    config.metric = config.metric or entry_of(task).metric
     now = recorded(config, task)
-    study = create_study(config)
+    study = create_study(config, entry_of(task).space)
     check_same(study, config, now)
     try:
         set_study_attrs(study, config, task, now)
@@ -539,20 +541,21 @@ def prepare_study(config: StudyConfig, task: Task) -> optuna.Study:
     return study
 
 
-def queue_warm_start(study: optuna.Study, config: StudyConfig) -> int:
+def queue_warm_start(study: optuna.Study, config: StudyConfig, task: Task) -> int:
     """A new default study (no grid, nothing fixed) trains the task's known-good configurations first."""
     if not config.warm_start or config.grid or config.fixed or study.get_trials(deepcopy=False):
         return 0
-    for params in WARM_START[config.task]:
+    warm_starts = entry_of(task).warm_starts
+    for params in warm_starts:
         study.enqueue_trial(params, user_attrs={"warm_start": True})
-    return len(WARM_START[config.task])
+    return len(warm_starts)
 
 
-def trials_to_run(study: optuna.Study, config: StudyConfig) -> int | None:
+def trials_to_run(study: optuna.Study, config: StudyConfig, task: Task) -> int | None:
     """config.trials, or for a grid the points still to run (queued here); None: until --timeout."""
     if config.grid:
         return queue_grid(study, config)
-    queue_warm_start(study, config)
+    queue_warm_start(study, config, task)
     return config.trials
 
 
@@ -572,18 +575,19 @@ def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] | No
     """
     if setup:
         study = prepare_study(config, task)
-        config_trials = trials_to_run(study, config)
+        config_trials = trials_to_run(study, config, task)
     else:
-        study, config_trials = study or create_study(config), config.trials
+        study, config_trials = study or create_study(config, entry_of(task).space), config.trials
         register_process(study)
     stop = stop or StopFlag()
     progress = Progress(write, prefix=prefix)
     suggest = (lambda trial: grid_suggest(trial, config.fixed, config.grid)) if config.grid else None  # noqa: E731
-    objective = Objective(task, SPACES[config.task], config.seeds, config.metric, config.strategy,
+    space = entry_of(task).space
+    objective = Objective(task, space, config.seeds, config.metric, config.strategy,
                           config.device, config.fixed, config.grid, suggest=suggest,
-                          max_epochs=max_epochs(config.task, config.fixed, config.grid),
+                          max_epochs=max_epochs(space, config.fixed, config.grid),
                           on_progress=progress.epoch, should_stop=stop)
-    for hook in trial_end_hooks(config):
+    for hook in trial_end_hooks(config, space):
         objective.on_trial_end.append(hook)
 
     def guarded(trial: optuna.Trial) -> float:
@@ -628,10 +632,10 @@ def run_study(config: StudyConfig, task: Task, write: Callable[[str], None] | No
     return study
 
 
-def trial_end_hooks(config: StudyConfig) -> list:
+def trial_end_hooks(config: StudyConfig, space: Space) -> list:
     """Extra per-trial outputs: figures and notes for optuna-dashboard (search/artifacts.py)."""
     from .artifacts import TrialArtifacts  # imported here: it pulls in matplotlib
-    return [TrialArtifacts(figure_dir(config), SPACES[config.task], config.grid)]
+    return [TrialArtifacts(figure_dir(config), space, config.grid)]
 
 
 def count_finished(study: optuna.Study) -> int:

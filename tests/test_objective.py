@@ -10,7 +10,7 @@ import torch
 
 from data import Split, Task
 from search.objective import Objective, budget_step
-from search.space import har_space
+from search.tasks import HAR
 from search.study import make_pruner
 from search.train import train_seeds
 
@@ -27,7 +27,7 @@ def study(tmp_path, max_epochs: int) -> optuna.Study:
 
 
 def objective(task, seeds: int, lr: float) -> Objective:
-    return Objective(task, har_space, seeds=seeds, metric="accuracy", strategy="racing",
+    return Objective(task, HAR.space, seeds=seeds, metric="accuracy", strategy="racing",
                      fixed={**LINEAR, "lr": lr}, max_epochs=4)
 
 

@@ -18,7 +18,7 @@ from conftest import DATA_ENV, HAR_ZIP, NAMES_DIR
 from data import load_task
 from search import report
 from search.study import StudyConfig, run_study
-from search.space import IMBALANCE
+from search.tasks import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -173,7 +173,7 @@ def expected_specs(storage: str, name: str, task: str, recommended: dict, top: i
             specs.append(t.user_attrs["spec"])
     assert recommended in leaders
     specs = specs if families else []
-    specs += leaders + [{**recommended, "imbalance": value} for value in IMBALANCE[task]]
+    specs += leaders + [{**recommended, "imbalance": value} for value in list(REGISTRY[task].space.imbalance)]
     return {json.dumps(spec, sort_keys=True) for spec in specs}
 
 
@@ -242,7 +242,7 @@ def test_names_imbalance_compares_three_strategies_on_one_architecture(names):
     study = optuna.load_study(study_name="names", storage=names["storage"])
     counts, classes = study.user_attrs["counts"]["train"], study.user_attrs["class_names"]
     summary, per_class = [table_rows(t) for t in text.split("\n\n") if t.startswith("|")]
-    assert [row[0] for row in summary] == IMBALANCE["names"] == ["none", "class_weights", "oversample", "logit_adjust"]
+    assert [row[0] for row in summary] == list(REGISTRY["names"].space.imbalance) == ["none", "class_weights", "oversample", "logit_adjust"]
     assert sorted(row[0] for row in per_class) == sorted(classes)
     assert [int(row[1]) for row in per_class] == sorted(counts)  # fewest training examples first
     rarest = sorted(range(len(classes)), key=lambda i: (counts[i], classes[i]))[:3]
@@ -251,7 +251,7 @@ def test_names_imbalance_compares_three_strategies_on_one_architecture(names):
     assert "imbalance_per_class.png" in text
     cache = json.loads((names["out"] / "evaluations.json").read_text())
     specs = [e["spec"] for e in cache["evaluations"].values() if e["spec"]["ngrams"]]  # without it: see below
-    assert sorted(s["imbalance"] for s in specs) == sorted(IMBALANCE["names"])
+    assert sorted(s["imbalance"] for s in specs) == sorted(list(REGISTRY["names"].space.imbalance))
     assert all({**s, "imbalance": "none"} == {**specs[0], "imbalance": "none"} for s in specs)
 
 

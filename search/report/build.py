@@ -35,7 +35,7 @@ from ..rerank import Reranking
 from ..evaluate import (BASELINE_CODE, EvaluationError, Evaluations, baseline_entry, code_fingerprint, final_metrics,
                         load_checked, open_study, ranked, seed_seconds, select, spec_of)
 from ..pool import Pool
-from ..space import IMBALANCE
+from ..tasks import entry_of
 from ..storage import hide_password
 from ..train import METRICS
 from ..util import json_safe, shown_path, shown_paths
@@ -166,6 +166,7 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
     train_counts = (attrs.get("counts") or {}).get("train") or [0] * len(class_names)
     return {
         "study": study.study_name, "task": config.task, "metric": metric, "class_names": class_names,
+        "held_out": entry_of(evaluations.task).held_out,
         "attrs": attrs, "storage": shown_paths(hide_password(config.storage)), "top": config.top, "seeds": evaluations.seeds,
         "family_seeds": family_seeds(config), "pruned_seeds": pruned_seeds(config),
         "fingerprint": evaluations.fingerprint, "complete": len(complete),
@@ -185,7 +186,7 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
                    for t in families.values()},
         "confusions": confusions,
         "effects": analysis.effects(complete, metric),
-        "imbalance": analysis.imbalance(best, evaluations, class_names, train_counts, strategies(config.task, best)),
+        "imbalance": analysis.imbalance(best, evaluations, class_names, train_counts, strategies(evaluations.task, best)),
         "ngram_part": analysis.ngram_part(best, evaluations),
         "robustness": analysis.robustness(leaders, evaluations, metric),
         "issues": analysis.find_issues(trials, metric),
@@ -293,10 +294,10 @@ def exported(folder: Path, key: str) -> bool:
         all((folder / w["file"]).exists() for w in card.get("weights", []))
 
 
-def strategies(task: str, best: optuna.trial.FrozenTrial) -> list[str]:
+def strategies(task: Task, best: optuna.trial.FrozenTrial) -> list[str]:
     """The imbalance strategies the task's space offers, and the one the best trial used if it was pinned
     outside them: a strategy nobody could choose (logit_adjust on HAR) would cost 5 seeds of training."""
-    offered = IMBALANCE[task]
+    offered = list(entry_of(task).space.imbalance)
     chosen = spec_of(best).imbalance
     return offered if chosen in offered else [*offered, chosen]
 
@@ -356,7 +357,7 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
         deployed = refits or evaluations
         keep = set() if best in fresh or exported(out / "model", deployed.key(best)) else {best}
         deployed.submit(pool, [best], keep_models=keep, cost=cost)  # first: the exported weights are kept
-        evaluations.submit(pool, [best, *[replace(best, imbalance=v) for v in strategies(config.task, chosen)],
+        evaluations.submit(pool, [best, *[replace(best, imbalance=v) for v in strategies(task, chosen)],
                                   *([replace(best, ngrams=0)] if best.ngrams else [])], cost=cost)
         pool.wait()
         if refits:  # measured with the tau the train-only final seeds chose on validation

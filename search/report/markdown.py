@@ -150,7 +150,7 @@ def chosen_by(r: dict) -> list[str]:
              f"{row['search_value']:.4f}", "n/a" if row["rerank_value"] is None else
              f"{row['rerank_value']:.4f} ± {row['rerank_std']:.4f}", f"{row['choice_value']:.4f}"]
             for row in rerank["rows"]]
-    held_out = "subjects" if r["task"] == "har" else "surnames"
+    held_out = r.get("held_out", "groups")
     return [f"It has the best choice value among the {len(rows)} best trials of the search: each was retrained on "
             f"the re-ranking seeds {seed_range(rerank['seeds'])} (neither a search seed nor a final seed), seed by "
             f"seed on the validation folds {', '.join(map(str, rerank['folds']))}: other {held_out} held out of the "
