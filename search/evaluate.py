@@ -36,9 +36,10 @@ import optuna
 import torch
 import torch.nn.functional as F
 
-from data import Task, load_task, write_text
+from data import Task, write_text
 from .decision import choose_tau, decide, ensemble_log_probs, frontier
 from .pool import Pool
+from .tasks import load
 from .train import (METRICS, DeviceSplit, SeedResult, TrialSpec, log_prior, parameter_count, per_class, predict,
                     scores, train_seeds)
 from .storage import hide_password, open_storage
@@ -298,12 +299,19 @@ def open_study(storage: str, name: str) -> optuna.Study:
         raise EvaluationError(f"study {name!r} not found in {hide_password(storage)}{there}") from None
 
 
-def load_checked(task_name: str, data: str | None, attrs: dict) -> tuple[Task, str | None]:
-    """The data to retrain on: --data, else the source the study recorded, else the loader's default;
-    refused if its examples per class and split differ from the study's (return: the task, its source)."""
-    recorded = (attrs.get("data") or {}).get("source")
-    source = data or (recorded if recorded and Path(recorded).exists() else None)
-    task = load_task(task_name, source)
+def load_checked(task_name: str, data: str | None, attrs: dict) -> tuple[Task, str | dict | None]:
+    """The data to retrain on: --data, else the source the study recorded (for a user's file, the options it
+    was read with), else the loader's default; refused if its examples per class and split differ from the
+    study's (return: the task, its source)."""
+    info = attrs.get("data") or {}
+    if data is None and info.get("file"):
+        source = dict(info["file"])
+    elif data is not None and info.get("file"):
+        source = {**info["file"], "path": str(Path(data).resolve())}  # the same file moved: same options
+    else:
+        recorded = info.get("source")
+        source = data or (recorded if recorded and Path(recorded).exists() else None)
+    task = load(task_name, source)
     if attrs.get("counts") is not None and task.counts() != attrs["counts"]:
         raise EvaluationError(f"--data {source}: examples per class and split differ from those the study "
                               "recorded; pass the data the study was run on")

@@ -27,7 +27,8 @@ from typing import Any, Callable
 import torch
 from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 
-from data import Folds, Task, load_task
+from data import Task
+from .tasks import Folds, load
 from .train import SeedResult, TrialSpec, resolve_device, train_seeds
 
 _folds: Folds | None = None  # this worker process's task by validation fold (fold 0 loaded at start)
@@ -36,7 +37,7 @@ _folds: Folds | None = None  # this worker process's task by validation fold (fo
 def _init_worker(task_name: str, source: str | None, threads: int) -> None:
     global _folds
     torch.set_num_threads(threads)
-    _folds = Folds(load_task(task_name, source), source)
+    _folds = Folds(load(task_name, source), source)
 
 
 def _train(spec: TrialSpec, seeds: list[int], device: str, test: bool, keep_models: bool,
@@ -90,7 +91,7 @@ class Pool:
         """Train spec on seeds in the workers; then(results in seed order) once every seed is in.
 
         cost: an estimate of one seed's seconds (jobs with larger costs start first); result.model holds
-        the weights as a state dict with keep_models; fold: the task's validation fold (data.load_task);
+        the weights as a state dict with keep_models; fold: the task's validation fold (search.tasks.load);
         refit: train on the fold's training and validation rows (data.Task.refit)."""
         found: list[SeedResult] = []
 

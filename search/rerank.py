@@ -3,7 +3,7 @@
 A study's best value is the largest of many noisy means (each over a few seeds, on one validation split),
 so it flatters the trial that reached it: the winner's curse. The report therefore retrains its top
 configurations on the re-ranking seeds (50, 51, ...: neither a search seed nor a final seed), seed i on
-validation fold i + 1 (data.load_task(fold=...): other held-out subjects or surnames taken from train +
+validation fold i + 1 (search.tasks.load(fold=...): other held-out subjects or surnames taken from train +
 validation; the test split never changes), measures each on its fold's validation split only (tau chosen
 on that fold's validation logits), and recommends the one with the best choice value: the mean over the
 folds of each fold's mean, the search's own split (fold 0, the search seeds) counting as one fold. The
@@ -30,25 +30,31 @@ from typing import Callable
 
 import optuna
 
-from data import FOLDS, Folds, Task, write_text
+from data import Task, write_text
 from . import evaluate
 from .evaluate import cache_key, code_fingerprint, spec_of
 from .objective import validation_values
 from .pool import Pool
+from .tasks import Folds, folds as folds_offered
 from .train import SeedResult, TrialSpec, log_prior, train_seeds
 from .util import json_safe
 
 FORMAT = 2
 
 
-def folds_of(task_name: str, seeds: list[int]) -> list[int]:
+def folds_of(task: Task, seeds: list[int]) -> list[int]:
     """The validation fold of each re-ranking seed: 1, 2, ... (fold 0 is the search's), cycling."""
-    return [1 + i % (FOLDS[task_name] - 1) for i in range(len(seeds))]
+    return cycle_folds(folds_offered(task), seeds)
+
+
+def cycle_folds(count: int, seeds: list[int]) -> list[int]:
+    """Folds 1 .. count - 1 for the seeds in turn."""
+    return [1 + i % (count - 1) for i in range(len(seeds))]
 
 
 def rerank_spec(spec: TrialSpec, folds: Folds, seeds: list[int], metric: str, device: str = "cpu") -> dict:
     """Train spec on the re-ranking seeds, each on its fold; each seed's validation metric (no test split)."""
-    fold_numbers = folds_of(folds(0).name, seeds)
+    fold_numbers = folds_of(folds(0), seeds)
     results = [train_seeds(spec, folds(fold), [seed], device)[0] for seed, fold in zip(seeds, fold_numbers)]
     return summarise(spec, folds, results, fold_numbers, metric)
 
@@ -108,7 +114,7 @@ class Reranking:
                  write: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
         self.path, self.data, self.seeds, self.metric, self.task = Path(path), data, list(seeds), metric, task
         self.source, self.device, self.workers, self.write = source, device, workers, write
-        self.folds, self.fold_numbers = Folds(task, source), folds_of(task.name, self.seeds)
+        self.folds, self.fold_numbers = Folds(task, source), folds_of(task, self.seeds)
         self.fingerprint = code_fingerprint([*evaluate.TRAINING_CODE, "search/rerank.py", "search/objective.py"])
         self.trained = 0
         self.pending = 0  # configurations submitted and not yet in

@@ -157,7 +157,9 @@ def load(name: str, source=None, fold: int = 0) -> Task:
     options it was read with (a dict, as data.load_file takes them and a study records them)."""
     if isinstance(source, dict):
         from data import load_file  # a user's file
-        return load_file(**source, fold=fold)
+        task = load_file(**source, fold=fold)
+        task.info["file"] = dict(source)  # how to read it again: studies, reports and workers record it
+        return task
     if name not in REGISTRY:
         raise DataError(f"task must be one of {sorted(REGISTRY)} (or a file: python -m search.fit PATH), got {name!r}")
     return REGISTRY[name].load(source, fold=fold)

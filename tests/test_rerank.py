@@ -10,7 +10,8 @@ from optuna.trial import create_trial
 from search import defaults
 from conftest import HAR_ZIP
 from data import Folds
-from search.rerank import Reranking, choice_value, folds_of, recommend, rerank_spec
+from search.rerank import Reranking, choice_value, cycle_folds, recommend, rerank_spec
+from search.tasks import REGISTRY
 from search.train import TrialSpec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -36,9 +37,10 @@ def test_rerank_seeds_are_neither_search_seeds_nor_final_seeds():
 
 
 def test_each_rerank_seed_validates_on_another_fold_and_the_search_fold_is_never_one_of_them():
-    assert folds_of("har", [50, 51, 52]) == [1, 2, 3]
-    assert folds_of("har", [50, 51, 52, 53]) == [1, 2, 3, 1]  # HAR has 4 folds: they cycle
-    assert folds_of("names", list(range(50, 57))) == [1, 2, 3, 4, 5, 6, 1]
+    har, names = REGISTRY["har"].folds, REGISTRY["names"].folds
+    assert cycle_folds(har, [50, 51, 52]) == [1, 2, 3]
+    assert cycle_folds(har, [50, 51, 52, 53]) == [1, 2, 3, 1]  # HAR has 4 folds: they cycle
+    assert cycle_folds(names, list(range(50, 57))) == [1, 2, 3, 4, 5, 6, 1]
 
 
 def test_a_trial_lucky_on_its_search_split_loses_to_one_that_holds_up_on_other_folds():
