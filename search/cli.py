@@ -8,27 +8,30 @@ from dataclasses import replace
 
 import torch
 
-from data import DataError, load_task
-from . import defaults
+from data import DataError
+from . import defaults, signals
 from .objective import STRATEGIES
 from .space import FIELDS, parse_value
 from .storage import StorageError, can_share, check_reachable, hide_password
 from .study import (PRUNERS, StudyConfig, StudyError, count_finished, prepare_study, quiet_optuna, raise_interrupt,
                     run_study, summary, trials_to_run)
+from .tasks import REGISTRY, entry_of, load
 from .train import METRICS
 from .workers import default_workers, exit_now, run_workers
 
 
-def parser(task: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m search.{task}",
-                                description=f"Run (or continue) an Optuna study on the {task} task.")
+def parser(task: str, prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
+    entry = REGISTRY.get(task)
+    p = argparse.ArgumentParser(prog=prog or f"python -m search.{task}",
+                                description=description or f"Run (or continue) an Optuna study on the {task} task.")
     p.add_argument("--trials", type=int, default=100, help="trials to ADD to the study in this run (default 100)")
     p.add_argument("--storage", default=defaults.STORAGE, help="any SQLAlchemy URL (default %(default)s)")
     p.add_argument("--artifacts", default=None, metavar="DIR",
                    help="folder for the dashboard's figures (default: artifacts/ beside a SQLite file, else ./artifacts)")
     p.add_argument("--study-name", default=None, help=f"default: {task}")
     p.add_argument("--seeds", type=int, default=defaults.SEEDS, help="seeds per trial (default %(default)s)")
-    p.add_argument("--metric", choices=METRICS, default=None, help=f"default {defaults.METRIC[task]}")
+    p.add_argument("--metric", choices=METRICS, default=None,
+                   help=f"default {entry.metric if entry else 'accuracy, or acc_bal_hmean for imbalanced classes'}")
     p.add_argument("--strategy", choices=STRATEGIES, default=defaults.STRATEGY,
                    help="how a trial spends seed-epochs (default %(default)s)")
     p.add_argument("--pruner", choices=PRUNERS, default=defaults.PRUNER,
@@ -36,7 +39,8 @@ def parser(task: str) -> argparse.ArgumentParser:
     p.add_argument("--sampler-seed", type=int, default=None, help="makes the sampled parameters reproducible")
     p.add_argument("--timeout", type=float, default=None,
                    help="stop starting trials after this many seconds; 0: no limit (default for a search: "
-                        f"{defaults.TIME_LIMIT[task]:g}, so that 100 trials end inside the task's budget on 2 cores; "
+                        f"{entry.time_limit if entry else 'the task entry'}'s, so that 100 trials end inside the "
+                        "task's budget on 2 cores; "
                         "for a grid: none)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.DEVICE)
     p.add_argument("--threads", type=int, default=defaults.THREADS,
@@ -50,7 +54,8 @@ def parser(task: str) -> argparse.ArgumentParser:
     p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
                    help="a new study without --grid or fixed parameters first trains the known-good "
                         "configurations of its entry in search/tasks.py (default: on)")
-    p.add_argument("--data", default=None, help="data folder or archive (else $HAR_DATA/$NAMES_DATA, cache, download)")
+    if entry:
+        p.add_argument("--data", default=None, help="data folder or archive (else $HAR_DATA/$NAMES_DATA, cache, download)")
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="run a plain grid over these values (repeatable); other parameters fixed or default")
     fixed = p.add_argument_group("fix a parameter (the search runs over the rest)")
@@ -59,7 +64,7 @@ def parser(task: str) -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(task: str, args: argparse.Namespace) -> StudyConfig:
+def config_from_args(task: str, args: argparse.Namespace, time_limit: float) -> StudyConfig:
     fixed = {name: parse_value(name, getattr(args, f"fix_{name}"))
              for name in FIELDS if getattr(args, f"fix_{name}") is not None}
     grid = {}
@@ -74,7 +79,7 @@ def config_from_args(task: str, args: argparse.Namespace) -> StudyConfig:
         grid[name] = [parse_value(name, v) for v in values.split(",")]
     timeout = args.timeout
     if timeout is None and not grid:
-        timeout = defaults.TIME_LIMIT[task]
+        timeout = time_limit
     config = StudyConfig(task=task, trials=args.trials, storage=args.storage, study_name=args.study_name,
                          seeds=args.seeds, metric=args.metric, strategy=args.strategy, pruner=args.pruner,
                          sampler_seed=args.sampler_seed, timeout=timeout, device=args.device,
@@ -87,18 +92,25 @@ def config_from_args(task: str, args: argparse.Namespace) -> StudyConfig:
 
 def main(task: str, argv: list[str] | None = None) -> None:
     args = parser(task).parse_args(argv)
+    run(task, args, args.data)
+
+
+def run(task: str, args: argparse.Namespace, source) -> None:
+    """Run the study of task (a registered name, or a user's file's) on its data (source: see tasks.load)."""
+    signals.ctrl_c_raises()  # until here Ctrl-C ended the process at once; from here on trials are saved first
     quiet_optuna()
     signal.signal(signal.SIGTERM, raise_interrupt)  # until the trials run: `kill` is Ctrl-C
     try:
-        config = config_from_args(task, args)
         for name in ("threads", "workers"):
             if getattr(args, name) < 1:
                 raise StudyError(f"--{name} must be an int >= 1, got {getattr(args, name)}")
+        config = config_from_args(task, args, 0)
         torch.set_num_threads(args.threads)
         check_reachable(config.storage)  # a bad URL or an unwritable file: one line before loading data
-        data = load_task(task, args.data)  # also fills the cache before workers read it
+        data = load(task, source)  # also fills the cache before workers read it
+        config = config_from_args(task, args, entry_of(data).time_limit)
         study = prepare_study(config, data)  # every other check, before anything is created
-        trials = trials_to_run(study, config)
+        trials = trials_to_run(study, config, data)
         finished_before = count_finished(study)
         if trials == 0:
             print(f"the grid of study {config.study_name!r} has run every point; nothing to do")
@@ -112,7 +124,7 @@ def main(task: str, argv: list[str] | None = None) -> None:
                 print(f"new trials stop after {config.timeout:g} s (--timeout; 0: no limit)")
             sys.stdout.flush()
             if shared:
-                code = run_workers(config, args.data, workers, args.threads, study=study)
+                code = run_workers(config, source, workers, args.threads, study=study)
                 if code == 130:
                     raise KeyboardInterrupt
                 if code:

@@ -73,7 +73,7 @@ class StudyConfig:
         # The command is recorded in the study and shown in notes and reports: never with a password,
         # nor with an absolute path of this machine (a path outside the working folder keeps its name).
         self.command = hide_password(self.command or " ".join(
-            [f"python -m search.{self.task}"]
+            [f"python -m {running_module() or 'search.' + self.task}"]
             + [shlex.quote(shown_path(a) if os.path.isabs(a) else shown_paths(a)) for a in sys.argv[1:]]))
         checks = [
             (isinstance(self.study_name, str) and self.study_name.strip() != "", "--study-name must not be empty",
@@ -103,6 +103,12 @@ class StudyConfig:
                 grid_space(self.fixed, self.grid)
         except ValueError as exc:
             raise StudyError(str(exc)) from None
+
+
+def running_module() -> str | None:
+    """The module `python -m` runs (search.har, search.fit ...), for the command a study records."""
+    name = getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None) or ""
+    return name if name.startswith("search.") else None
 
 
 def quiet_optuna() -> None:

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import torch
 
-from data import load_task
+from .tasks import load
 from .storage import can_share  # noqa: F401  (re-exported: the CLI asks it before starting workers)
 from .study import StopFlag, StudyConfig, fail_dead_trials, create_study, quiet_optuna, run_study
 
@@ -65,7 +65,7 @@ def _worker(config: StudyConfig, data: str | None, threads: int, index: int, sta
                 popping.release()
 
         try:
-            task = load_task(config.task, data)
+            task = load(config.task, data)
             if not stop.requested:
                 run_study(config, task, claim=claim, setup=False, stop=stop, prefix=f"[w{index}] ", popped=popped)
         except KeyboardInterrupt:
