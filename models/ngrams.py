@@ -1,6 +1,6 @@
 """A linear model over hashed character n-grams, added to any family's logits (a "wide and deep" model).
 
-With `ngrams=N` (names only: the input must be one-hot characters), the logits are the network's plus
+With `ngrams=N` (text only: the input must be one-hot characters), the logits are the network's plus
 those of a linear model over the word's character 1..N-grams, the word framed by a boundary symbol as
 scikit-learn's `char_wb` analyzer frames it. That linear part is what the n-gram logistic regression
 baseline is, learnt jointly with the network: n-grams carry a language's spelling conventions, which
@@ -20,15 +20,29 @@ from torch import nn
 # 2^16 rows: the names training split holds about 64,000 distinct 1-5-grams, so some share a row; 2^17
 # rows made a training step of AdamW (dense over every row) 2.5x slower on one core (bench by hand).
 BUCKETS = 2 ** 16
+# Hash arithmetic stays modulo the prime 2^31 - 1, so that no product of two numbers exceeds 2^62: int64
+# never overflows, on any device. The constants are arbitrary odd numbers below the prime.
+PRIME = 2 ** 31 - 1
+MULTIPLY, ADD, REMIX = 0x5BD1E995, 0x27D4EB2F, 0x2C1B3C6D
+
+
+def mix(number: torch.Tensor) -> torch.Tensor:
+    """A gram's number (int64 in [0, PRIME)) scrambled into [0, 2^31): an affine map modulo the prime, then two
+    xor-shifts around a second multiplication. Without mixing, the row would be the last few characters of
+    a gram on some alphabets; the affine map alone still shows the base-(V+2) structure in the low bits."""
+    number = (number * MULTIPLY + ADD) % PRIME
+    number = number ^ (number >> 15)
+    number = (number * REMIX) % PRIME
+    return number ^ (number >> 13)
 
 
 def ngram_ids(x: torch.Tensor, lengths: torch.Tensor, order: int, buckets: int = BUCKETS
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """The bucket of every character 1..order-gram of each one-hot word, and which of them are real.
 
-    x (B, T, V) one-hot, lengths (B,). Characters are numbered 1..V and the boundary V+1; a gram's number
-    in base V+2 is unique (no digit is 0), and its remainder by `buckets` is its row. Returns (B, G) ids
-    and a (B, G) mask (False where the gram runs past the word's closing boundary)."""
+    x (B, T, V) one-hot, lengths (B,). Characters are numbered 1..V and the boundary V+1; a gram's number in
+    base V+2 is unique (no digit is 0), taken modulo PRIME as it is built; its row is mix(number) % buckets.
+    Returns (B, G) ids and a (B, G) mask (False where the gram runs past the word's closing boundary)."""
     steps, vocab = x.shape[1:]
     width = max(steps + 2, order)  # a batch of short words (or one word of 1-2 letters) still holds an order-gram
     position = torch.arange(width, device=x.device)[None, :]
@@ -41,8 +55,8 @@ def ngram_ids(x: torch.Tensor, lengths: torch.Tensor, order: int, buckets: int =
         windows = framed.unfold(1, n, 1)  # (B, width + 1 - n, n)
         number = windows[..., 0]
         for k in range(1, n):
-            number = number * (vocab + 2) + windows[..., k]
-        ids.append(number % buckets)
+            number = (number * (vocab + 2) + windows[..., k]) % PRIME
+        ids.append(mix(number) % buckets)
         real.append((windows > 0).all(-1))
     return torch.cat(ids, 1), torch.cat(real, 1)
 

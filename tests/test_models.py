@@ -135,10 +135,10 @@ def test_padding_does_not_change_the_prediction(spec, names_task):
 
 def test_ngram_ids_are_the_char_wb_ngrams_of_each_word():
     """The hashed n-grams are scikit-learn's char_wb n-grams (the word framed by spaces), each read as a number
-    in base V + 2 (unknown 1, the alphabet 2.., the frame V + 1), modulo the bucket count."""
+    in base V + 2 (unknown 1, the alphabet 2.., the frame V + 1), mixed (models.ngrams.mix), modulo the bucket count."""
     from sklearn.feature_extraction.text import CountVectorizer
     from data.names import encode
-    from models.ngrams import BUCKETS, ngram_ids
+    from models.ngrams import BUCKETS, mix, ngram_ids
     alphabet = {"a": 1, "b": 2, "c": 3}
     vocab = len(alphabet) + 1
     digit = {**{ch: i + 1 for ch, i in alphabet.items()}, " ": vocab + 1}  # "g" and "e" are unknown: 1
@@ -154,7 +154,7 @@ def test_ngram_ids_are_the_char_wb_ngrams_of_each_word():
                 number = 0
                 for ch in gram:
                     number = number * (vocab + 2) + digit.get(ch, 1)
-                expected.append(number % BUCKETS)
+                expected.append(int(mix(torch.tensor(number))) % BUCKETS)
             assert sorted(ids[row][real[row]].tolist()) == sorted(expected), (word, order)
         assert int(real[words.index("b")].sum()) == 3 + 2 + 1  # " b ": " ", "b", " ", " b", "b ", " b "
 
