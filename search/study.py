@@ -27,7 +27,7 @@ from models import FAMILIES, param_count
 from . import defaults
 from .objective import STRATEGIES, Objective
 from .space import Space, check_fixed, grid_space, grid_suggest, max_epochs
-from .tasks import TEXT, entry_of
+from .tasks import TEXT, TaskEntry, entry_of
 from .storage import StorageError, artifact_dir, check_reachable, describe_error, hide_password, open_storage
 from .train import METRICS, TrialSpec, resolve_device
 from .util import shown_path, shown_paths
@@ -547,21 +547,20 @@ def prepare_study(config: StudyConfig, task: Task) -> optuna.Study:
     return study
 
 
-def queue_warm_start(study: optuna.Study, config: StudyConfig, task: Task) -> int:
+def queue_warm_start(study: optuna.Study, config: StudyConfig, entry: TaskEntry) -> int:
     """A new default study (no grid, nothing fixed) trains the task's known-good configurations first."""
     if not config.warm_start or config.grid or config.fixed or study.get_trials(deepcopy=False):
         return 0
-    warm_starts = entry_of(task).warm_starts
-    for params in warm_starts:
+    for params in entry.warm_starts:
         study.enqueue_trial(params, user_attrs={"warm_start": True})
-    return len(warm_starts)
+    return len(entry.warm_starts)
 
 
 def trials_to_run(study: optuna.Study, config: StudyConfig, task: Task) -> int | None:
     """config.trials, or for a grid the points still to run (queued here); None: until --timeout."""
     if config.grid:
         return queue_grid(study, config)
-    queue_warm_start(study, config, task)
+    queue_warm_start(study, config, entry_of(task))
     return config.trials
 
 

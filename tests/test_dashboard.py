@@ -192,7 +192,7 @@ def test_browser_shows_study_note_trial_note_and_figures(live, study_detail, chr
     page.set_default_timeout(60_000)
 
     page.goto(f"{live.base}/dashboard/studies/{study_id}/note")
-    page.get_by_text("def har_space").wait_for()
+    page.get_by_text("max_width=64").first.wait_for()
     page.get_by_role("heading", name="Data").wait_for()
     page.screenshot(path=tmp_path / "study-note.png")
 
@@ -244,7 +244,7 @@ def test_optuna_api_finds_figures_and_notes(live, tmp_path):
         assert MISSING not in note
     note = get_note(study)
     counts = study.user_attrs["counts"]
-    assert "def har_space" in note and "def _model" in note
+    assert "Space(" in note and "families=(" in note
     assert f"| train | {sum(counts['train']):,} |" in note and "WALKING_UPSTAIRS" in note
     assert f"`{study.user_attrs['commands'][0]}`" in note and f"--trials {TRIALS}" in note
 

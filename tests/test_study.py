@@ -146,20 +146,22 @@ def test_grid_with_two_workers_runs_every_point_once(tmp_path, cache):
 
 
 def test_a_new_default_study_trains_the_known_good_configurations_first(tmp_path):
-    from search.space import WARM_START, TrialSpec
+    from search.space import TrialSpec
     from search.study import queue_warm_start
+    from search.tasks import REGISTRY
+    names = REGISTRY["names"]
     config = StudyConfig("names", trials=5, storage=f"sqlite:///{tmp_path / 's.db'}")
     study = create_study(config)
-    assert queue_warm_start(study, config) == len(WARM_START["names"])
-    assert [t.state for t in study.trials] == [optuna.trial.TrialState.WAITING] * len(WARM_START["names"])
-    assert [t.system_attrs["fixed_params"] for t in study.trials] == WARM_START["names"]
-    assert queue_warm_start(study, config) == 0  # a continued study is not queued again
-    for task in WARM_START:  # every configuration is a valid spec
-        for params in WARM_START[task]:
+    assert queue_warm_start(study, config, names) == len(names.warm_starts)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.WAITING] * len(names.warm_starts)
+    assert [t.system_attrs["fixed_params"] for t in study.trials] == list(names.warm_starts)
+    assert queue_warm_start(study, config, names) == 0  # a continued study is not queued again
+    for entry in REGISTRY.values():  # every configuration is a valid spec
+        for params in entry.warm_starts:
             TrialSpec(**params)
     for other in (replace(config, study_name="fixed", fixed={"family": "lstm"}),
                   replace(config, study_name="off", warm_start=False)):
-        assert queue_warm_start(create_study(other), other) == 0
+        assert queue_warm_start(create_study(other), other, names) == 0
 
 
 def inside(distribution, value) -> bool:
@@ -171,21 +173,22 @@ def inside(distribution, value) -> bool:
 def test_every_warm_start_configuration_lies_inside_its_task_space():
     # A cap lowered in search/space.py must not leave a warm start outside it (the report would compare a
     # configuration the sampler could never propose).
-    from search.space import SPACES, WARM_START, Suggest
-    for task, configurations in WARM_START.items():
-        for params in configurations:
+    from search.space import Suggest
+    from search.tasks import REGISTRY
+    for task, entry in REGISTRY.items():
+        for params in entry.warm_starts:
             study = optuna.create_study()
             study.enqueue_trial(params)
             trial = study.ask()
-            SPACES[task](Suggest(trial))
+            entry.space(Suggest(trial))
             assert set(trial.params) <= set(params), f"{task} warm start leaves {set(trial.params) - set(params)} to the sampler"
             outside = {name: params[name] for name, d in trial.distributions.items() if not inside(d, params[name])}
             assert not outside, f"{task} warm start outside its space: {outside}"
     # And the check can fail: width 128 is outside names' cap.
     study = optuna.create_study()
-    study.enqueue_trial({**WARM_START["names"][0], "width": 128})
+    study.enqueue_trial({**REGISTRY["names"].warm_starts[0], "width": 128})
     trial = study.ask()
-    SPACES["names"](Suggest(trial))
+    REGISTRY["names"].space(Suggest(trial))
     assert not inside(trial.distributions["width"], 128)
 
 
