@@ -31,12 +31,15 @@ from .storage import hide_password
 MISSING = "Artifact missing"  # starts the line of a trial's note that names a figure not saved, and why
 
 
-def check_dir(folder: str, create: bool, option: str = "--artifacts", writable: bool = True) -> None:
+def check_dir(folder: str | None, create: bool, option: str = "--artifacts", writable: bool = True) -> None:
     """Fail early, naming the option, on a path that cannot be (or become) a writable folder.
 
     create=False checks without creating anything: an existing folder must be writable, a missing
     one must have a writable parent folder, so it can be created when the first figure is written.
+    None (no folder: an in-memory study keeps no figures) passes.
     """
+    if folder is None:
+        return
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(f"{option} {folder!r} must be a folder, but it is a file")
     if os.path.isdir(folder) or not writable:
@@ -186,13 +189,13 @@ class TrialArtifacts:
     """Objective.on_trial_end hook: figures to the artifact store and notes, for every finished trial.
 
     A figure that cannot be written leaves no artifact entry (the dashboard would show a broken
-    image): its note says why, and stderr says so once per run.
+    image): its note says why, and stderr says so once per run. folder None: notes only, no figures.
     """
 
-    def __init__(self, folder: str, space: Callable, grid: dict | None = None):
+    def __init__(self, folder: str | None, space: Callable, grid: dict | None = None):
         check_dir(folder, create=True)
         self.folder, self.space, self.grid = folder, space, grid or {}
-        self.store = AtomicFileStore(folder)
+        self.store = AtomicFileStore(folder) if folder is not None else None
         self.study_noted = False
         self.warned = False
 
@@ -201,7 +204,7 @@ class TrialArtifacts:
             save_note(trial.study, study_note(trial.study, self.space, self.grid))
             self.study_noted = True
         class_names = trial.study.user_attrs.get("class_names") or []
-        figures = {
+        figures = {} if self.folder is None else {
             f"trial-{trial.number}-curves.png": lambda: curves_figure(trial.number, summary),
             f"trial-{trial.number}-confusion.png": lambda: confusion_figure(trial.number, summary, class_names),
         }

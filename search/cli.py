@@ -45,9 +45,9 @@ def parser(task: str, prog: str | None = None, description: str | None = None) -
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.DEVICE)
     p.add_argument("--threads", type=int, default=defaults.THREADS,
                    help="torch threads (default 1: faster than 2 here, see bench/README.md; use more processes instead)")
-    p.add_argument("--workers", type=int, default=default_workers(),
-                   help="processes sharing the study (default: one per core, here %(default)s); "
-                        "--sampler-seed S gives worker i the seed S+i")
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"processes sharing the study (default: one per core, here {default_workers()}; 1 for an "
+                        "in-memory storage); --sampler-seed S gives worker i the seed S+i")
     p.add_argument("--heartbeat", type=int, default=defaults.HEARTBEAT,
                    help="seconds between trial heartbeats; a trial of a run killed on another machine is failed "
                         "after 4 (default %(default)s)")
@@ -101,9 +101,14 @@ def run(task: str, args: argparse.Namespace, source) -> None:
     quiet_optuna()
     signal.signal(signal.SIGTERM, raise_interrupt)  # until the trials run: `kill` is Ctrl-C
     try:
+        if args.workers is None:  # an in-memory database exists in one process only
+            args.workers = default_workers() if can_share(args.storage) else 1
         for name in ("threads", "workers"):
             if getattr(args, name) < 1:
                 raise StudyError(f"--{name} must be an int >= 1, got {getattr(args, name)}")
+        if args.workers > 1 and not can_share(args.storage):
+            raise StudyError(f"--workers {args.workers}: the in-memory storage {args.storage!r} exists in one process "
+                             "only; use --workers 1, or a SQLite file (--storage sqlite:///studies.db) for several")
         config = config_from_args(task, args, 0)
         torch.set_num_threads(args.threads)
         check_reachable(config.storage)  # a bad URL or an unwritable file: one line before loading data
@@ -117,7 +122,7 @@ def run(task: str, args: argparse.Namespace, source) -> None:
         else:
             config = replace(config, trials=trials)
             workers = min(args.workers, trials or args.workers)
-            shared = workers > 1 and can_share(config.storage)
+            shared = workers > 1
             if shared:
                 print(f"{workers} workers x {args.threads} torch thread(s) on {hide_password(config.storage)}")
             if config.timeout is not None:

@@ -14,7 +14,7 @@ from optuna_dashboard import run_server
 
 from . import defaults
 from .artifacts import AtomicFileStore, check_dir
-from .storage import StorageError, artifact_dir, hide_password, open_storage
+from .storage import StorageError, artifact_dir, hide_password, is_memory, open_storage
 from .study import StudyError, quiet_optuna
 
 
@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     quiet_optuna()
     folder = args.artifacts or artifact_dir(args.storage)
     try:
+        if is_memory(args.storage):
+            raise StudyError(f"--storage {args.storage!r} is an in-memory database, empty in every new process; "
+                             "give the studies' SQLite file or database server")
         storage = open_storage(args.storage, must_exist=True)  # never an empty SQLite file made by looking
         check_dir(folder, create=False, writable=False)  # missing is fine: no study has written figures yet
         check_port(args.host, args.port)

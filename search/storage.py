@@ -63,8 +63,11 @@ def can_share(url: str) -> bool:
     return not is_memory(url)
 
 
-def artifact_dir(url: str) -> str:
-    """Where figures go by default: artifacts/ beside the SQLite file, else ./artifacts."""
+def artifact_dir(url: str) -> str | None:
+    """Where figures go by default: artifacts/ beside the SQLite file, else ./artifacts; None for an
+    in-memory database (its study ends with the process: no figure would be referenced by a kept study)."""
+    if is_memory(url):
+        return None
     path = sqlite_path(url)
     return os.path.join(os.path.dirname(path), "artifacts") if path else "artifacts"
 

@@ -28,7 +28,8 @@ from . import defaults
 from .objective import STRATEGIES, Objective
 from .space import Space, check_fixed, grid_space, grid_suggest, max_epochs
 from .tasks import TEXT, TaskEntry, entry_of
-from .storage import StorageError, artifact_dir, check_reachable, describe_error, hide_password, open_storage
+from .storage import (StorageError, artifact_dir, check_reachable, describe_error, hide_password, is_memory,
+                      open_storage)
 from .train import METRICS, TrialSpec, resolve_device
 from .util import shown_path, shown_paths
 
@@ -119,8 +120,8 @@ def quiet_optuna() -> None:
 
 # ---- checks before any training ---------------------------------------------------------------
 
-def check_task(config: StudyConfig, task: Task) -> None:
-    """Data a classifier can learn from, and models that fit in memory."""
+def check_data(task: Task) -> None:
+    """Data a classifier can learn from (the baselines check it too); StudyError, one line."""
     where = f"data {task.info.get('source', task.name)}"
     counts = task.train.class_counts(task.num_classes)
     if task.num_classes < 2:
@@ -131,6 +132,11 @@ def check_task(config: StudyConfig, task: Task) -> None:
         raise StudyError(f"{where}: no training example of class {', '.join(empty)}")
     if len(task.val) == 0:
         raise StudyError(f"{where}: the validation split is empty; the search ranks trials on it")
+
+
+def check_task(config: StudyConfig, task: Task) -> None:
+    """Data a classifier can learn from, and models that fit in memory."""
+    check_data(task)
     pinned = [config.fixed.get("ngrams")] + list(config.grid.get("ngrams", []))
     if entry_of(task).kind != TEXT and any(pinned):
         raise StudyError(f"--ngrams needs text (one-hot characters), got task {task.name!r} of numeric series")
@@ -659,5 +665,8 @@ def summary(study: optuna.Study, storage: str) -> str:
     except ValueError:
         lines.append("no complete trial yet")
     shown = hide_password(storage)
-    lines.append(f"browse it: python -m search.dashboard --storage {shown}   (or: optuna-dashboard {shown})")
+    if is_memory(storage):  # nothing is left to browse once this process ends
+        lines.append("in-memory storage: the study ends with this run (--storage sqlite:///FILE keeps it)")
+    else:
+        lines.append(f"browse it: python -m search.dashboard --storage {shown}   (or: optuna-dashboard {shown})")
     return "\n".join(lines)

@@ -307,6 +307,7 @@ def test_diverged_trial_gets_figures_and_a_note_too(small_har, tmp_path):
     (["--storage", "{db}", "--port", "70000"], "--port must be in 1..65535, got 70000"),
     (["--storage", "{db}", "--port", "{busy}"], "error: cannot listen on --host 127.0.0.1 --port"),
     (["--storage", "postgresql://postgres:secret@127.0.0.1:{closed}/test"], "cannot reach the database"),
+    (["--storage", "sqlite://"], "--storage 'sqlite://' is an in-memory database, empty in every new process"),
 ])
 def test_dashboard_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
     db_file = tmp_path / "studies.db"
@@ -329,4 +330,4 @@ def test_default_artifact_folder_is_beside_the_sqlite_file():
     assert artifact_dir("sqlite:////data/runs/studies.db") == "/data/runs/artifacts"
     assert artifact_dir("sqlite:///studies.db") == "artifacts"
     assert artifact_dir("postgresql://postgres@127.0.0.1/test") == "artifacts"
-    assert artifact_dir("sqlite://") == "artifacts"
+    assert artifact_dir("sqlite://") is None  # an in-memory study keeps no figures

@@ -34,8 +34,8 @@ def test_hide_password_masks_every_url_in_a_text():
     ("sqlite:///studies.db", "studies.db", True, "artifacts"),
     ("sqlite:////data/runs/studies.db", "/data/runs/studies.db", True, "/data/runs/artifacts"),
     ("sqlite:///file:runs/s.db?mode=ro&uri=true", "runs/s.db", True, "runs/artifacts"),
-    ("sqlite://", None, False, "artifacts"),
-    ("sqlite:///:memory:", None, False, "artifacts"),
+    ("sqlite://", None, False, None),  # an in-memory study ends with its process: no figure would be referenced
+    ("sqlite:///:memory:", None, False, None),
     (PG, None, True, "artifacts"),
 ])
 def test_sqlite_path_sharing_and_figure_folder(url, path, shared, figures):

@@ -440,11 +440,20 @@ def test_trials_of_a_killed_process_are_failed_by_the_next_run(tmp_path, har):
     assert [t.state.name for t in study.get_trials()] == ["FAIL", "FAIL", "FAIL", "COMPLETE"]
 
 
-def test_in_memory_storage_runs_quietly(cache):
-    result = search("--storage", "sqlite://", "--trials", "2", "--family", "linear", "--epochs", "1", "--seeds", "1",
-                    cache=cache)
+def test_in_memory_storage_runs_quietly_in_one_process_and_leaves_nothing_behind(tmp_path, cache):
+    args = ["--storage", "sqlite://", "--trials", "2", "--family", "linear", "--epochs", "1", "--seeds", "1"]
+    result = search(*args, cache=cache, cwd=tmp_path)  # the default --workers: one per core, here 1
     assert result.stderr == ""  # no heartbeat tracebacks ("no such table: trial_heartbeats")
-    assert "study 'har': 2 trials {'complete': 2}" in result.stdout
+    assert "study 'har': 2 trials {'complete': 2}" in result.stdout and "workers x" not in result.stdout
+    # No figures in ./artifacts that no kept study references, and no dashboard suggested on an empty database.
+    assert list(tmp_path.iterdir()) == []
+    assert result.stdout.splitlines()[-1] == \
+        "in-memory storage: the study ends with this run (--storage sqlite:///FILE keeps it)"
+    assert "dashboard" not in result.stdout
+    two = search(*args, "--workers", "2", cache=cache, cwd=tmp_path, check=False)  # asked for: refused, not ignored
+    assert two.returncode == 2 and two.stdout == "" and two.stderr == (
+        "error: --workers 2: the in-memory storage 'sqlite://' exists in one process only; use --workers 1, or a "
+        "SQLite file (--storage sqlite:///studies.db) for several\n")
 
 
 PROGRESS_ARGS = ["--trials", "2", "--workers", "1", "--family", "linear", "--epochs", "2", "--seeds", "2",
