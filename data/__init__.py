@@ -5,6 +5,7 @@ from .names import load_names
 from .files import atomic_path, process_alive, write_text
 from .source import cache_dir
 from .task import DataError, Split, Task
+from .user import load_file
 
 LOADERS = {"har": load_har, "names": load_names}
 FOLDS = {"har": har.FOLDS, "names": names.FOLDS}  # validation folds; fold 0 is the search's split
@@ -30,4 +31,4 @@ class Folds:
         return self.tasks[fold, refit]
 
 
-__all__ = ["DataError", "FOLDS", "Folds", "LOADERS", "atomic_path", "process_alive", "write_text", "Split", "Task", "cache_dir", "load_har", "load_names", "load_task"]
+__all__ = ["DataError", "FOLDS", "Folds", "LOADERS", "atomic_path", "process_alive", "write_text", "Split", "Task", "cache_dir", "load_file", "load_har", "load_names", "load_task"]

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import os
 import random
-import unicodedata
 import zipfile
 from collections import Counter, defaultdict
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import torch
 
 from .source import check_zip, resolve
 from .task import DataError, Split, Task, check_fold
+from .text import build_alphabet, decode_utf8, encode, normalise
 
 NAMES_URL = "https://download.pytorch.org/tutorial/data.zip"
 FRACTIONS = (0.7, 0.1, 0.2)
@@ -34,26 +34,27 @@ FRACTIONS = (0.7, 0.1, 0.2)
 FOLDS = 7
 
 
-def normalise(name: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", name.strip())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).strip()
-
-
 def _decode(raw: bytes, where: str) -> list[str]:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        for number, line in enumerate(raw.split(b"\n"), start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{where}: line {number}: not valid UTF-8 (byte {exc.start + 1})") from None
-        raise DataError(f"{where}: not valid UTF-8") from None
-    names = [normalise(line) for line in text.splitlines()]
+    names = [normalise(line) for line in decode_utf8(raw, where).splitlines()]
     names = [n for n in names if n]
     if not names:
         raise DataError(f"{where}: empty language file (no surnames)")
     return names
+
+
+def _language_members(source: Path, archive: zipfile.ZipFile) -> list[tuple[str, str]]:
+    """(member, language) of the archive's .../names/<Language>.txt members. An archive is untrusted: a .txt
+    member whose path leaves its folders ('..', absolute, also with Windows separators) is refused."""
+    found = []
+    for member in sorted(archive.namelist()):
+        if not member.endswith(".txt") or member.startswith("__MACOSX"):
+            continue
+        path = PurePosixPath(member.replace("\\", "/"))
+        if path.is_absolute() or ".." in path.parts:
+            raise DataError(f"{source}: member {member!r}: a path with '..' or an absolute path is refused")
+        if len(path.parts) >= 2 and path.parts[-2] == "names":
+            found.append((member, path.stem))
+    return found
 
 
 def _read_files(source: Path) -> dict[str, list[str]]:
@@ -65,12 +66,11 @@ def _read_files(source: Path) -> dict[str, list[str]]:
             files[file.stem] = (file.read_bytes(), str(file))
     else:
         archive = check_zip(source)
-        for member in sorted(archive.namelist()):
-            if member.endswith(".txt") and "/names/" in f"/{member}" and not member.startswith("__MACOSX"):
-                try:
-                    files[Path(member).stem] = (archive.read(member), f"{source}:{member}")
-                except (zipfile.BadZipFile, OSError) as exc:
-                    raise DataError(f"{source}: cannot read {member!r} ({exc})") from None
+        for member, language in _language_members(source, archive):
+            try:
+                files[language] = (archive.read(member), f"{source}:{member}")
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise DataError(f"{source}: cannot read {member!r} ({exc})") from None
     if not files:
         raise DataError(f"{source}: no <Language>.txt files (expected a folder of them or data/names/*.txt in a zip)")
     return {language: _decode(raw, where) for language, (raw, where) in files.items()}
@@ -110,14 +110,13 @@ def split_surnames(by_language: dict[str, list[str]], split_seed: int, fold: int
     return splits
 
 
-def encode(names: list[str], alphabet: dict[str, int], seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One-hot (N, seq_len, len(alphabet) + 1); index 0 is the unknown character, padding is all zeros."""
-    x = torch.zeros(len(names), seq_len, len(alphabet) + 1)
-    lengths = torch.tensor([min(len(n), seq_len) for n in names], dtype=torch.long)
-    for i, name in enumerate(names):
-        for t, ch in enumerate(name[:seq_len]):
-            x[i, t, alphabet.get(ch, 0)] = 1.0
-    return x, lengths
+def check_test_examples(source: Path, splits: dict[str, list[tuple[str, str]]], class_names: list[str]) -> None:
+    """Every language needs a test example: a report's per-class test figures would be empty for it."""
+    counts = Counter(language for _, language in splits["test"])
+    missing = [language for language in class_names if counts[language] == 0]
+    if missing:
+        raise DataError(f"{source}: no test example of class {', '.join(missing)} (the test split holds "
+                        f"{FRACTIONS[2]:.0%} of each language's surnames: give it at least 6 distinct ones)")
 
 
 def load_names(path: str | os.PathLike | None = None, split_seed: int = 0, fold: int = 0) -> Task:
@@ -126,8 +125,9 @@ def load_names(path: str | os.PathLike | None = None, split_seed: int = 0, fold:
     class_names = sorted(by_language)
     index = {lang: i for i, lang in enumerate(class_names)}
     splits = split_surnames(by_language, split_seed, fold)
+    check_test_examples(source, splits, class_names)
     train_names = [name for name, _ in splits["train"]]
-    alphabet = {ch: i + 1 for i, ch in enumerate(sorted(set("".join(train_names))))}
+    alphabet = build_alphabet(train_names)
     seq_len = max(map(len, train_names))
 
     def split(rows: list[tuple[str, str]]) -> Split:
