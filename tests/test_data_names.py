@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import unicodedata
+import zipfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -163,14 +164,14 @@ def test_non_ascii_letters_lose_their_accents(tmp_path):
     assert normalise("Nuñez") == "Nunez"
     assert unicodedata.normalize("NFC", normalise("Groß")) == "Groß"  # no decomposition: kept as is
     # Composed (NFC) and decomposed (NFD) spellings and the plain one are one surname after normalising.
+    # (Five more surnames each: a language needs a test example.)
     folder = write_languages(tmp_path / "names", {
-        "German": ["M\u00fcller", "Mu\u0308ller", "Muller"],
-        "French": ["\u00c9mile", "E\u0301mile"],
+        "German": ["M\u00fcller", "Mu\u0308ller", "Muller", "Bauer", "Koch", "Wolf", "Klein", "Schulz"],
+        "French": ["\u00c9mile", "E\u0301mile", "Petit", "Durand", "Moreau", "Simon", "Laurent"],
     })
     task = load_names(folder)
-    assert task.info["lines"] == 5 and task.info["rows_after_dedup"] == 2
-    assert sorted(rows(task, "train")) == [("Emile", "French"), ("Muller", "German")]
-    assert set(task.info["alphabet"]) == set("EMilmelur")
+    assert task.info["lines"] == 15 and task.info["rows_after_dedup"] == task.info["distinct_surnames"] == 12
+    assert task.info["alphabet"].isascii() and task.info["alphabet"].isalpha()  # no accent, no combining mark
 
 
 @pytest.mark.parametrize("content", [b"", b"\n  \n"], ids=["no bytes", "blank lines only"])
@@ -196,3 +197,36 @@ def test_truncated_zip_and_folder_without_languages(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"empty: no <Language>\.txt files"):
         load_names(tmp_path / "empty")
+
+
+def copy_zip(source: Path, target: Path, extra: dict[str, str]) -> Path:
+    """The real tutorial zip with extra members (name -> text) added."""
+    with zipfile.ZipFile(source) as real, zipfile.ZipFile(target, "w") as copy:
+        for info in real.infolist():
+            copy.writestr(info, real.read(info))
+        for member, text in extra.items():
+            copy.writestr(member, text)
+    return target
+
+
+@pytest.mark.parametrize("member", ["data/names/../Evil.txt", "data/names/../../names/Evil.txt",
+                                    "data/names\\..\\names\\Evil.txt", "/data/names/Evil.txt"])
+def test_a_zip_member_outside_the_archive_folders_is_refused_not_a_class(tmp_path, member):
+    archive = copy_zip(NAMES_ZIP, tmp_path / "names.zip", {member: "Mallory\nEve\n" * 10})
+    with pytest.raises(DataError) as error:
+        load_names(archive)
+    assert str(error.value) == f"{archive}: member {member!r}: a path with '..' or an absolute path is refused"
+
+
+def test_a_language_without_a_test_example_is_refused(tmp_path):
+    # 3 distinct surnames: 2 go to training, 1 to validation, none to the 20% test split.
+    folder = write_languages(tmp_path / "names", {"Tiny": ["Aab", "Bba", "Cca"]})
+    for language in ("English", "German"):
+        (folder / f"{language}.txt").write_bytes((NAMES_DIR / f"{language}.txt").read_bytes())
+    with pytest.raises(DataError) as error:
+        load_names(folder)
+    assert str(error.value) == (f"{folder}: no test example of class Tiny (the test split holds 20% of each "
+                                "language's surnames: give it at least 6 distinct ones)")
+    write_languages(folder, {"Tiny": ["Aab", "Bba", "Cca", "Ddo", "Eeo", "Ffo"]})
+    assert load_names(folder).class_names == ["English", "German", "Tiny"]
+

@@ -390,7 +390,9 @@ def test_continuation_on_other_data_seeds_or_pins_is_refused(tmp_path, har):
 
 @pytest.mark.parametrize("files, message", [
     ({"English.txt": None}, "1 class (English); a classifier needs at least 2"),
-    ({"English.txt": "Smith\n", "German.txt": "Muller\n"}, "the validation split is empty"),
+    # Two surnames a language: one for training, one for the test split, none for validation.
+    ({"English.txt": "Smith\nJones\n", "German.txt": "Muller\nSchmidt\n"}, "the validation split is empty"),
+    ({"English.txt": None, "Czech.txt": "Novak\nSvoboda\nDvorak\n"}, "no test example of class Czech"),
 ])
 def test_too_little_data_is_refused_before_anything_is_created(tmp_path, cache, files, message):
     folder = tmp_path / "names"
