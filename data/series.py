@@ -76,13 +76,11 @@ def _check_header(tags: dict[str, list[str]], series: list[np.ndarray], path: Pa
     """A header that lies (about channels, lengths or labels) is refused: it means a damaged or edited file."""
     channels = {s.shape[1] for s in series}
     lengths = {len(s) for s in series}
-    said = {key: " ".join(tags[key]) for key in ("dimensions", "serieslength", "univariate", "equallength")
+    said = {key: " ".join(tags[key]) for key in ("dimensions", "serieslength", "equallength")
             if key in tags}
     if "dimensions" in said and [said["dimensions"]] != [str(c) for c in channels]:
         raise DataError(f"{path}: the header says @dimensions {said['dimensions']}, but the series have "
                         f"{', '.join(map(str, sorted(channels)))} channel(s)")
-    if said.get("univariate", "").lower() == "true" and channels != {1}:
-        raise DataError(f"{path}: the header says @univariate true, but the series have {max(channels)} channels")
     if said.get("equallength", "").lower() == "true" and len(lengths) > 1:
         raise DataError(f"{path}: the header says @equalLength true, but the series are {min(lengths)} to "
                         f"{max(lengths)} steps long")
@@ -92,7 +90,7 @@ def _check_header(tags: dict[str, list[str]], series: list[np.ndarray], path: Pa
                         f"{', '.join(map(str, sorted(lengths)))} steps long")
 
 
-def _read_ts(path: Path) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+def _read_ts(path: Path) -> tuple[list[np.ndarray], list[str], list[str]]:
     """(series, labels as aeon reads them (lowercase), the @classLabel names as written)."""
     from aeon.datasets import load_from_ts_file  # aeon takes about a second to import: only for .ts files
     try:
@@ -105,6 +103,7 @@ def _read_ts(path: Path) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
         raise DataError(f"{path}: no class labels (@classLabel false or @targetLabel true); a classification "
                         "problem labels each series with its class (@classLabel true NAME NAME ...)")
     series = [np.asarray(case, dtype=np.float64).T for case in data]  # aeon: (channels, length) per case
+    labels = [str(label) for label in labels]
     if not series:
         raise DataError(f"{path}: no series after @data")
     _check_header(tags, series, path)
@@ -114,7 +113,7 @@ def _read_ts(path: Path) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
         declared = list(meta["class_values"])
     undeclared = sorted(set(labels) - set(meta["class_values"]))
     if undeclared:
-        case = int(np.flatnonzero(labels == undeclared[0])[0])
+        case = labels.index(undeclared[0])
         raise DataError(f"{path}: the header's @classLabel lists {' '.join(declared)}, but series {case + 1} is "
                         f"labelled {undeclared[0]!r}")
     return series, labels, declared
