@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 from data import LOADERS, DataError, Split, Task, load_task
 from .defaults import METRIC, THREADS
 from .objective import METRICS
+from .study import StudyError, check_data
 from .train import scores
 
 # The grids searched on validation. quick=True: two values where there is a choice, for tests.
@@ -245,12 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         started = time.perf_counter()
         task = load_task(args.task, args.data)
+        check_data(task)  # the studies' data check: one line where scikit-learn would raise its own error
         print(f"{task.name}: train {len(task.train)}, val {len(task.val)}, test {len(task.test)}; "
               f"hyper-parameters chosen by validation {metric}; loaded in {time.perf_counter() - started:.1f} s",
               flush=True)
         with threadpool_limits(limits=args.threads):
             results = run_baselines(task, quick=args.quick, metric=metric, refit=args.refit)
-    except (DataError, ValueError) as exc:
+    except (DataError, StudyError, ValueError) as exc:
         print("error: " + " ".join(str(exc).splitlines()), file=sys.stderr)
         return 2
     for result in results:

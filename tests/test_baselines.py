@@ -127,3 +127,13 @@ def test_cli_prints_one_line_per_baseline(tmp_path, capsys):
     assert main(["names", "--data", str(small), "--quick", "--metric", "accuracy"]) == 0
     out = capsys.readouterr().out
     assert "char-ngram-logreg " in out and "char-ngram-logreg-balanced" in out and "test acc" in out
+
+
+def test_cli_on_one_class_data_gives_the_studies_data_check(tmp_path, capsys):
+    one = tmp_path / "names"
+    one.mkdir()
+    (one / "English.txt").write_bytes((NAMES_DIR / "English.txt").read_bytes())
+    assert main(["names", "--data", str(one), "--quick"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: data {one}: 1 class (English); a classifier needs at least 2\n"  # not scikit-learn's
+    assert captured.out == ""
