@@ -132,7 +132,7 @@ def load_text(path: str | Path, test: str | Path | None = None, fold: int = 0, t
                             f"({', '.join(class_names)})")
         held = held.drop_duplicates(subset=["text", "label"])
         texts["test"] = held["text"].tolist()
-        labels["test"] = held["label"].map(index).to_numpy(dtype=np.int64)
+        labels["test"] = np.array(held["label"].map(index), dtype=np.int64)
     alphabet = build_alphabet(texts["train"])
     seq_len = min(max(map(len, texts["train"])), MAX_CHARS)
     split = {}
