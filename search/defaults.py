@@ -9,6 +9,7 @@ SEEDS = 3  # seeds per trial during the search: 0, 1, ..., SEEDS - 1 (at most RE
 RERANK_SEED_BASE = 50  # a report re-ranks its top trials on seeds 50, 51, ... (search/rerank.py)
 FINAL_SEED_BASE = 100  # final evaluations train on seeds 100, 101, ...: never a search or re-ranking seed
 FINAL_SEEDS = 5
+MAX_FINAL_SEEDS = 50  # --seeds of export and report: each seed is a model trained and held in memory
 # A family's best trial that is not among the top trials (so never the recommendation) is evaluated on the
 # first 3 final seeds: its row compares families, and 2 seeds fewer kept the HAR report inside its 30-min
 # budget (its 20-epoch GRU took 4 min per seed; README, "Results").

@@ -187,7 +187,7 @@ def test_saving_replaces_an_old_folder_only_once_the_new_one_is_complete(names_s
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary folder left behind
     with pytest.raises(ValueError, match="models and seeds must be equally long"):
         save_model(folder, spec, names_small, models, [100], {"tau": 0.0}, {}, {})
-    with pytest.raises(ValueError, match=r"decision\['tau'\] must be a finite float, got nan"):
+    with pytest.raises(ValueError, match=r"decision\['tau'\] must be a finite float from -10 to 10, got nan"):
         save_model(folder, spec, names_small, models, SEEDS, {"tau": float("nan")}, {}, {})
 
 
@@ -203,11 +203,19 @@ def damage(folder: Path, kind: str) -> None:
         card_path.write_text(card_path.read_text()[:100])
     elif kind == "missing weights":
         (folder / "weights" / "seed-101.pt").unlink()
-    elif kind == "corrupt weights":
+    elif kind == "truncated weights":
         path = folder / "weights" / "seed-100.pt"
         path.write_bytes(path.read_bytes()[:500])
-    elif kind == "spec does not fit":
+    elif kind == "corrupt weights":  # the same size, one byte changed
+        path = folder / "weights" / "seed-100.pt"
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    elif kind == "spec larger than the weights":
         card["spec"]["width"] = 32
+        card_path.write_text(json.dumps(card))
+    elif kind == "weights of another architecture":  # smaller than the file: the tensors' shapes differ
+        card["spec"]["width"] = 8
         card_path.write_text(json.dumps(card))
 
 
@@ -218,8 +226,13 @@ def damage(folder: Path, kind: str) -> None:
     ("corrupt json", "model.json: corrupt (Expecting value: line 9"),
     ("missing weights", "seed-101.pt: missing (weights over 2 MiB are not committed); produce them with: "
                         "python -m search.export names --trial 3"),
+    ("truncated weights", "seed-100.pt: corrupt (500 bytes, model.json says "),
     ("corrupt weights", "seed-100.pt: corrupt (its sha256 differs from the one in model.json)"),
-    ("spec does not fit", "seed-100.pt: does not load into the model.json spec (RuntimeError: Error(s) in loading"),
+    ("spec larger than the weights", "seed-100.pt: does not fit the model.json spec (gru, width 32, 1 layer(s)): "
+                                     "the spec's tensors need "),
+    # The whole reason in the line, not the first line of load_state_dict's message.
+    ("weights of another architecture", "seed-100.pt: does not fit the model.json spec (gru, width 8, 1 layer(s)): "
+                                        "network.rnn.weight_ih_l0 is (48, "),
 ])
 def test_loading_refuses_a_damaged_or_other_format_folder_in_one_line(names_folder, tmp_path, kind, message):
     folder = tmp_path / "model"
@@ -229,6 +242,9 @@ def test_loading_refuses_a_damaged_or_other_format_folder_in_one_line(names_fold
         load_model(folder)
     assert message in str(error.value) and "\n" not in str(error.value)
     assert isinstance(error.value, ValueError)
+    if kind == "weights of another architecture":  # 3 gates x width: the file's 16, the spec's 8
+        assert str(error.value).endswith("in the spec (and 4 more difference(s))")
+        assert ", (24, " in str(error.value)
 
 
 def test_bad_inputs_raise_input_errors_naming_the_input(names_folder, har_small, har_models, tmp_path):

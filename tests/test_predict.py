@@ -253,7 +253,7 @@ def test_other_bad_paths_are_refused_in_one_line(har_model, windows, tmp_path, c
     ("missing", "no model folder there (make one with: python -m search.export TASK --trial N)"),
     ("corrupt json", "model.json: corrupt (Expecting"),
     ("other format", "model format 99, but this version reads format 1"),
-    ("missing weights", "seed-100.pt: missing (weights over 2 MiB are not committed)"),
+    ("missing weights", "seed-100.pt: missing; produce them with: python -m search.export TASK --trial N"),
 ])
 def test_a_missing_corrupt_or_other_format_model_folder_is_refused(names_model, tmp_path, command, damage, message):
     folder = tmp_path / "model"
