@@ -38,7 +38,7 @@ class Series:
     where: str  # the file (and array) they came from, for messages
 
 
-def test_sibling(path: Path) -> Path | None:
+def sibling_test_file(path: Path) -> Path | None:
     """NAME_TEST.ts beside NAME_TRAIN.ts (the UCR/UEA archive's layout), if it is there."""
     match = re.fullmatch(r"(.*_)(train)(\.ts)", path.name, flags=re.IGNORECASE)
     if not match:
@@ -232,7 +232,8 @@ def _load_npz(path: Path, test: Path | None) -> tuple[Series, Series | None, lis
     return train, Series(series, indices(y, "y_test", where), None, str(where)), names
 
 
-def _pad(examples: list[np.ndarray], mean: np.ndarray, std: np.ndarray, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _pad(examples: list[np.ndarray], mean: np.ndarray, std: np.ndarray, seq_len: int
+         ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, seq_len, C) standardised series, zeros after each one's length (cut at seq_len), and the lengths."""
     x = np.zeros((len(examples), seq_len, len(mean)), dtype=np.float32)
     lengths = np.array([min(len(s), seq_len) for s in examples], dtype=np.int64)
@@ -244,7 +245,7 @@ def _pad(examples: list[np.ndarray], mean: np.ndarray, std: np.ndarray, seq_len:
 def load_series(path: str | Path, test: str | Path | None = None, fold: int = 0, split_seed: int = 0) -> Task:
     """A Task from a .ts or .npz file (see the module's policies); fold 0 is the search's split."""
     path = Path(path)
-    test = Path(test) if test is not None else (test_sibling(path) if path.suffix.lower() == ".ts" else None)
+    test = Path(test) if test is not None else (sibling_test_file(path) if path.suffix.lower() == ".ts" else None)
     for file in (path, test):
         if file is not None and not file.is_file():
             raise DataError(f"{file}: no such file")

@@ -84,8 +84,9 @@ def read_table(path: Path, text_column: str | None, label_column: str | None, gr
         raise DataError(f"{path}: no such file")
     text = decode_utf8(path.read_bytes(), str(path))
     try:
+        # Blank lines are read (as empty rows, dropped below) so that a row's index gives its line number.
         table = pd.read_csv(io.StringIO(text), sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype=str,
-                            keep_default_na=False)
+                            keep_default_na=False, skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         problem = str(exc).strip().replace("\n", " ")
         raise DataError(f"{path}: not a readable {path.suffix.lower()} table ({problem})") from None
@@ -98,8 +99,9 @@ def read_table(path: Path, text_column: str | None, label_column: str | None, gr
     rows = pd.DataFrame({"text": table[columns["text"]].map(normalise),
                          "label": table[columns["label"]].str.strip(),
                          "group": table[columns["group"]].str.strip() if columns["group"] else None})
+    rows = rows[(table.apply(lambda column: column.str.strip()) != "").any(axis=1)]  # not a blank line
     for key in ("text", "label"):
-        empty = np.flatnonzero(rows[key].to_numpy() == "")
+        empty = rows.index[rows[key] == ""]
         if len(empty):  # the header is line 1
             raise DataError(f"{path}: line {empty[0] + 2}: empty {key} (column {columns[key]!r})")
     if rows.empty:

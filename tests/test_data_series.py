@@ -244,9 +244,9 @@ TS_CASES = {
                      r"JapaneseVowels_TRAIN\.ts: not a readable \.ts file \(.*equal length == True"),
     "missing value": ("GunPoint", lambda text: re.sub(r"(@data\n[^,]*,[^,]*,)[^,]*", r"\1NaN", text),
                       r"GunPoint_TRAIN\.ts: series 1 step 2 channel 0 is nan \(missing or infinite values are refused"),
-    "declared class never seen": ("GunPoint", lambda text: text.replace("@classLabel true 1 2", "@classLabel true 1 2 3"),
+    "declared class never seen": ("GunPoint", lambda text: text.replace("true 1 2\n", "true 1 2 3\n"),
                                   r"GunPoint_TRAIN\.ts: class '3' has no training example$"),
-    "one class": ("GunPoint", lambda text: re.sub(r":2\n", ":1\n", text).replace("@classLabel true 1 2", "@classLabel true 1"),
+    "one class": ("GunPoint", lambda text: re.sub(r":2\n", ":1\n", text).replace("true 1 2\n", "true 1\n"),
                   r"GunPoint_TRAIN\.ts: one class only \('1'\); classification needs at least 2$"),
 }
 

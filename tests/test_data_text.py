@@ -70,15 +70,15 @@ def test_a_csv_is_read_as_the_names_loader_reads_its_folder(some_task, some_csv)
     assert task.info["lines"] == sum(map(len, raw.values()))
     # Identical (surname, language) lines kept once, normalised as the names loader does ("Müller" -> "Muller").
     distinct = {(normalise(name), language) for language, names in raw.items() for name in names}
-    assert task.info["rows_after_dedup"] == len(distinct) == sum(len(getattr(task, s)) for s in ("train", "val", "test"))
+    assert task.info["rows_after_dedup"] == len(distinct) == len(task.train) + len(task.val) + len(task.test)
     assert set.union(*(exact(task, split) for split in ("train", "val", "test"))) <= distinct
     # The alphabet is the training split's; one-hot characters and zero padding, as names.
     assert set(task.info["alphabet"]) == {ch for text, _ in decoded(task, "train") for ch in text}
     assert task.input_size == len(task.info["alphabet"]) + 1 and task.seq_len == max(task.train.lengths.tolist())
     steps = torch.arange(task.seq_len)[None, :] < task.val.lengths[:, None]
     assert torch.equal(task.val.x.sum(2), steps.float())
-    x, lengths = encode([text for text, _ in decoded(task, "train")[:20]], {ch: i + 1 for i, ch in
-                                                                           enumerate(task.info["alphabet"])}, task.seq_len)
+    alphabet = {ch: i + 1 for i, ch in enumerate(task.info["alphabet"])}
+    x, lengths = encode([text for text, _ in decoded(task, "train")[:20]], alphabet, task.seq_len)
     assert torch.equal(x, task.train.x[:20]) and torch.equal(lengths, task.train.lengths[:20])
 
 
@@ -180,11 +180,11 @@ def bad_files(tmp_path: Path) -> dict[str, tuple[Path, dict, str]]:
         "rare class": (write_csv(tmp_path / "rare.csv", rows[:300] + [["Zzyzx", "Klingon"]] * 3), {},
                        r"rare\.csv: class 'Klingon' has 1 training strings; each class needs at least 3 \(to train on, "
                        r"to validate on and to test on\)$"),
-        "empty label": (write_csv(tmp_path / "empty.csv", rows[:5] + [["Novak", ""]] + rows[5:50]), {},
-                        r"empty\.csv: line 7: empty label \(column 'language'\)$"),
+        "empty label": (write_csv(tmp_path / "empty.csv", rows[:5] + [[], ["Novak", ""]] + rows[5:50]), {},
+                        r"empty\.csv: line 8: empty label \(column 'language'\)$"),  # a blank line 7 is skipped
         "not utf-8": (latin1, {}, r"latin1\.csv: line 3: not valid UTF-8 \(byte 2\)$"),
-        "ragged row": (ragged, {}, r"ragged\.csv: not a readable \.csv table \(Error tokenizing data\. C error: Expected "
-                                   r"2 fields in line 4, saw 3\)$"),
+        "ragged row": (ragged, {}, r"ragged\.csv: not a readable \.csv table \(Error tokenizing data\. C error: "
+                                   r"Expected 2 fields in line 4, saw 3\)$"),
         "test class unseen": (write_csv(tmp_path / "train.csv", rows), {"test": write_csv(
             tmp_path / "test.csv", rows[:10] + [["Worf", "Klingon"]])},
             r"test\.csv: label 'Klingon' is not a class of the training file train\.csv \(Czech, Dutch, "),
