@@ -72,7 +72,7 @@ class StudyConfig:
             self.study_name = self.task
         self.timeout = None if self.timeout == 0 else self.timeout  # 0: no limit, as on the command line
         # The command is recorded in the study and shown in notes and reports: never with a password,
-        # nor with an absolute path of this machine (a path outside the working folder keeps its name).
+        # nor with an absolute path of this machine (paths relative to the working folder: it runs again from there).
         self.command = hide_password(self.command or " ".join(
             [f"python -m {running_module() or 'search.' + self.task}"]
             + [shlex.quote(shown_path(a) if os.path.isabs(a) else shown_paths(a)) for a in sys.argv[1:]]))

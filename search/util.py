@@ -23,13 +23,13 @@ def json_safe(value):
 
 
 def shown_path(path: str) -> str:
-    """A path as notes and reports may print it: relative to the working folder when inside it, else its
-    name only (no machine's absolute path is recorded)."""
+    """A path as notes, reports and recorded commands show it: relative to the working folder (with '..'
+    when outside it), so that a recorded command runs again as written from there and no machine's absolute
+    path is stored; on another drive than the working folder (Windows), its name only."""
     try:
-        relative = os.path.relpath(path)
+        return os.path.relpath(path)
     except ValueError:
         return Path(path).name
-    return Path(path).name if relative.startswith("..") else relative
 
 
 def shown_paths(text: str) -> str:
