@@ -1,5 +1,6 @@
 """Model zoo: every family is many-to-one and built by create_model(spec, input_size, num_classes, seq_len)."""
-from . import conv1d, dense, gru, linear, lstm, rnn  # noqa: F401  (each registers its family)
+# Each module registers its family.
+from . import conv1d, dense, fcn, gru, inception, linear, lstm, minirocket, resnet, rnn  # noqa: F401
 from .recurrent import recurrent_params
 from .registry import FAMILIES, create_model, is_recurrent, module_param_count, param_count, register
 from .spec import ModelSpec

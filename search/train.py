@@ -28,6 +28,8 @@ from torch.func import functional_call, stack_module_state, vmap
 from data import Split, Task
 from models import ModelSpec, create_model, module_param_count
 
+from .augment import augment, check_strength
+
 IMBALANCE = ("none", "class_weights", "oversample", "logit_adjust")
 DECISIONS = ("argmax", "logit_adjust")
 SCHEDULES = ("constant", "cosine")
@@ -49,6 +51,7 @@ class TrainSpec:
     weight_decay: float = 0.0
     schedule: str = "constant"
     decision: str = "argmax"  # logit_adjust: argmax of logits - tau * log(prior), tau chosen on validation
+    augment: float = 0.0  # training batches only: random shift, scaling and jitter of this strength (search/augment.py)
 
     def __post_init__(self):
         for name, minimum in (("batch_size", 1), ("epochs", 1)):
@@ -64,6 +67,7 @@ class TrainSpec:
         for name, choices in (("imbalance", IMBALANCE), ("schedule", SCHEDULES), ("decision", DECISIONS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}")
+        check_strength(self.augment)
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,7 @@ class SeedRun:
             if should_stop():
                 raise KeyboardInterrupt  # Optuna marks the trial FAIL and keeps the finished ones
             x, y, lengths = train.take(index)
+            x = augment(x, lengths, spec.augment)
             logits = self.model(x, lengths)
             loss = F.cross_entropy(logits if self.shift is None else logits + self.shift, y, weight=self.weights)
             self.optimizer.zero_grad(set_to_none=True)
@@ -352,6 +357,7 @@ class StackedRun:
     def step(self, seats: list[int], indices: list[torch.Tensor]) -> torch.Tensor:
         """Forward and backward of these seeds' batches (gradients accumulate into their slices); their losses."""
         x, y, lengths = self.data["train"].take(torch.stack([indices[k] for k in seats]))  # (k, B, ...)
+        x = augment(x, lengths, self.spec.augment)  # outside vmap: its draws differ from the seeds' alone
         if len(seats) == len(indices):
             losses = self.losses(self.params, self.buffers, x, y, lengths)
         else:  # a subset: its slices, and its updated running statistics written back

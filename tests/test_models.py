@@ -74,7 +74,8 @@ def test_unknown_family_lists_the_known_ones():
     message = str(error.value)
     assert "'transformer'" in message
     assert all(family in message for family in FAMILIES)
-    assert set(FAMILIES) == {"linear", "dense", "conv1d", "rnn", "lstm", "gru"}
+    assert set(FAMILIES) == {"linear", "dense", "conv1d", "rnn", "lstm", "gru", "fcn", "resnet", "inception",
+                             "minirocket"}
     with pytest.raises(ValueError, match="family must be one of"):
         param_count(ModelSpec("transformer"), 9, 6, 128)
 
@@ -101,6 +102,8 @@ PADDING_SPECS = [ModelSpec(family, layers=layers, width=12, bidirectional=bidire
 PADDING_SPECS += [ModelSpec("conv1d", layers=2, width=12, kernel_size=k) for k in (3, 4)]
 PADDING_SPECS += [ModelSpec("conv1d", layers=2, width=12, kernel_size=3, pool=2, norm=True),
                   ModelSpec("gru", width=12, frontend=8, kernel_size=3, norm=True)]
+PADDING_SPECS += [ModelSpec("fcn", layers=3, width=6), ModelSpec("resnet", layers=2, width=6),
+                  ModelSpec("inception", layers=3, width=4, kernel_size=10), ModelSpec("minirocket", width=8)]
 PADDING_SPECS += [ModelSpec("dense", layers=2, width=12), ModelSpec("linear"),
                   ModelSpec("conv1d", layers=1, width=12, kernel_size=3, ngrams=4)]
 

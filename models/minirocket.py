@@ -1,0 +1,146 @@
+"""MiniRocket's features (Dempster et al. 2021) with a linear classifier trained in the training loop.
+
+The transform is MiniRocket's, in torch: its 84 fixed kernels of length 9 (weights -1, and 2 at three
+of the nine taps), each at the dilations MiniRocket chooses for the sequence length, each kernel and
+dilation summing a random subset of 1..min(channels, 9) channels (its multivariate form). A feature is
+the proportion of positive values (PPV) of one convolution output minus one bias; its biases are
+quantiles (MiniRocket's low-discrepancy sequence) of that convolution's output on one training example.
+Nothing in the transform is learnt: the biases are fitted on the first training batch the model sees (in
+training mode; one example per kernel and dilation, as MiniRocket draws one training example for each),
+then kept in a buffer with the random channel choices, so an exported model predicts as trained.
+As in MiniRocket, every other kernel/dilation pair counts PPV over the 'valid' steps only.
+
+`width` is the number of features per kernel (84 * width features; MiniRocket's default 10,000 is
+width 119). The features are standardised by batch norm without affine parameters (as the scikit-learn
+pipeline's StandardScaler), then `dropout` and the linear classifier, the only trained parameters.
+`layers`, `kernel_size`, `norm` and `pool` are not read. PPV counts each sequence's real steps only
+(padding is zeros beyond its length, as 'same' convolution pads), so padding never changes a feature.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .conv1d import step_mask
+from .registry import register
+from .spec import ModelSpec
+
+TAPS = 9
+KERNELS = len(list(itertools.combinations(range(TAPS), 3)))  # 84
+MAX_DILATIONS = 32  # MiniRocket's max_dilations_per_kernel
+
+
+def kernel_weights() -> torch.Tensor:
+    """(84, 9): -1 everywhere, 2 at each choice of three taps."""
+    weights = -torch.ones(KERNELS, TAPS)
+    for k, taps in enumerate(itertools.combinations(range(TAPS), 3)):
+        weights[k, list(taps)] = 2.0
+    return weights
+
+
+def fit_dilations(seq_len: int, per_kernel: int) -> tuple[list[int], list[int]]:
+    """MiniRocket's dilations for this length and how many features (biases) each gets per kernel."""
+    true_max = min(per_kernel, MAX_DILATIONS)
+    max_exponent = max(0.0, math.log2((seq_len - 1) / (TAPS - 1))) if seq_len > 1 else 0.0
+    dilations, counts = np.unique(np.logspace(0, max_exponent, true_max, base=2).astype(np.int32),
+                                  return_counts=True)
+    counts = (counts * (per_kernel / true_max)).astype(np.int32)
+    for i in range(per_kernel - int(counts.sum())):  # the remainder, one each from the smallest dilation
+        counts[i % len(counts)] += 1
+    return [int(d) for d in dilations], [int(c) for c in counts]
+
+
+def quantiles(n: int) -> torch.Tensor:
+    """MiniRocket's bias quantiles: the fractional parts of 1..n times the golden ratio."""
+    return torch.from_numpy((np.arange(1, n + 1) * ((np.sqrt(5) + 1) / 2)) % 1).float()
+
+
+def example_quantiles(conv: torch.Tensor, lengths: torch.Tensor, q: torch.Tensor, first: int) -> torch.Tensor:
+    """(84, n) quantiles q (84, n) of kernel k's output on batch example (first + k) mod B, over its real steps
+    (numpy's 'linear' interpolation)."""
+    batch, kernels, steps = conv.shape
+    examples = (first + torch.arange(kernels, device=conv.device)) % batch
+    rows = conv[examples, torch.arange(kernels, device=conv.device)]  # (84, T)
+    real = lengths[examples].clamp(min=1)[:, None]
+    ordered = rows.masked_fill(torch.arange(steps, device=conv.device) >= real, float("inf")).sort(-1).values
+    position = q * (real - 1)
+    low = position.floor().long()
+    high = torch.minimum(low + 1, real - 1)
+    below, above = ordered.gather(1, low), ordered.gather(1, high)
+    return below + (above - below) * (position - low)
+
+
+def count_above(conv: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """(B, 84, n): how many steps of each output row (B, 84, T) exceed each of its kernel's n biases (84, n).
+
+    One float pass per bias (sign, relu, sum: vectorised), not one boolean tensor of all biases at once, nor a
+    sort or binary search of the steps: those were slower on the CPU (bench/README.md)."""
+    return torch.stack([torch.sign(conv - bias[:, j, None]).relu_().sum(-1) for j in range(bias.shape[1])], -1)
+
+
+@register("minirocket")
+class MiniRocketClassifier(nn.Module):
+    def __init__(self, spec: ModelSpec, input_size: int, num_classes: int, seq_len: int):
+        super().__init__()
+        self.dilations, self.counts = fit_dilations(seq_len, spec.width)
+        combinations = len(self.dilations) * KERNELS
+        # Channels of each kernel and dilation, drawn from torch's generator (the seed) on the CPU, also when
+        # the model is built on the meta device: an exported model reloads them with its weights.
+        most = min(input_size, TAPS)
+        chosen = (2 ** (torch.rand(combinations, device="cpu") * math.log2(most + 1))).long().clamp(1, most)
+        rank = torch.rand(combinations, input_size, device="cpu").argsort(1).argsort(1)
+        self.register_buffer("channels", (rank < chosen[:, None]).float().view(len(self.dilations), KERNELS, -1))
+        self.register_buffer("weights", kernel_weights(), persistent=False)
+        features = KERNELS * sum(self.counts)
+        self.register_buffer("quantiles", quantiles(features), persistent=False)
+        self.register_buffer("biases", torch.zeros(features))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self.norm = nn.BatchNorm1d(features, affine=False)
+        self.dropout = nn.Dropout(spec.dropout)
+        self.head = nn.Linear(features, num_classes)
+
+    @torch.no_grad()
+    def transform(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, 84 * width) PPV features; in training mode, fits the biases once (see the module)."""
+        steps = x.shape[1]
+        real = step_mask(lengths, steps)
+        h = x.transpose(1, 2) * real
+        step = torch.arange(steps, device=x.device)
+        features, biases, start = [], [], 0
+        for i, (dilation, count) in enumerate(zip(self.dilations, self.counts)):
+            size = KERNELS * count
+            conv = F.conv1d(h, self.channels[i][:, :, None] * self.weights[:, None, :], padding=TAPS // 2 * dilation,
+                            dilation=dilation)  # (B, 84, T): zero padding, as past each sequence's end
+            bias = self.biases[start:start + size].view(KERNELS, count)
+            if self.training:  # fitted on the first training batch, kept after (torch.where: vmap-able, per seed)
+                fresh = example_quantiles(conv, lengths, self.quantiles[start:start + size].view(KERNELS, count),
+                                          i * KERNELS)
+                bias = torch.where(self.fitted, bias, fresh)
+                biases.append(bias.flatten())
+            # Kernels alternate between PPV over all real steps and over the 'valid' ones (the edges cut).
+            edge = TAPS // 2 * dilation
+            valid = torch.tensor([(i + k) % 2 == 1 for k in range(KERNELS)], device=x.device)[None, :]
+            cut = valid & (lengths[:, None] > 2 * edge)  # too short for a valid part: all real steps
+            first = torch.where(cut, edge, 0)[..., None]
+            last = torch.where(cut, lengths[:, None] - edge, lengths[:, None])[..., None]
+            inside = (step >= first) & (step < last)  # (B, 84, T)
+            above = count_above(conv.masked_fill(~inside, float("-inf")), bias)
+            features.append((above / (last - first).clamp(min=1)).flatten(1))
+            start += size
+        if self.training:
+            self.biases.copy_(torch.cat(biases))
+            self.fitted.fill_(True)
+        return torch.cat(features, 1)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.norm(self.transform(x, lengths))))
+
+    @staticmethod
+    def param_count(spec: ModelSpec, input_size: int, num_classes: int, seq_len: int) -> int:
+        features = KERNELS * sum(fit_dilations(seq_len, spec.width)[1])
+        return features * num_classes + num_classes
