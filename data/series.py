@@ -267,16 +267,16 @@ def load_series(path: str | Path, test: str | Path | None = None, fold: int = 0,
     labels = {name: data.labels[index] for name, index in rows.items()}
     if held is not None:
         parts["test"], labels["test"] = held.series, held.labels
-    # Statistics of the training split's real steps only, accumulated in float64.
+    # Statistics of the training split's real steps only, accumulated in float64, used as recorded (float32).
     steps = np.concatenate(parts["train"])
-    mean, std = steps.mean(0), steps.std(0)
-    std = np.where(std > 0, std, 1.0)  # a constant channel: centred, not divided by zero
+    mean, std = steps.mean(0).astype(np.float32), steps.std(0).astype(np.float32)
+    std = np.where(std > 0, std, np.float32(1))  # a constant channel: centred, not divided by zero
     seq_len = max(len(s) for s in parts["train"])
     split = {}
     for name in ("train", "val", "test"):
         x, lengths = _pad(parts[name], mean, std, seq_len)
         split[name] = Split(x, torch.from_numpy(labels[name]), lengths)
-    lengths = [len(s) for part in parts.values() for s in part]
+    every = [len(s) for part in parts.values() for s in part]
     channel_names = [f"dim_{c}" for c in range(channels.pop())]
     groups = (f"groups_train ({len(np.unique(data.groups))} groups)" if data.groups is not None
               else "each series alone")
@@ -291,11 +291,11 @@ def load_series(path: str | Path, test: str | Path | None = None, fold: int = 0,
         "folds": splits.FOLDS,
         "group_noun": noun,
         "channels": channel_names,
-        "lengths": {"min": min(lengths), "max": max(lengths), "equal": len(set(lengths)) == 1},
+        "lengths": {"min": min(every), "max": max(every), "equal": len(set(every)) == 1},
         "seq_len": seq_len,
         "truncated": {name: sum(len(s) > seq_len for s in parts[name]) for name in ("train", "val", "test")},
         "padding": "zeros after each series' length, up to the longest training series; longer series are cut",
-        "standardisation": {"mean": mean.astype(np.float32).tolist(), "std": std.astype(np.float32).tolist(),
+        "standardisation": {"mean": mean.tolist(), "std": std.tolist(),
                             "channels": channel_names, "seq_len": seq_len,
                             "rule": "(x - mean) / std per channel; mean and std of the training split's real "
                                     "steps (padding excluded)"},

@@ -66,8 +66,7 @@ def test_univariate_gunpoint_with_its_test_file_beside_it():
     assert task.info["test_source"] == str(ts_file("GunPoint", "TEST"))
     assert len(task.train) + len(task.val) == len(y_train) == 50
     # The test file is the test split, in its order, untouched but for the training split's standardisation.
-    torch.testing.assert_close(torch.from_numpy(raw(task.test, task.info)), torch.from_numpy(x_test.transpose(0, 2, 1)),
-                               rtol=0, atol=1e-5)
+    np.testing.assert_allclose(raw(task.test, task.info), x_test.transpose(0, 2, 1), rtol=0, atol=1e-5)
     assert task.test.y.tolist() == [task.class_names.index(label) for label in y_test]
     # Standardised with the training split's statistics: mean 0 and std 1 there, not on validation or test.
     steps = real_steps(task.train)
