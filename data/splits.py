@@ -22,7 +22,7 @@ from .task import DataError, check_fold
 
 FOLDS = 5  # validation folds: a fifth of the training rows validates
 HOLD_OUT = 5  # without test data, 1 / HOLD_OUT of the groups is the test split
-MANY_GROUPS = 1000  # StratifiedGroupKFold takes about half a second at this many groups, and grows linearly
+MANY_GROUPS = 1000  # StratifiedGroupKFold loops over the groups in Python: slow beyond a few thousand
 
 
 def parts(y: np.ndarray, groups: np.ndarray, n_parts: int, seed: int) -> list[np.ndarray]:
