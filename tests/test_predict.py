@@ -5,9 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,7 @@ from data import Split, Task
 from data.har import CHANNELS, read_signals
 from search.export import final_metrics, load_model, save_model
 from search.predict import main, parser, run
+from search.predictor import InputError
 from search.train import TrialSpec, train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -285,3 +290,126 @@ def test_a_logit_adjusted_model_ranks_by_its_decision_rule(names_task, tmp_path,
     adjusted = predictor.predict_proba(surnames, adjust=True)
     for row, expected in zip(rows, adjusted):
         assert row["top"][0]["probability"] == pytest.approx(expected.max(), abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Streams, hostile files and Ctrl-C
+
+
+def raw_predict(*args, stdin: bytes = b"", env: dict | None = None) -> subprocess.CompletedProcess:
+    """The command with bytes in and out (arguments may be bytes too), as a shell with any locale runs it."""
+    result = subprocess.run([sys.executable, "-m", "search.predict", *args], input=stdin, capture_output=True,
+                            cwd=ROOT, timeout=300, env={**os.environ, **(env or {})})
+    return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(errors="replace"),
+                                       result.stderr.decode(errors="replace"))
+
+
+@pytest.mark.slow
+def test_invalid_utf8_on_stdin_or_in_an_argument_is_refused_naming_it(names_model):
+    for env in ({"PYTHONIOENCODING": "utf-8:strict"}, {"LC_ALL": "C", "LANG": "C"}):  # strict, and the C locale
+        assert_refused(raw_predict("names", "--model", str(names_model), "-", stdin=b"Abe\n\xffNakamura\n", env=env),
+                       "stdin line 2: not valid UTF-8 (byte 0xff at position 1)")
+        assert_refused(raw_predict("names", "--model", str(names_model), "Abe", b"Na\xffkamura", env=env),
+                       "surname argument 2: not valid UTF-8 (byte 0xff at position 3)")
+    # Valid UTF-8 goes through whatever the locale: a byte order mark is dropped, a name the locale cannot
+    # print is escaped rather than a traceback.
+    result = raw_predict("names", "--model", str(names_model), "-", stdin="\ufeffŚlusarski\nAbe\n".encode(),
+                         env={"LC_ALL": "C", "LANG": "C", "PYTHONIOENCODING": "ascii"})
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["\\u015alusarski", "Abe"]
+
+
+def read_line(stream, seconds: float) -> str:
+    """One line of a subprocess's unbuffered output (bufsize=0: select sees what Python has not read yet), or
+    AssertionError when none comes within the seconds."""
+    ready, _, _ = select.select([stream], [], [], seconds)
+    assert ready, f"no output within {seconds} s"
+    return stream.readline().decode()
+
+
+@pytest.mark.slow
+def test_names_prints_each_batch_before_the_input_ends(names_model):
+    process = subprocess.Popen([sys.executable, "-m", "search.predict", "names", "--model", str(names_model),
+                                "--format", "csv", "--batch-size", "2", "-"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, bufsize=0)
+    try:
+        process.stdin.write(b"Nakamura\nSchmidt\n")
+        process.stdin.flush()  # stdin stays open: the command must answer these two without waiting for the rest
+        lines = [read_line(process.stdout, 120) for _ in range(3)]
+        assert lines[0].startswith("surname,language_1") and [l.split(",")[0] for l in lines[1:]] == ["Nakamura",
+                                                                                                       "Schmidt"]
+        process.stdin.write(b"Abe\n")
+        process.stdin.close()
+        rest = process.stdout.read().decode().splitlines()
+        assert [line.split(",")[0] for line in rest] == ["Abe"] and process.wait(60) == 0
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_one_line_and_exit_130_while_importing_and_while_streaming(names_model):
+    for moment in ("importing", "waiting for stdin"):
+        process = subprocess.Popen([sys.executable, "-m", "search.predict", "names", "--model", str(names_model),
+                                    "--batch-size", "1", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, cwd=ROOT, bufsize=0)
+        try:
+            if moment == "importing":
+                time.sleep(0.5)  # torch takes seconds to import
+            else:
+                process.stdin.write(b"Nakamura\n")
+                process.stdin.flush()
+                assert read_line(process.stdout, 120).startswith("Nakamura")
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        assert process.returncode == 130, (moment, err)
+        assert err.decode() == "interrupted\n", (moment, err)
+
+
+def test_har_files_stream_in_batches_with_the_library_probabilities(har_model, windows, tmp_path):
+    expected = load_model(har_model).predict_proba(windows, adjust=True)
+    files = {"npy": tmp_path / "w.npy", "npz": tmp_path / "w.npz", "npz compressed": tmp_path / "c.npz",
+             "csv": tmp_path / "w.csv"}
+    np.save(files["npy"], windows.astype(np.float64))  # float64 too: read batch by batch, cast to float32
+    np.savez(files["npz"], x=windows)
+    np.savez_compressed(files["npz compressed"], windows=windows)
+    rows = windows.transpose(0, 2, 1).reshape(len(windows), -1)
+    files["csv"].write_text("".join(",".join(repr(float(v)) for v in row) + "\n" for row in rows))
+    for kind, path in files.items():
+        out = json.loads(in_process("har", "--model", str(har_model), "--format", "json", "--batch-size", "7", str(path)))
+        found = np.array([[row["probabilities"][n] for n in load_model(har_model).class_names] for row in out])
+        np.testing.assert_allclose(found, expected, rtol=0, atol=1e-6, err_msg=kind)
+        assert [row["window"] for row in out] == list(range(1, len(windows) + 1)), kind
+    # A bad row in a later chunk is named by its line in the file.
+    lines = files["csv"].read_text().splitlines()
+    lines[11] = lines[11][: lines[11].rindex(",")]
+    files["csv"].write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"w.csv: line 12: expected 1152 comma-separated values .* got 1151"):
+        in_process("har", "--model", str(har_model), "--batch-size", "5", str(files["csv"]))
+
+
+@pytest.mark.slow
+def test_hostile_array_files_are_refused_in_one_line_before_anything_is_allocated(har_model, windows, tmp_path):
+    huge = tmp_path / "huge.npy"  # a header claiming 10^12 windows (4.6 PB), then a few bytes
+    with open(huge, "wb") as file:
+        np.lib.format.write_array_header_1_0(file, {"descr": "<f4", "fortran_order": False,
+                                                     "shape": (10**12, 128, 9)})
+        file.write(b"\0" * 4096)
+    assert_refused(predict("har", "--model", str(har_model), str(huge)),
+                   "huge.npy: truncated: its header says 1,000,000,000,000 windows of dtype float32 "
+                   "(4,608,000,000,000,000 bytes), the file holds 4,096 bytes of data")
+    np.savez(tmp_path / "cut.npz", x=windows)
+    data = (tmp_path / "cut.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[:len(data) // 2])
+    (tmp_path / "text.npy").write_text("1 2 3\n4 5 6\n")
+    np.save(tmp_path / "objects.npy", np.empty((2, 128, 9), dtype=object), allow_pickle=True)
+    np.savez(tmp_path / "short.npz", x=windows)
+    for path, message in (
+            (tmp_path / "cut.npz", "cut.npz: not a readable .npz archive (File is not a zip file)"),
+            (tmp_path / "text.npy", "text.npy: not a .npy array (no NumPy header); save windows with numpy.save"),
+            (tmp_path / "objects.npy", "objects.npy: windows must hold real numbers, got dtype object")):
+        result = predict("har", "--model", str(har_model), str(path))
+        assert_refused(result, message)
+        assert "allow_pickle" not in result.stderr
