@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from data import DataError, Task, har, names
+from data import DataError, Task, har, load_file, names
+from data.splits import FOLDS
 from .space import Space
 
 SERIES, TEXT = "series", "text"
@@ -110,9 +111,9 @@ def entry_of(task: Task) -> TaskEntry:
 
 
 def epochs_for(series: int) -> tuple[int, int]:
-    """Two epoch budgets giving about 20,000 examples seen at the longer one, between 10 and 300 epochs:
+    """Two epoch budgets giving about 6,000 examples seen at the longer one, between 20 and 200 epochs:
     a 40-series set trains for hundreds of short epochs, a 7,000-window set for 10 or 20."""
-    longest = min(300, max(20, round(20_000 / max(series, 1), -1)))
+    longest = min(200, max(20, round(6_000 / max(series, 1), -1)))
     return longest // 2, longest
 
 
@@ -134,15 +135,16 @@ def for_data(task: Task) -> TaskEntry:
                       imbalance=("none", "class_weights", "oversample", "logit_adjust"),
                       decisions=("argmax", "logit_adjust") if imbalanced else ("argmax",))
     else:
-        long = task.seq_len > 256  # recurrences over long series are slow: a conv front-end shortens them
-        space = Space(families=("gru", "lstm", "conv1d", "dense", "linear"), max_layers=3, max_width=64,
-                      frontends=(32, 64) if long else (0, 32), pools=(1, 2, 4), norms=(False, True),
-                      epochs=epochs_for(n), batch_sizes=batch_sizes_for(n),
+        # Recurrences step through every time step: over long series only behind a pooling conv front-end.
+        long = task.seq_len > 100
+        space = Space(families=("conv1d", "gru", "dense", "linear"), max_layers=3, max_width=64,
+                      frontends=(32, 64) if long else (0, 32), pools=(2, 4) if long else (1, 2),
+                      norms=(False, True), epochs=epochs_for(n), batch_sizes=batch_sizes_for(n),
                       imbalance=("none", "class_weights", "oversample"),
                       decisions=("argmax", "logit_adjust") if imbalanced else ("argmax",))
     unit = "strings" if kind == TEXT else "series"
     return TaskEntry(
-        name=task.name, kind=kind, metric="acc_bal_hmean" if imbalanced else "accuracy",
+        name=task.name, kind=kind, load=load_file, folds=FOLDS, metric="acc_bal_hmean" if imbalanced else "accuracy",
         time_limit=FILE_TIME_LIMIT, space=space, held_out=task.info.get("group_noun", "groups"),
         meant_for=f"Labelling {unit} like those of `{task.info.get('source', task.name)}` with one of its "
                   f"{task.num_classes} classes.",
@@ -156,10 +158,7 @@ def load(name: str, source=None, fold: int = 0) -> Task:
     """A task's data. source: a registered task's path (None: its default place), or for a user's file the
     options it was read with (a dict, as data.load_file takes them and a study records them)."""
     if isinstance(source, dict):
-        from data import load_file  # a user's file
-        task = load_file(**source, fold=fold)
-        task.info["file"] = dict(source)  # how to read it again: studies, reports and workers record it
-        return task
+        return load_file(**source, fold=fold)  # a user's file, read with the options its study recorded
     if name not in REGISTRY:
         raise DataError(f"task must be one of {sorted(REGISTRY)} (or a file: python -m search.fit PATH), got {name!r}")
     return REGISTRY[name].load(source, fold=fold)
@@ -167,10 +166,7 @@ def load(name: str, source=None, fold: int = 0) -> Task:
 
 def folds(task: Task) -> int:
     """How many validation folds a task's loader offers (fold 0 is the search's split)."""
-    if is_file_task(task):
-        from data.splits import FOLDS
-        return FOLDS
-    return REGISTRY[task.name].folds
+    return entry_of(task).folds
 
 
 class Folds:
