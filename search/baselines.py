@@ -1,4 +1,5 @@
-"""Classical scikit-learn baselines on the same splits: character n-grams for names, window features for HAR.
+"""Classical baselines on the same splits, chosen by the task's kind: character n-grams for text, window
+features and MiniRocket for numeric series.
 
     python -m search.baselines TASK [--data PATH] [--metric M] [--quick]
 
@@ -9,10 +10,12 @@ log-probabilities for validation and test, so a report can compute any metric or
 With refit (a report's default, as for its networks), the chosen model is also refitted on the
 training and validation rows together, and its test log-probabilities are returned beside.
 
-- names: TF-IDF of character 1-5-grams (`char_wb`, sublinear tf) + logistic regression, plain and
+- text: TF-IDF of character 1-5-grams (`char_wb`, sublinear tf) + logistic regression, plain and
   with class weights inversely proportional to the training class frequencies.
-- har: 174 features per window (below) + an RBF SVM (Platt-calibrated probabilities) and
-  HistGradientBoosting (its number of iterations chosen from one fit's staged predictions).
+- series: features of each window (`window_features`) + an RBF SVM (Platt-calibrated probabilities)
+  and HistGradientBoosting (its number of iterations chosen from one fit's staged predictions); and
+  MiniRocket (Dempster et al. 2021), the field's standard: aeon's transform + RidgeClassifierCV, which
+  chooses its alpha by leave-one-out on the training split as aeon's MiniRocketClassifier does.
 """
 from __future__ import annotations
 
@@ -22,11 +25,13 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from aeon.transformations.collection.convolution_based import MiniRocket
+from scipy.special import log_softmax
 from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, RidgeClassifierCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -36,23 +41,30 @@ from data import LOADERS, DataError, Split, Task, load_task
 from .defaults import METRIC, THREADS
 from .objective import METRICS
 from .study import StudyError, check_data
+from .tasks import SERIES, TEXT, entry_of
 from .train import scores
 
 # The grids searched on validation. quick=True: two values where there is a choice, for tests.
 GRIDS = {
     False: {"logreg_C": [0.3, 1, 3, 10, 30, 100, 300], "svm_C": [1, 3, 10, 30, 100, 300, 1000, 3000],
-            "hgb_max_leaf_nodes": [15, 31], "hgb_max_iter": [100, 200, 300]},
-    True: {"logreg_C": [1, 10], "svm_C": [1, 100], "hgb_max_leaf_nodes": [15], "hgb_max_iter": [20, 40]},
+            "hgb_max_leaf_nodes": [15, 31], "hgb_max_iter": [100, 200, 300], "minirocket_kernels": 10_000},
+    True: {"logreg_C": [1, 10], "svm_C": [1, 100], "hgb_max_leaf_nodes": [15], "hgb_max_iter": [20, 40],
+           "minirocket_kernels": 1_000},
 }
 UNKNOWN_CHAR = "\ufffd"  # what slot 0 (a character outside the training alphabet) decodes to
-SAMPLE_RATE_HZ = 50  # UCI HAR windows: 128 samples at 50 Hz
-FFT_BANDS_HZ = [(0, 1), (1, 3), (3, 6), (6, 12), (12, 25.01)]  # the last band includes Nyquist (25 Hz)
+# FFT bands as fractions of the Nyquist frequency: HAR's 0-1, 1-3, 3-6, 6-12 and 12-25 Hz at 50 Hz.
+# Each band runs from its edge to the next; the last one includes Nyquist.
+BAND_EDGES = (0.0, 0.04, 0.12, 0.24, 0.48)
 QUANTILES = [10, 25, 50, 75, 90]
+GRAVITY_SENSOR = "total_acc"  # an xyz triplet whose mean is the gravity direction (HAR's total acceleration)
+MINIROCKET_MIN_LENGTH = 9  # aeon's MiniRocket kernels span 9 steps: shorter series are zero-padded to 9
+# aeon compiles MiniRocket's numba functions with cache=True: one compilation per environment (next to aeon's
+# code, or in the user's cache when that is read-only), so no NUMBA_CACHE_DIR is needed here.
 
 
 @dataclass
 class BaselineResult:
-    name: str  # "char-ngram-logreg", "char-ngram-logreg-balanced", "features-svm-rbf", "features-hgb"
+    name: str  # "char-ngram-logreg", "char-ngram-logreg-balanced", "features-svm-rbf", "features-hgb", "minirocket"
     description: str  # one line: features, model, the hyper-parameters chosen and the grid they were chosen from
     chosen: dict  # the chosen hyper-parameters
     val_logprob: np.ndarray  # (N_val, C) log-probabilities on the validation split
@@ -62,38 +74,81 @@ class BaselineResult:
 
 
 def surnames(split: Split, alphabet: str) -> list[str]:
-    """The surname strings behind one-hot rows: slot i > 0 is alphabet[i - 1], slot 0 the unknown character."""
+    """The strings behind one-hot rows: slot i > 0 is alphabet[i - 1], slot 0 the unknown character."""
     slots = split.x.argmax(dim=2).tolist()
     return ["".join(alphabet[i - 1] if i > 0 else UNKNOWN_CHAR for i in row[:length])
             for row, length in zip(slots, split.lengths.tolist())]
 
 
-def har_features(split: Split, info: dict) -> np.ndarray:
-    """(N, 174) features per window, from the raw signals (the loader's standardisation undone).
+def channel_names(split: Split, info: dict) -> list[str]:
+    """The task's channel names; generic ones (c0, c1, ...) where the data has none."""
+    return list(info.get("channels") or [f"c{i}" for i in range(split.x.shape[2])])
 
-    Signals: the 9 channels and the magnitudes of body_acc, body_gyro and total_acc (12). Per signal:
-    mean, std, min, max, 5 quantiles, log(1 + power) in 5 FFT bands (14 x 12 = 168). Then the
-    gravity direction: the mean of total_acc x/y/z as a unit vector and its angles to the axes (6),
-    which tell sitting from standing (the posture) where the body signals barely differ.
-    """
-    channels = info["channels"]
-    mean = np.asarray(info["standardisation"]["mean"], dtype=np.float64)
-    std = np.asarray(info["standardisation"]["std"], dtype=np.float64)
-    raw = split.x.numpy().astype(np.float64) * std + mean  # (N, 128, 9)
-    sensors = ["body_acc", "body_gyro", "total_acc"]
-    xyz = {s: raw[:, :, [channels.index(f"{s}_{axis}") for axis in "xyz"]] for s in sensors}
-    magnitudes = np.stack([np.linalg.norm(xyz[s], axis=2) for s in sensors], axis=2)
-    signals = np.concatenate([raw, magnitudes], axis=2)  # (N, 128, 12)
 
+def xyz_sensors(channels: list[str]) -> dict[str, list[int]]:
+    """Sensors with an x, y and z channel (named <sensor>_x, _y, _z), in channel order: their column indices."""
+    sensors = {}
+    for name in channels:
+        sensor = name[:-2]
+        if name.endswith("_x") and all(f"{sensor}_{axis}" in channels for axis in "yz"):
+            sensors[sensor] = [channels.index(f"{sensor}_{axis}") for axis in "xyz"]
+    return sensors
+
+
+def raw_series(split: Split, info: dict) -> np.ndarray:
+    """(N, T, C) float64: the loader's per-channel standardisation undone (where it recorded one)."""
+    x = split.x.numpy().astype(np.float64)
+    standardisation = info.get("standardisation")
+    if not standardisation:
+        return x
+    return x * np.asarray(standardisation["std"], dtype=np.float64) + np.asarray(standardisation["mean"], dtype=np.float64)
+
+
+def features_of(raw: np.ndarray, sensors: dict[str, list[int]]) -> np.ndarray:
+    """Window features of (N, T, C) raw series of one real length T (see window_features)."""
+    magnitudes = [np.linalg.norm(raw[:, :, columns], axis=2) for columns in sensors.values()]
+    signals = np.concatenate([raw, np.stack(magnitudes, axis=2)], axis=2) if magnitudes else raw
     features = [signals.mean(1), signals.std(1), signals.min(1), signals.max(1)]
     features += list(np.percentile(signals, QUANTILES, axis=1))
     power = np.abs(np.fft.rfft(signals, axis=1)) ** 2 / signals.shape[1]
-    frequency = np.fft.rfftfreq(signals.shape[1], d=1 / SAMPLE_RATE_HZ)
-    features += [np.log1p(power[:, (frequency >= low) & (frequency < high)].sum(1)) for low, high in FFT_BANDS_HZ]
-    gravity = xyz["total_acc"].mean(1)
-    gravity /= np.maximum(np.linalg.norm(gravity, axis=1, keepdims=True), 1e-12)
-    features += [gravity, np.arccos(np.clip(gravity, -1, 1))]
+    band = np.searchsorted(BAND_EDGES, 2 * np.fft.rfftfreq(signals.shape[1]), side="right") - 1  # 1 is Nyquist
+    features += [np.log1p(power[:, band == b].sum(1)) for b in range(len(BAND_EDGES))]
+    if GRAVITY_SENSOR in sensors:
+        gravity = raw[:, :, sensors[GRAVITY_SENSOR]].mean(1)
+        gravity /= np.maximum(np.linalg.norm(gravity, axis=1, keepdims=True), 1e-12)
+        features += [gravity, np.arccos(np.clip(gravity, -1, 1))]
     return np.concatenate(features, axis=1)
+
+
+def window_features(split: Split, info: dict) -> np.ndarray:
+    """(N, F) features per sequence, from the raw signals over each sequence's real length (padding excluded).
+
+    Signals: every channel, and the magnitude of every xyz triplet (channels <sensor>_x/_y/_z). Per signal:
+    mean, std, min, max, 5 quantiles, log(1 + power) in 5 FFT bands given as fractions of the Nyquist
+    frequency (14 per signal). Then, if a total_acc triplet exists, the gravity direction: its mean as a
+    unit vector and its angles to the axes (6), which tell sitting from standing where body signals barely
+    differ. HAR: 9 channels + 3 magnitudes, 14 x 12 + 6 = 174 features.
+    """
+    channels = channel_names(split, info)
+    sensors = xyz_sensors(channels)
+    raw = raw_series(split, info)
+    lengths = np.clip(split.lengths.numpy(), 1, raw.shape[1])
+    out = None
+    for length in np.unique(lengths):  # one batch per real length: equal-length data is one batch
+        rows = lengths == length
+        found = features_of(raw[rows, :length], sensors)
+        out = np.empty((len(raw), found.shape[1])) if out is None else out
+        out[rows] = found
+    return out if out is not None else np.empty((0, 14 * (len(channels) + len(sensors))))
+
+
+def series_array(split: Split, width: int) -> np.ndarray:
+    """(N, C, width) float64 for aeon: the standardised, zero-padded series as the networks see them, padded
+    (or cut) to the training split's width, since aeon's transforms take one length."""
+    x = split.x.numpy().astype(np.float64).transpose(0, 2, 1)
+    if x.shape[2] < width:
+        x = np.pad(x, ((0, 0), (0, 0), (0, width - x.shape[2])))
+    return np.ascontiguousarray(x[:, :, :width])
 
 
 def log_probabilities(probabilities: np.ndarray, classes: np.ndarray, num_classes: int) -> np.ndarray:
@@ -101,6 +156,16 @@ def log_probabilities(probabilities: np.ndarray, classes: np.ndarray, num_classe
     full = np.zeros((len(probabilities), num_classes))
     full[:, classes] = probabilities
     return np.log(np.clip(full, 1e-12, 1))
+
+
+def predicted(model, x, num_classes: int) -> np.ndarray:
+    """A fitted classifier's log-probabilities for x."""
+    if hasattr(model, "predict_proba"):
+        return log_probabilities(model.predict_proba(x), model.classes_, num_classes)
+    # A ridge classifier has no probabilities: the softmax of its decision values stands in (same argmax).
+    decision = model.decision_function(x)
+    decision = np.column_stack([-decision, decision]) if decision.ndim == 1 else decision  # binary: one column
+    return log_probabilities(np.exp(log_softmax(decision, axis=1)), model.classes_, num_classes)
 
 
 def best_index(val_logprobs: list[np.ndarray], y_val: np.ndarray, metric: str, num_classes: int) -> int:
@@ -111,10 +176,10 @@ def best_index(val_logprobs: list[np.ndarray], y_val: np.ndarray, metric: str, n
 
 def refitted(model, x: dict, task: Task) -> np.ndarray:
     """Test log-probabilities of an unfitted copy of the chosen model fitted on the training and validation rows
-    (x: each split's inputs, a list of strings or a feature array)."""
+    (x: each split's inputs, a list of strings or an array)."""
     rows = x["train"] + x["val"] if isinstance(x["train"], list) else np.concatenate([x["train"], x["val"]])
     model = clone(model).fit(rows, np.concatenate([task.train.y.numpy(), task.val.y.numpy()]))
-    return log_probabilities(model.predict_proba(x["test"]), model.classes_, task.num_classes)
+    return predicted(model, x["test"], task.num_classes)
 
 
 def char_ngram_logreg(task: Task, metric: str, quick: bool, balanced: bool, refit: bool = False) -> BaselineResult:
@@ -132,12 +197,11 @@ def char_ngram_logreg(task: Task, metric: str, quick: bool, balanced: bool, refi
         model = LogisticRegression(C=c, solver="newton-cg", max_iter=1000,
                                    class_weight="balanced" if balanced else None).fit(x_train, y_train)
         models.append(model)
-        val_logprobs.append(log_probabilities(model.predict_proba(x_val), model.classes_, task.num_classes))
+        val_logprobs.append(predicted(model, x_val, task.num_classes))
     best = best_index(val_logprobs, y_val, metric, task.num_classes)
     model = models[best]
     names = {split: surnames(getattr(task, split), alphabet) for split in ("train", "val", "test")}
-    test_logprob = log_probabilities(model.predict_proba(vectoriser.transform(names["test"])), model.classes_,
-                                     task.num_classes)
+    test_logprob = predicted(model, vectoriser.transform(names["test"]), task.num_classes)
     # The refit's vocabulary and idf come from the training and validation surnames.
     refit_logprob = refitted(make_pipeline(vectoriser, model), names, task) if refit else None
     weights = ", class_weight='balanced'" if balanced else ""
@@ -161,15 +225,16 @@ def features_svm(task: Task, features: dict[str, np.ndarray], metric: str, quick
         model = make_pipeline(StandardScaler(), CalibratedClassifierCV(SVC(C=c), ensemble=False))
         model.fit(features["train"], y_train)
         models.append(model)
-        val_logprobs.append(log_probabilities(model.predict_proba(features["val"]), model.classes_, task.num_classes))
+        val_logprobs.append(predicted(model, features["val"], task.num_classes))
     best = best_index(val_logprobs, y_val, metric, task.num_classes)
     model = models[best]
-    test_logprob = log_probabilities(model.predict_proba(features["test"]), model.classes_, task.num_classes)
+    test_logprob = predicted(model, features["test"], task.num_classes)
     refit_logprob = refitted(model, features, task) if refit else None
+    gravity = ", gravity direction" if GRAVITY_SENSOR in xyz_sensors(channel_names(task.train, task.info)) else ""
     return BaselineResult(
         name="features-svm-rbf",
-        description=(f"{features['train'].shape[1]} window features (moments, quantiles, FFT band energies, "
-                     f"gravity direction), standardised + SVC(rbf, gamma='scale', C={grid[best]}) with Platt "
+        description=(f"{features['train'].shape[1]} window features (moments, quantiles, FFT band energies{gravity}"
+                     f"), standardised + SVC(rbf, gamma='scale', C={grid[best]}) with Platt "
                      f"probabilities; C from {grid} by validation {metric}"),
         chosen={"C": grid[best]}, val_logprob=val_logprobs[best], test_logprob=test_logprob,
         seconds=time.perf_counter() - started, refit_test_logprob=refit_logprob)
@@ -206,24 +271,58 @@ def features_hgb(task: Task, features: dict[str, np.ndarray], metric: str, quick
         seconds=time.perf_counter() - started, refit_test_logprob=refit_logprob)
 
 
+def minirocket(task: Task, metric: str, quick: bool, refit: bool = False, seed: int = 0) -> BaselineResult:
+    """MiniRocket's features of the standardised, zero-padded series + a ridge classifier, as aeon's
+    MiniRocketClassifier builds it; nothing is chosen on validation (metric: unused, for the common signature)."""
+    started = time.perf_counter()
+    kernels = GRIDS[quick]["minirocket_kernels"]
+    width = max(task.seq_len, MINIROCKET_MIN_LENGTH)
+    x = {split: series_array(getattr(task, split), width) for split in ("train", "val", "test")}
+    model = make_pipeline(MiniRocket(n_kernels=kernels, n_jobs=1, random_state=seed), StandardScaler(with_mean=False),
+                          RidgeClassifierCV(alphas=np.logspace(-3, 3, 10)))
+    model.fit(x["train"], task.train.y.numpy())
+    alpha = float(model[-1].alpha_)
+    refit_logprob = refitted(model, x, task) if refit else None
+    return BaselineResult(
+        name="minirocket",
+        description=(f"aeon MiniRocket(n_kernels={kernels}, random_state={seed}; {model[1].n_features_in_} features) on "
+                     "the standardised series "
+                     f"(zero-padded to {width} steps) + StandardScaler(with_mean=False) + RidgeClassifierCV(alpha="
+                     f"{alpha:g}); alpha from logspace(-3, 3, 10) by leave-one-out on train; probabilities: softmax "
+                     "of the ridge decision values"),
+        chosen={"alpha": alpha}, val_logprob=predicted(model, x["val"], task.num_classes),
+        test_logprob=predicted(model, x["test"], task.num_classes), seconds=time.perf_counter() - started,
+        refit_test_logprob=refit_logprob)
+
+
+def text_baselines(task: Task, metric: str, quick: bool, refit: bool) -> list[BaselineResult]:
+    return [char_ngram_logreg(task, metric, quick, balanced=False, refit=refit),
+            char_ngram_logreg(task, metric, quick, balanced=True, refit=refit)]
+
+
+def series_baselines(task: Task, metric: str, quick: bool, refit: bool) -> list[BaselineResult]:
+    started = time.perf_counter()
+    features = {name: window_features(getattr(task, name), task.info) for name in ("train", "val", "test")}
+    feature_seconds = time.perf_counter() - started
+    results = [features_svm(task, features, metric, quick, refit), features_hgb(task, features, metric, quick, refit)]
+    for result in results:  # both models pay for the features
+        result.seconds += feature_seconds
+    return results + [minirocket(task, metric, quick, refit)]
+
+
+BASELINES = {TEXT: text_baselines, SERIES: series_baselines}  # by the task's kind, never its name
+
+
 def run_baselines(task: Task, quick: bool = False, metric: str = "accuracy", refit: bool = False
                   ) -> list[BaselineResult]:
-    """The task's classical baselines, each fitted on train, chosen on validation by `metric` (refit: and the
+    """The baselines of the task's kind, each fitted on train, chosen on validation by `metric` (refit: and the
     chosen one refitted on train + validation)."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
-    if task.name == "names":
-        return [char_ngram_logreg(task, metric, quick, balanced=False, refit=refit),
-                char_ngram_logreg(task, metric, quick, balanced=True, refit=refit)]
-    if task.name == "har":
-        started = time.perf_counter()
-        features = {name: har_features(getattr(task, name), task.info) for name in ("train", "val", "test")}
-        feature_seconds = time.perf_counter() - started
-        results = [features_svm(task, features, metric, quick, refit), features_hgb(task, features, metric, quick, refit)]
-        for result in results:  # both models pay for the features
-            result.seconds += feature_seconds
-        return results
-    raise ValueError(f"task.name must be 'har' or 'names' for baselines, got {task.name!r}")
+    kind = entry_of(task).kind
+    if kind not in BASELINES:
+        raise ValueError(f"task {task.name!r}: kind must be one of {sorted(BASELINES)} for baselines, got {kind!r}")
+    return BASELINES[kind](task, metric, quick, refit)
 
 
 def main(argv: list[str] | None = None) -> int:

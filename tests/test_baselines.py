@@ -1,16 +1,67 @@
-"""Classical baselines on the real data: surname decoding, the names logreg, the HAR SVM, choice on validation only."""
+"""Classical baselines on real data, by the task's kind: surname decoding and the n-gram logreg (text); window
+features, the SVM, boosted trees and MiniRocket (series: HAR, UCR/UEA problems from aeon's wheel); choice on
+validation only."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from aeon.datasets import load_classification
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.model_selection import train_test_split
 
-from conftest import NAMES_DIR
+from conftest import NAMES_DIR, head
 from data import Split, Task
 from data.names import encode
-from search.baselines import UNKNOWN_CHAR, best_index, har_features, main, run_baselines, surnames
+from search.baselines import (UNKNOWN_CHAR, best_index, main, minirocket, run_baselines, surnames,
+                              window_features)
 from search.train import scores
+
+SERIES_BASELINES = ["features-svm-rbf", "features-hgb", "minirocket"]
+
+
+def ucr_task(name: str, seed: int = 0) -> Task:
+    """A UCR/UEA problem shipped in aeon's wheel as a series Task: 20 % of its training file (stratified) is the
+    validation split, its test file the test split; channels standardised on training; zero-padded."""
+    x_train, y_train = load_classification(name, split="train")
+    x_test, y_test = load_classification(name, split="test")
+    classes = sorted(set(y_train))
+    train, val = train_test_split(np.arange(len(y_train)), test_size=0.2, stratify=y_train, random_state=seed)
+    width = max(series.shape[-1] for series in [*x_train, *x_test])
+    values = np.concatenate([x_train[i] for i in train], axis=1)
+    mean, std = values.mean(1), values.std(1)
+
+    def split(xs, ys) -> Split:
+        x = np.zeros((len(xs), width, xs[0].shape[0]), dtype=np.float32)
+        for i, series in enumerate(xs):
+            x[i, :series.shape[1]] = (series.T - mean) / std
+        return Split(torch.from_numpy(x), torch.tensor([classes.index(c) for c in ys]),
+                     torch.tensor([series.shape[1] for series in xs]))
+    return Task(name, split([x_train[i] for i in train], y_train[train]), split([x_train[i] for i in val], y_train[val]),
+                split(list(x_test), list(y_test)), classes,
+                {"kind": "series", "standardisation": {"mean": mean.tolist(), "std": std.tolist()}})
+
+
+def accuracy(task: Task, split: str, logprob: np.ndarray) -> float:
+    return scores(getattr(task, split).y.numpy(), logprob.argmax(1), task.num_classes)["accuracy"]
+
+
+def har_features_before(split: Split, info: dict) -> np.ndarray:
+    """The HAR-only features the generic window features replaced, kept as the reference they must equal."""
+    channels = info["channels"]
+    raw = split.x.numpy().astype(np.float64) * np.asarray(info["standardisation"]["std"]) + \
+        np.asarray(info["standardisation"]["mean"])
+    xyz = {s: raw[:, :, [channels.index(f"{s}_{axis}") for axis in "xyz"]] for s in ("body_acc", "body_gyro", "total_acc")}
+    signals = np.concatenate([raw, np.stack([np.linalg.norm(v, axis=2) for v in xyz.values()], axis=2)], axis=2)
+    features = [signals.mean(1), signals.std(1), signals.min(1), signals.max(1)]
+    features += list(np.percentile(signals, [10, 25, 50, 75, 90], axis=1))
+    power = np.abs(np.fft.rfft(signals, axis=1)) ** 2 / signals.shape[1]
+    frequency = np.fft.rfftfreq(signals.shape[1], d=1 / 50)
+    bands = [(0, 1), (1, 3), (3, 6), (6, 12), (12, 25.01)]
+    features += [np.log1p(power[:, (frequency >= low) & (frequency < high)].sum(1)) for low, high in bands]
+    gravity = xyz["total_acc"].mean(1)
+    gravity /= np.maximum(np.linalg.norm(gravity, axis=1, keepdims=True), 1e-12)
+    return np.concatenate(features + [gravity, np.arccos(np.clip(gravity, -1, 1))], axis=1)
 
 
 def alphabet_index(alphabet: str) -> dict[str, int]:
@@ -52,8 +103,9 @@ def small_har_baselines(small_har):
     return run_baselines(small_har, quick=True)
 
 
-def test_har_features_read_the_raw_signals(small_har):
-    features = har_features(small_har.train, small_har.info)
+def test_window_features_equal_the_har_features_they_replaced(small_har):
+    features = window_features(small_har.train, small_har.info)
+    np.testing.assert_array_equal(features, har_features_before(small_har.train, small_har.info))
     assert features.shape == (len(small_har.train), 174) and np.isfinite(features).all()
     gravity = features[:, -6:-3]  # unit vector of the mean total acceleration, in g
     np.testing.assert_allclose(np.linalg.norm(gravity, axis=1), 1, atol=1e-6)
@@ -61,16 +113,84 @@ def test_har_features_read_the_raw_signals(small_har):
     assert 0.8 < features[:, 11].mean() < 1.2
 
 
-def test_har_svm_beats_chance(small_har, small_har_baselines):
+def test_window_features_of_one_unnamed_channel_read_the_raw_series():
+    task = ucr_task("GunPoint")
+    features = window_features(task.train, task.info)  # no channel names, no xyz triplet: 14 features
+    raw, labels = load_classification("GunPoint", split="train")
+    assert features.shape == (len(task.train), 14) and np.isfinite(features).all()
+    first = train_test_split(np.arange(len(raw)), test_size=0.2, stratify=labels, random_state=0)[0][0]
+    np.testing.assert_allclose(features[0, :4], [raw[first, 0].mean(), raw[first, 0].std(), raw[first, 0].min(),
+                                                  raw[first, 0].max()], rtol=1e-5, atol=1e-6)
+
+
+def test_window_features_ignore_the_padding_of_unequal_lengths():
+    task = ucr_task("JapaneseVowels")  # 12 channels, 7 to 29 steps
+    split = head(task.train, 40)
+    assert len(set(split.lengths.tolist())) > 5
+    longer = Split(torch.nn.functional.pad(split.x, (0, 0, 0, 11)), split.y, split.lengths)
+    features = window_features(split, task.info)
+    np.testing.assert_array_equal(window_features(longer, task.info), features)
+    one = Split(split.x[:1, :split.lengths[0]], split.y[:1], split.lengths[:1])  # the first series, unpadded
+    np.testing.assert_allclose(window_features(one, task.info)[0], features[0], rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_minirocket_reaches_0_9_test_accuracy_on_gunpoint():
+    task = ucr_task("GunPoint")  # univariate, 2 classes, 40 training series
+    result = minirocket(task, "accuracy", quick=True, refit=True)
+    for split, logprob in (("val", result.val_logprob), ("test", result.test_logprob),
+                           ("test", result.refit_test_logprob)):
+        assert logprob.shape == (len(getattr(task, split)), 2)
+        np.testing.assert_allclose(np.exp(logprob).sum(1), 1, atol=1e-6)
+    assert accuracy(task, "test", result.test_logprob) >= 0.9
+    assert accuracy(task, "test", result.refit_test_logprob) >= 0.9
+    assert "n_kernels=1000, random_state=0; 924 features" in result.description and result.chosen["alpha"] in np.logspace(-3, 3, 10)
+
+
+@pytest.mark.slow
+def test_minirocket_takes_unequal_lengths_padded():
+    task = ucr_task("JapaneseVowels")  # 12 channels, 9 classes, 7 to 29 steps zero-padded to 29
+    assert task.train.lengths.min() < task.seq_len
+    result = minirocket(task, "accuracy", quick=True)
+    assert result.test_logprob.shape == (len(task.test), 9)
+    assert accuracy(task, "test", result.test_logprob) >= 0.9  # chance: about 1/9
+
+
+@pytest.mark.slow
+def test_minirocket_is_reproducible_and_seeded():
+    task = ucr_task("BasicMotions")
+    first, again = minirocket(task, "accuracy", quick=True), minirocket(task, "accuracy", quick=True)
+    np.testing.assert_array_equal(first.test_logprob, again.test_logprob)
+    other = minirocket(task, "accuracy", quick=True, seed=1)
+    assert not np.array_equal(other.val_logprob, first.val_logprob)
+
+
+@pytest.mark.slow
+def test_har_baselines_beat_chance(small_har, small_har_baselines):
     by_name = {r.name: r for r in small_har_baselines}
-    assert set(by_name) == {"features-svm-rbf", "features-hgb"}
+    assert list(by_name) == SERIES_BASELINES
     for result in small_har_baselines:
         assert result.val_logprob.shape == (len(small_har.val), 6)
         assert result.test_logprob.shape == (len(small_har.test), 6)
-    svm = by_name["features-svm-rbf"]
-    assert scores(small_har.val.y.numpy(), svm.val_logprob.argmax(1), 6)["accuracy"] > 3 / 6  # chance is 1/6
+    for name in ("features-svm-rbf", "minirocket"):  # chance is 1/6
+        assert accuracy(small_har, "val", by_name[name].val_logprob) > 3 / 6, name
+        assert accuracy(small_har, "test", by_name[name].test_logprob) > 3 / 6, name
 
 
+@pytest.mark.slow
+def test_baselines_follow_the_kind_never_the_name(small_har, names_task):
+    series = Task("my-recordings", head(small_har.train, 120), head(small_har.val, 60), head(small_har.test, 60),
+                  list(small_har.class_names), {"kind": "series", "file": "my.npz",
+                                                "standardisation": small_har.info["standardisation"]})
+    results = run_baselines(series, quick=True)
+    assert [r.name for r in results] == SERIES_BASELINES
+    assert results[0].val_logprob.shape == (60, 6) and "gravity" not in results[0].description  # no channel names
+    text = Task("har", head(names_task.train, 600), head(names_task.val, 200), head(names_task.test, 200),
+                list(names_task.class_names), {**names_task.info, "kind": "text", "file": "har.csv"})
+    assert [r.name for r in run_baselines(text, quick=True)] == ["char-ngram-logreg", "char-ngram-logreg-balanced"]
+
+
+@pytest.mark.slow
 def test_the_choice_uses_the_validation_split_only(small_har, small_har_baselines):
     generator = torch.Generator().manual_seed(0)
     test = small_har.test
@@ -78,12 +198,14 @@ def test_the_choice_uses_the_validation_split_only(small_har, small_har_baseline
                       test.y[torch.randperm(len(test), generator=generator)], test.lengths)
     task = Task("har", small_har.train, small_har.val, scrambled, list(small_har.class_names), dict(small_har.info))
     again = run_baselines(task, quick=True)
+    assert [r.name for r in again] == SERIES_BASELINES
     for before, after in zip(small_har_baselines, again):
         assert after.chosen == before.chosen
         np.testing.assert_array_equal(after.val_logprob, before.val_logprob)
         assert not np.array_equal(after.test_logprob, before.test_logprob)
 
 
+@pytest.mark.slow
 def test_refit_fits_the_chosen_model_again_on_training_and_validation(small_har, small_har_baselines):
     refitted = run_baselines(small_har, quick=True, refit=True)
     for before, after in zip(small_har_baselines, refitted):
@@ -92,8 +214,8 @@ def test_refit_fits_the_chosen_model_again_on_training_and_validation(small_har,
         assert after.refit_test_logprob.shape == after.test_logprob.shape
         assert not np.allclose(after.refit_test_logprob, after.test_logprob)  # 200 more windows moved it
     # The gradient-boosted trees (deterministic) refitted by hand with the chosen hyper-parameters.
-    hgb = refitted[1]
-    features = {s: har_features(getattr(small_har, s), small_har.info) for s in ("train", "val", "test")}
+    hgb = next(r for r in refitted if r.name == "features-hgb")
+    features = {s: window_features(getattr(small_har, s), small_har.info) for s in ("train", "val", "test")}
     by_hand = HistGradientBoostingClassifier(max_leaf_nodes=hgb.chosen["max_leaf_nodes"], max_iter=hgb.chosen["max_iter"],
                                              early_stopping=False, random_state=0)
     by_hand.fit(np.concatenate([features["train"], features["val"]]),

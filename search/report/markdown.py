@@ -125,11 +125,7 @@ def recommendation(r: dict) -> list[str]:
         found += rows(rec["test_train_only"], rec["test_train_only_std"], rec["test_ensemble_train_only"],
                       ", training split only")
     lines += table(["test"] + [LABEL[k] for k in METRICS], found)
-    for metric, b in rec["beats"].items():
-        verdict = "beats" if b["beats"] else "does **not** beat"
-        lines.append(f"- Test {LABEL[metric]}: the recommended model ({b['model']:.3f}) {verdict} the best "
-                     f"scikit-learn baseline ({b['baseline_name']}, {b['baseline']:.3f}"
-                     + (", refitted on training + validation too" if refit else "") + ").")
+    lines += [verdict(metric, b, refit, (rec["test_ensemble"] or {}).get(metric)) for metric, b in rec["beats"].items()]
     if rec["winners_curse"] is not None:
         lines.append(f"- Winner's curse: search value {rec['search_value']:.4f} against {rec['fresh_value']:.4f} on "
                      f"the same validation split with the final seeds: {rec['winners_curse']:+.4f} (how much the "
@@ -138,6 +134,22 @@ def recommendation(r: dict) -> list[str]:
               "model card) is in `model/`: `python -m search.predict "
               f"{r['task']} --model {r['model_dir']} ...`.", ""]
     return lines
+
+
+def verdict(metric: str, b: dict, refit: bool, ensemble: float | None) -> str:
+    """One line: whether the recommended model (mean over its seeds) beats the strongest baseline, and by how much;
+    a baseline that wins is named plainly."""
+    gap = b["model"] - b["baseline"]
+    line = (f"- Test {LABEL[metric]}: the recommended model (mean over its seeds, {b['model']:.3f}) "
+            f"{'beats' if b['beats'] else 'does **not** beat'} the best baseline ({b['baseline_name']}, "
+            f"{b['baseline']:.3f}" + (", refitted on training + validation too" if refit else "") + ")")
+    if abs(gap) < 0.0005:
+        line += " (less than 0.001 apart)"
+    else:
+        line += f" by {gap:.3f}" if gap > 0 else f": **{b['baseline_name']} is better by {-gap:.3f}**"
+    if ensemble is not None:
+        line += f"; the seed ensemble ({ensemble:.3f}) is {'above' if ensemble > b['baseline'] else 'not above'} it"
+    return line + "."
 
 
 def chosen_by(r: dict) -> list[str]:
