@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -262,6 +264,7 @@ def test_bad_inputs_raise_input_errors_naming_the_input(names_folder, har_small,
         har.predict(windows)
 
 
+@pytest.mark.slow
 def test_export_command_retrains_a_trial_of_a_sqlite_study(names_task, tmp_path):
     storage = f"sqlite:///{tmp_path / 's.db'}"
     config = StudyConfig(task="names", trials=1, storage=storage, seeds=1, sampler_seed=0,
@@ -281,6 +284,13 @@ def test_export_command_retrains_a_trial_of_a_sqlite_study(names_task, tmp_path)
     assert TrialSpec(**card["spec"]) == spec_of(trial)
     assert card["source"]["trial"] == 0 and card["source"]["search_value"] == pytest.approx(trial.value)
     assert card["source"]["command"].startswith("python -m search.export names --trial 0 --storage sqlite:///")
+    # No absolute path in the folder, and the recorded command runs again as written from the working folder.
+    assert not os.path.isabs(card["source"]["storage"].removeprefix("sqlite:///"))
+    assert not any(os.path.isabs(word) for word in shlex.split(card["source"]["command"]))
+    again = subprocess.run([sys.executable] + shlex.split(card["source"]["command"])[1:], capture_output=True,
+                           text=True, cwd=ROOT, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "model.json").read_text())["weights"] == card["weights"]  # the same model, replaced
     assert card["data"]["counts"] == names_task.counts()
     assert len(card["metrics"]["seeds"]["accuracy"]) == 2 and card["decision"]["tau"] == 0.0
     assert load_model(out).predict(["Nakamura"])[0] in names_task.class_names
@@ -301,3 +311,75 @@ def test_export_command_retrains_a_trial_of_a_sqlite_study(names_task, tmp_path)
                             f"sqlite:///{tmp_path / 'none.db'}"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert other.returncode == 2 and other.stderr.count("\n") == 1 and "no such SQLite file" in other.stderr
     assert optuna.load_study(study_name="names", storage=storage).trials[0].number == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The command's checks before work, its output folder, Ctrl-C
+
+
+@pytest.fixture(scope="module")
+def names_study(names_task, tmp_path_factory) -> str:
+    """A real SQLite study of one trained trial (a linear model, one epoch)."""
+    storage = f"sqlite:///{tmp_path_factory.mktemp('study') / 's.db'}"
+    config = StudyConfig(task="names", trials=1, storage=storage, seeds=1, sampler_seed=0,
+                         fixed={"family": "linear", "epochs": 1, "decision": "argmax"})
+    run_study(config, names_task, write=lambda line: None)
+    return storage
+
+
+def export_command(*args: str, **popen) -> list[str]:
+    return [sys.executable, "-m", "search.export", "names", "--data", str(NAMES_DIR), *args]
+
+
+def refused_in_one_line(result: subprocess.CompletedProcess, message: str) -> None:
+    assert result.returncode == 2 and result.stdout == "", result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+    assert "training" not in result.stderr  # refused before any training
+
+
+@pytest.mark.slow
+def test_export_refuses_an_out_folder_it_did_not_write_before_training(names_study, tmp_path):
+    mydocs = tmp_path / "mydocs"
+    mydocs.mkdir()
+    (mydocs / "thesis.txt").write_text("draft\n")
+    (tmp_path / "file").write_text("")
+    for out, message in ((mydocs, "--out " + str(mydocs) + ": exists and is not a model folder written by "
+                                  "search.export (it holds thesis.txt, no model.json)"),
+                         (tmp_path / "file" / "model", "file/model: cannot write in"),
+                         (Path("/proc/model"), "--out /proc/model: cannot write in /proc")):
+        result = subprocess.run(export_command("--storage", names_study, "--trial", "0", "--out", str(out)),
+                                capture_output=True, text=True, cwd=ROOT, timeout=300)
+        refused_in_one_line(result, message)
+    assert [p.name for p in mydocs.iterdir()] == ["thesis.txt"] and (mydocs / "thesis.txt").read_text() == "draft\n"
+
+
+@pytest.mark.slow
+def test_seeds_are_bounded_for_export_and_report(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'none.db'}"
+    result = subprocess.run(export_command("--storage", storage, "--trial", "0", "--seeds", "100000"),
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    refused_in_one_line(result, "--seeds must be an int from 1 to 50, got 100000")
+    assert not (tmp_path / "none.db").exists()  # refused before the storage was opened
+    report = subprocess.run([sys.executable, "-m", "search.report", "names", "--storage", storage, "--seeds", "1000",
+                             "--out", str(tmp_path / "reports")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    refused_in_one_line(report, "--seeds must be an int from 1 to 50, got 1000")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_training_is_one_line_exit_130_and_writes_nothing(names_study, tmp_path):
+    out = tmp_path / "model"
+    process = subprocess.Popen(export_command("--storage", names_study, "--trial", "0", "--seeds", "50", "--out",
+                                              str(out)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        first = process.stderr.readline().decode()  # "training trial #0 ...": the checks passed, training started
+        assert first.startswith("training trial #0"), first
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and stdout == b""
+    lines = [line for line in stderr.decode().splitlines() if not line.startswith("  epoch")]
+    assert lines == ["interrupted: nothing written"], stderr
+    assert list(tmp_path.iterdir()) == []  # no folder, no temporary sibling
