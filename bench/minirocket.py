@@ -6,10 +6,11 @@
    NUMBA_CACHE_DIR, then again in a second process with the same folder: what the first run pays to compile.
 2. HAR (default $HAR_DATA): fitted on the training subjects, validation accuracy; the test split once with
    that fit and once refitted on train + validation (as the report deploys it). Seed 0.
-3. GunPoint, BasicMotions, JapaneseVowels from aeon's wheel: the training file split 80/20 (stratified, the
-   seed) into training and validation, channels standardised on training, unequal lengths zero-padded; the
-   test file's accuracy with the train-only fit and with the refit on the whole training file (the UCR
-   protocol), mean ± std over the seeds (each seed: the validation rows and MiniRocket's random_state).
+3. GunPoint, BasicMotions, JapaneseVowels from aeon's wheel, read as `python -m search.fit` reads a user's
+   .ts file (data.load_file: a stratified fifth of the training file is validation, channels standardised
+   on training, unequal lengths zero-padded to the longest training series); the test file's accuracy with
+   the train-only fit and with the refit on the whole training file (the UCR protocol), mean ± std over the
+   seeds (each seed: the split seed and MiniRocket's random_state).
 """
 from __future__ import annotations
 
@@ -25,13 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+import aeon  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from aeon.datasets import load_classification  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from data import Split, Task, load_har  # noqa: E402
+from data import Task, load_file, load_har  # noqa: E402
 from search.baselines import minirocket  # noqa: E402
 from search.train import scores  # noqa: E402
 
@@ -48,24 +47,8 @@ print(f"{time.perf_counter() - started:.2f}")
 
 
 def ucr_task(name: str, seed: int) -> Task:
-    """A UCR/UEA problem of aeon's wheel as a Task (see the module's docstring)."""
-    x_train, y_train = load_classification(name, split="train")
-    x_test, y_test = load_classification(name, split="test")
-    classes = sorted(set(y_train))
-    train, val = train_test_split(np.arange(len(y_train)), test_size=0.2, stratify=y_train, random_state=seed)
-    width = max(series.shape[-1] for series in [*x_train, *x_test])
-    values = np.concatenate([x_train[i] for i in train], axis=1)  # (C, every real step of the training series)
-    mean, std = values.mean(1), np.maximum(values.std(1), 1e-8)
-
-    def split(xs: list, ys: list) -> Split:
-        x = np.zeros((len(xs), width, xs[0].shape[0]), dtype=np.float32)
-        for i, series in enumerate(xs):
-            x[i, :series.shape[1]] = (series.T - mean) / std
-        return Split(torch.from_numpy(x), torch.tensor([classes.index(c) for c in ys]),
-                     torch.tensor([series.shape[1] for series in xs]))
-    return Task(name, split([x_train[i] for i in train], [y_train[i] for i in train]),
-                split([x_train[i] for i in val], [y_train[i] for i in val]), split(list(x_test), list(y_test)),
-                classes, {"kind": "series", "standardisation": {"mean": mean.tolist(), "std": std.tolist()}})
+    """A UCR/UEA problem of aeon's wheel read as a user's file is (search.fit's loader), split seed `seed`."""
+    return load_file(Path(aeon.__file__).parent / "datasets" / "data" / name / f"{name}_TRAIN.ts", split_seed=seed)
 
 
 def accuracy(task: Task, split: str, logprob: np.ndarray) -> dict:
