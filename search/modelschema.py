@@ -23,7 +23,7 @@ class ModelError(ValueError):
 
 
 class Strict(BaseModel):
-    # strict: "1" is not 1 and 1.0 is not True; extra fields are kept, so a newer writer's notes do not break a reader
+    # strict: the string "1" is not the number 1, nor true an int; extra fields (a writer's notes) are kept
     model_config = ConfigDict(strict=True, extra="allow", frozen=True)
 
 
@@ -81,7 +81,7 @@ class HarPreprocessing(Strict):
                 len(values)
 
 
-# Each task's input preparation; the card's task picks one (the task list itself is data.LOADERS).
+# Each task's input preparation, picked by the card's task: a task without an entry has no predict input.
 PREPROCESSING: dict[str, type[Strict]] = {"names": NamesPreprocessing, "har": HarPreprocessing}
 
 
