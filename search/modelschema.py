@@ -13,8 +13,13 @@ from .train import TrialSpec
 
 FORMAT = 1
 TAU_LIMIT = 10.0  # |tau| beyond this makes tau * log prior swamp every probability (validation picks 0-2)
-MAX_NGRAMS = 8  # the names space tries n-grams up to 5; longer ones only cost time and memory
+# Far above any search space, low enough that building the model (on the meta device, to size it) is instant.
+SPEC_LIMITS = {"layers": 100, "width": 100_000, "kernel_size": 1_000, "pool": 1_000, "frontend": 100_000,
+               "ngrams": 8, "batch_size": 1_000_000, "epochs": 100_000}
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+# Standardisation runs in float32: a mean or std outside these bounds makes finite inputs inf or NaN.
+Mean = Annotated[float, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]
+Std = Annotated[float, Field(allow_inf_nan=False, ge=1e-12, le=1e12)]
 Text = Annotated[str, Field(min_length=1, max_length=1000)]
 
 
@@ -45,7 +50,7 @@ class Weight(Strict):
 
 class Decision(Strict):
     tau: Finite = Field(ge=-TAU_LIMIT, le=TAU_LIMIT)
-    log_prior: list[Annotated[float, Field(allow_inf_nan=False, le=0)]]
+    log_prior: list[Annotated[float, Field(allow_inf_nan=False, ge=-100, le=0)]]  # a class frequency >= e^-100
     prior: list[Annotated[float, Field(allow_inf_nan=False, ge=0, le=1)]] | None = None
 
 
@@ -66,8 +71,8 @@ class HarPreprocessing(Strict):
     steps: int
     seq_len: int
     input_size: int
-    mean: list[Finite]
-    std: list[Annotated[float, Field(allow_inf_nan=False, gt=0)]]
+    mean: list[Mean]
+    std: list[Std]
 
     def problems(self):
         yield "channels", self.channels == CHANNELS, f"must be {CHANNELS} (the order this version reads)", self.channels
@@ -109,14 +114,15 @@ class Card(Strict):
     @field_validator("spec")
     @classmethod
     def trial_spec(cls, spec: dict) -> dict:
-        if spec.get("family") not in FAMILIES:
+        if not isinstance(spec.get("family"), str) or spec["family"] not in FAMILIES:
             raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {spec.get('family')!r}")
         try:
             built = TrialSpec(**spec)
         except TypeError as exc:  # an unknown field name
             raise ValueError(str(exc).replace("__init__() ", "")) from None
-        if built.ngrams > MAX_NGRAMS:
-            raise ValueError(f"ngrams must be an int from 0 to {MAX_NGRAMS}, got {built.ngrams}")
+        for name, limit in SPEC_LIMITS.items():
+            if getattr(built, name) > limit:
+                raise ValueError(f"{name} must be at most {limit:,}, got {getattr(built, name)!r}")
         return spec
 
     def problems(self):
