@@ -99,12 +99,15 @@ def stdin_lines(stdin) -> Iterator[str]:
 def read_surnames(arguments: list[str], stdin) -> Iterator[str]:
     """The surnames from the arguments, `-` standing for stdin's lines (read lazily); an empty one names its place.
     Arguments other than `-` are checked at once, before any model is loaded."""
-    checked = {i: checked_argument(a, i) for i, a in enumerate(arguments, start=1) if a != "-"}
-    for position, argument in enumerate(arguments, start=1):
-        if argument == "-":
-            yield from stdin_lines(stdin)
-        else:
-            yield checked[position]
+    checked = [None if a == "-" else checked_argument(a, i) for i, a in enumerate(arguments, start=1)]
+
+    def stream() -> Iterator[str]:
+        for surname in checked:
+            if surname is None:
+                yield from stdin_lines(stdin)
+            else:
+                yield surname
+    return stream()
 
 
 def batches(items: Iterator, size: int) -> Iterator[list]:

@@ -145,6 +145,9 @@ def test_an_empty_surname_is_refused_naming_where_it_was(names_model, command):
     assert_refused(command("names", "--model", str(names_model), "Abe", "  ", "Zeller"),
                    "surname argument 2: empty surname ('  ')")
     assert_refused(command("names", "--model", str(names_model), "-", stdin=""), "stdin: no surnames")
+    # Arguments are checked before the model folder is even looked at.
+    assert_refused(command("names", "--model", str(names_model / "none"), "Abe", "  "),
+                   "surname argument 2: empty surname ('  ')")
 
 
 def test_characters_outside_the_alphabet_go_to_the_unknown_slot_and_are_noted_once(names_model, command):
