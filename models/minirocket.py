@@ -78,9 +78,9 @@ def example_quantiles(conv: torch.Tensor, lengths: torch.Tensor, q: torch.Tensor
 def count_above(conv: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """(B, 84, n): how many steps of each output row (B, 84, T) exceed each of its kernel's n biases (84, n).
 
-    One float pass per bias (sign, relu, sum: vectorised), not one boolean tensor of all biases at once, nor a
-    sort or binary search of the steps: those were slower on the CPU (bench/README.md)."""
-    return torch.stack([torch.sign(conv - bias[:, j, None]).relu_().sum(-1) for j in range(bias.shape[1])], -1)
+    One float pass per bias (subtract, then sign and relu in place: ops with a vmap rule), not one boolean tensor
+    of all biases at once, nor a sort or binary search of the steps: those were slower on the CPU (bench/README.md)."""
+    return torch.stack([(conv - bias[:, j, None]).sign_().relu_().sum(-1) for j in range(bias.shape[1])], -1)
 
 
 @register("minirocket")
@@ -122,15 +122,16 @@ class MiniRocketClassifier(nn.Module):
                                           i * KERNELS)
                 bias = torch.where(self.fitted, bias, fresh)
                 biases.append(bias.flatten())
-            # Kernels alternate between PPV over all real steps and over the 'valid' ones (the edges cut).
+            # Kernels alternate between PPV over all real steps and over the 'valid' ones (the edges cut): even
+            # kernels at even dilations (odd at odd) take all, the others the valid steps, if a sequence has any.
             edge = TAPS // 2 * dilation
-            valid = torch.tensor([(i + k) % 2 == 1 for k in range(KERNELS)], device=x.device)[None, :]
-            cut = valid & (lengths[:, None] > 2 * edge)  # too short for a valid part: all real steps
-            first = torch.where(cut, edge, 0)[..., None]
-            last = torch.where(cut, lengths[:, None] - edge, lengths[:, None])[..., None]
-            inside = (step >= first) & (step < last)  # (B, 84, T)
-            above = count_above(conv.masked_fill(~inside, float("-inf")), bias)
-            features.append((above / (last - first).clamp(min=1)).flatten(1))
+            cut = (lengths > 2 * edge)[:, None]
+            valid = torch.where(cut, (step >= edge) & (step < lengths[:, None] - edge), real[:, 0])  # (B, T)
+            inside = torch.stack([real[:, 0], valid] if i % 2 == 0 else [valid, real[:, 0]], 1)  # (B, 2, T)
+            pairs = conv.reshape(len(x), KERNELS // 2, 2, steps).masked_fill(~inside[:, None], float("-inf"))
+            above = count_above(pairs.reshape(len(x), KERNELS, steps), bias)  # (B, 84, n)
+            taken = inside.sum(-1, keepdim=True).clamp(min=1).repeat(1, KERNELS // 2, 1)  # (B, 84, 1)
+            features.append((above / taken).flatten(1))
             start += size
         if self.training:
             self.biases.copy_(torch.cat(biases))

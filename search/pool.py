@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
 import sys
+import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+import traceback
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from typing import Any, Callable
 
 import torch
@@ -34,10 +38,36 @@ from .train import SeedResult, TrialSpec, resolve_device, train_seeds
 _folds: Folds | None = None  # this worker process's task by validation fold (fold 0 loaded at start)
 
 
-def _init_worker(task_name: str, source: str | None, threads: int) -> None:
+def _watch_parent() -> None:
+    """A worker whose parent died (even by SIGKILL) ends at once: its results had nowhere to go.
+    (Before this thread runs, the kernel's SIGTERM ends it: search/signals.py.)"""
+    multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])  # ready once the parent is gone
+    os._exit(1)
+
+
+def _serve(parent, task_name: str, source: str | None, threads: int) -> None:
+    """A worker: load the task once, then run each (fn, args) that comes through the pipe and send back
+    ("ok", result) or ("error", exception, traceback), until the pool closes its end."""
     global _folds
+    threading.Thread(target=_watch_parent, daemon=True).start()
     torch.set_num_threads(threads)
     _folds = Folds(load(task_name, source), source)
+    while True:
+        try:
+            fn, args = parent.recv()
+        except EOFError:
+            break
+        try:
+            reply = ("ok", fn(*args))
+        except Exception as exc:  # raised again in the pool's process, with this traceback
+            reply = ("error", exc, traceback.format_exc())
+        try:
+            parent.send(reply)
+        except Exception as exc:  # a result or exception that does not pickle
+            parent.send(("error", RuntimeError(f"cannot send the result back: {exc}"), traceback.format_exc()))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # nothing left to clean up; the interpreter's teardown takes seconds with torch loaded
 
 
 def _train(spec: TrialSpec, seeds: list[int], device: str, test: bool, keep_models: bool,
@@ -65,25 +95,55 @@ class _Job:
     then: Callable = field(compare=False)
 
 
+@dataclass(eq=False)
+class _Worker:
+    process: multiprocessing.Process
+    pipe: multiprocessing.connection.Connection  # the pool's end
+
+
 class Pool:
-    """`workers` processes, each with one torch thread and the task loaded once (task_name, source)."""
+    """`workers` processes, each with one torch thread and the task loaded once (task_name, source).
+
+    Each worker has a pipe to this process (no multiprocessing queue: its named semaphores outlive a
+    parent killed with SIGKILL, as "leaked semaphore" warnings). Workers ignore Ctrl-C (this process
+    stops them), and end with this process, or with the thread that entered the pool, even on SIGKILL.
+    """
 
     def __init__(self, task_name: str, source: str | None, device: str = "cpu", workers: int = 1):
         self.task_name, self.source, self.device, self.workers = task_name, source, device, workers
         self.stacked = resolve_device(device).type == "cuda"  # seeds stack there: one job per configuration
         self._queued: list[_Job] = []
         self._order = itertools.count()  # equal rank: first queued, first run
-        self._running: dict[Future, tuple[Callable, float]] = {}  # future -> (then, when it was submitted)
+        self._running: dict[_Worker, tuple[_Job, float]] = {}  # worker -> (its job, when it was sent)
         self.jobs, self.busy, self.started = 0, 0.0, time.perf_counter()  # for `usage`
-        self._executor: ProcessPoolExecutor | None = None
+        self._workers: list[_Worker] | None = None
 
     def __enter__(self) -> "Pool":
-        self._executor = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),  # no forked torch state
-                                             initializer=_init_worker, initargs=(self.task_name, self.source, 1))
+        context = multiprocessing.get_context("spawn")  # no forked torch state
+        self._workers = []
+        ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited: a terminal's Ctrl-C is this process's
+        try:
+            for _ in range(self.workers):
+                ours, theirs = context.Pipe()
+                process = context.Process(target=_serve, args=(theirs, self.task_name, self.source, 1), daemon=True)
+                process.start()
+                theirs.close()  # the worker's copy is its own: the pipe closes when it ends
+                self._workers.append(_Worker(process, ours))
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        finally:
+            signal.signal(signal.SIGINT, ignored)
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._executor.shutdown(cancel_futures=True)
+    def __exit__(self, kind, value, tb) -> None:
+        for worker in self._workers or []:
+            worker.pipe.close()  # an idle worker ends on it
+            if kind is not None:
+                worker.process.terminate()  # a job still running is of no use any more
+        for worker in self._workers or []:
+            worker.process.join()
+        self._workers = None
 
     def train(self, spec: TrialSpec, seeds: list[int], label: str, then: Callable[[list[SeedResult]], None],
               test: bool = False, keep_models: bool = False, cost: float = 0.0, urgent: bool = False,
@@ -109,15 +169,24 @@ class Pool:
     def wait(self, until: Callable[[], bool] = lambda: False) -> None:
         """Run jobs until none is left, or until until() holds after a job's results were handled."""
         while (self._queued or self._running) and not until():
-            while self._queued and len(self._running) < self.workers:
-                job = min(self._queued)
-                self._queued.remove(job)
-                self._running[self._executor.submit(job.fn, *job.args)] = job.then, time.perf_counter()
-            done, _ = wait(self._running, return_when=FIRST_COMPLETED)
-            for future in done:
-                then, submitted = self._running.pop(future)
-                self.jobs, self.busy = self.jobs + 1, self.busy + time.perf_counter() - submitted
-                then(future.result())
+            for worker in self._workers:
+                if self._queued and worker not in self._running:
+                    job = min(self._queued)
+                    self._queued.remove(job)
+                    worker.pipe.send((job.fn, job.args))
+                    self._running[worker] = job, time.perf_counter()
+            ends = {w.pipe: w for w in self._running} | {w.process.sentinel: w for w in self._running}
+            for worker in {ends[ready] for ready in multiprocessing.connection.wait(list(ends))}:
+                job, sent = self._running.pop(worker)
+                try:
+                    reply = worker.pipe.recv()
+                except EOFError:  # it died: killed, out of memory
+                    worker.process.join()
+                    raise RuntimeError(f"a pool worker ended in a job (exit code {worker.process.exitcode})") from None
+                self.jobs, self.busy = self.jobs + 1, self.busy + time.perf_counter() - sent
+                if reply[0] == "error":
+                    raise reply[1] from RuntimeError(f"in a pool worker:\n{reply[2]}")
+                job.then(reply[1])
 
     def usage(self) -> str:
         """How busy the workers were: the jobs' seconds over workers x seconds since the pool was made."""
@@ -126,6 +195,6 @@ class Pool:
                 f"{self.busy / max(self.workers * wall, 1e-9):.0%} of the time")
 
     def _queue(self, fn: Callable, args: tuple, then: Callable, cost: float, urgent: bool) -> None:
-        if self._executor is None:
+        if self._workers is None:
             raise RuntimeError("Pool.train/call outside `with Pool(...)`")
         self._queued.append(_Job((not urgent, -cost, next(self._order)), fn, args, then))

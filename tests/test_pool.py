@@ -2,17 +2,25 @@
 from __future__ import annotations
 
 import operator
+import os
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import HAR_ZIP
+from test_workers import alive, children, wait_for
 from search.evaluate import Evaluations, evaluate_spec
 from search.pool import Pool
 from search.train import TrialSpec, train_seeds
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 LINEAR = TrialSpec(family="linear", epochs=1, batch_size=256, lr=1e-2)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_each_seed_trained_in_a_worker_gives_what_it_gives_in_this_process(har_task):
@@ -60,3 +68,45 @@ def test_evaluations_in_a_shared_pool_train_a_configuration_once(har_task, tmp_p
     alone, _ = evaluate_spec(LINEAR, har_task, [100, 101], "accuracy")
     assert [run["test"]["accuracy"] for run in entry["runs"]] == [run["test"]["accuracy"] for run in alone["runs"]]
     assert entry["ensemble"]["test"]["accuracy"] == alone["ensemble"]["test"]["accuracy"]
+
+
+def test_an_error_in_a_worker_is_raised_here_with_its_traceback(har_task):
+    with pytest.raises(AttributeError, match="no_such_attribute") as error:
+        with Pool("har", str(HAR_ZIP), "cpu", workers=1) as pool:
+            pool.call(operator.attrgetter("no_such_attribute"), then=print)
+            pool.wait()
+    assert "in a pool worker:" in str(error.value.__cause__) and "Traceback" in str(error.value.__cause__)
+    assert pool._workers is None  # closed: its worker has ended
+
+
+LONG = """
+import sys
+from search.pool import Pool
+from search.train import TrialSpec
+with Pool("har", sys.argv[1], "cpu", workers=2) as pool:
+    pool.train(TrialSpec(family="dense", width=16, epochs=1000, batch_size=32), [1, 2], "long", then=print)
+    pool.wait()
+"""
+
+
+@pytest.mark.slow
+def test_workers_end_with_their_parent_killed_and_leave_no_semaphore(tiny_har_dir, tmp_path):
+    parent = subprocess.Popen([sys.executable, "-c", LONG, str(tiny_har_dir)], cwd=ROOT, stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, "DATA_CACHE": str(tmp_path)})
+    lines = queue.Queue()  # stderr is read to its end, as a terminal would: the workers write to it until they end
+    threading.Thread(target=lambda: [lines.put(line) for line in parent.stderr] + [lines.put(None)], daemon=True).start()
+    seen = []
+    try:
+        while sum(line.startswith(("long: seed 1, epoch 1/", "long: seed 2, epoch 1/")) for line in seen) < 2:
+            seen.append(lines.get(timeout=300))
+            assert seen[-1] is not None, "".join(seen[:-1])
+        family = children(parent.pid)  # both workers train; and multiprocessing's resource tracker
+    finally:
+        parent.kill()
+        parent.wait()
+    # Within a second in practice; 3 s here only so that a busy machine does not fail the test.
+    wait_for(lambda: not any(alive(p) for p in family), 3, f"end of the pool's processes {family}")
+    while (line := lines.get(timeout=60)) is not None:
+        seen.append(line)
+    text = "".join(seen)
+    assert "leaked semaphore" not in text and "Traceback" not in text, text

@@ -8,7 +8,7 @@ import warnings
 import optuna
 import torch
 
-from data import LOADERS, DataError
+from data import DataError
 from .. import defaults
 from ..storage import StorageError
 from ..study import StudyError
@@ -19,7 +19,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m search.report",
                                 description="Write a Markdown report (with PNG figures, summary.json and the exported "
                                             "recommended model) of a study, with final test-split evaluations.")
-    p.add_argument("task", choices=sorted(LOADERS))
+    p.add_argument("task", help="a registered task (har, names), or a user's file's study (python -m search.fit PATH)")
     p.add_argument("--storage", default=defaults.STORAGE, help="the study's SQLAlchemy URL (default %(default)s)")
     p.add_argument("--study-name", default=None, help="default: the task name")
     p.add_argument("--data", default=None, help="data folder or archive (default: the source the study recorded)")

@@ -12,6 +12,8 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
+from .. import signals  # noqa: E402
+from ..artifacts import check_dir  # noqa: E402
 from . import run_review  # noqa: E402
 
 
@@ -21,6 +23,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> None:
+    signals.ctrl_c_raises()  # from here on Ctrl-C raises: files being written are cleaned up first
     argv = sys.argv[1:] if argv is None else argv
     parser = OneLineParser(prog="python -m search.review",
                            description="Answer the review questions with small experiments.")
@@ -33,12 +36,16 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be an int >= 1, got {getattr(args, name)}")
     out = Path(args.out)
-    for folder in (out, out / "review"):
-        if folder.exists() and not folder.is_dir():
-            parser.error(f"--out: {folder} exists and is not a folder")
+    try:  # before the experiments: minutes of training must not end on a folder that cannot be written
+        check_dir(str(out / "review"), create=False, option="--out")
+    except ValueError as exc:
+        parser.error(str(exc))
     torch.set_num_threads(args.threads)
     command = shlex.join(["python", "-m", "search.review", *argv])
-    path = run_review(out, args.seeds, args.quick, command, STARTED)
+    try:
+        path = run_review(out, args.seeds, args.quick, command, STARTED)
+    except KeyboardInterrupt:
+        signals.exit_interrupted()
     print(path)
 
 
