@@ -32,7 +32,7 @@ class TaskEntry:
     meant_for: str = ""  # the model card's "Meant for" and "Not meant for"
     not_meant_for: tuple[str, ...] = ()
     example: str = ""  # an input for the predict command's example line
-    notes: dict = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)  # "input", "label": the nouns predict and the card use
 
 
 HAR = TaskEntry(
@@ -62,6 +62,7 @@ HAR = TaskEntry(
         "Activities outside the 6 (transitions, running, falls): every window gets one of the 6.",
         "Medical, safety or insurance decisions about a person; people unlike the 30 volunteers (aged 19-48)."),
     example="'UCI HAR Dataset/test/Inertial Signals'",
+    notes={"input": "window", "label": "activity"},  # what predict's output calls an input and a class
 )
 
 NAMES = TaskEntry(
@@ -93,6 +94,7 @@ NAMES = TaskEntry(
         "Balanced use without reading the per-class figures: the training data is dominated by Russian and "
         "English, and some languages have fewer than 100 distinct training surnames."),
     example="Nakamura \"O'Neill\" Schmidt",
+    notes={"input": "surname", "label": "language"},
 )
 
 REGISTRY = {entry.name: entry for entry in (HAR, NAMES)}
