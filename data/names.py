@@ -30,7 +30,7 @@ from .text import build_alphabet, decode_utf8, encode, normalise
 NAMES_URL = "https://download.pytorch.org/tutorial/data.zip"
 FRACTIONS = (0.7, 0.1, 0.2)
 # Validation-sized parts of train+val: 8 in principle, but rounding leaves small languages fewer, and the
-# rotation is cyclic; on this data folds 0-6 hold disjoint validation surnames (an 8th repeats 18 of fold 0's).
+# rotation is cyclic; on this data folds 0-6 hold disjoint validation surnames (an 8th repeats some of fold 0's).
 FOLDS = 7
 
 

@@ -46,7 +46,7 @@ class Conv1dClassifier(nn.Module):
         channels = [input_size] + [spec.width] * spec.layers
         self.convs = nn.ModuleList(
             nn.Conv1d(c_in, c_out, spec.kernel_size, padding="same") for c_in, c_out in zip(channels, channels[1:]))
-        # Batch norm: HAR validation accuracy 0.936 -> 0.939 (3 seeds, the best conv1d of the first study).
+        # Batch norm is searched (spec.norm): it helped the deeper HAR conv1ds (bench/README.md, "Search space").
         self.norms = nn.ModuleList(nn.BatchNorm1d(c) for c in channels[1:]) if spec.norm else [None] * spec.layers
         self.pool = spec.pool
         self.dropout = nn.Dropout(spec.dropout)

@@ -4,12 +4,10 @@ With `ngrams=N` (text only: the input must be one-hot characters), the logits ar
 those of a linear model over the word's character 1..N-grams, the word framed by a boundary symbol as
 scikit-learn's `char_wb` analyzer frames it. That linear part is what the n-gram logistic regression
 baseline is, learnt jointly with the network: n-grams carry a language's spelling conventions, which
-the recurrent and convolutional models found less reliably (README, "Results"). Each n-gram is hashed
-into one of BUCKETS rows of class weights (no vocabulary to fit or store: the model alone predicts), and
-a word's n-gram logits are the sum of its grams' rows. Their mean, or their sum over sqrt(count) as TF-IDF
-normalises, learnt too slowly in 10 epochs: validation acc_bal_hmean of the n-gram part alone (linear
-family, one seed, tau chosen on validation) 0.674 / 0.683 with the sum at lr 1e-2 / 3e-3, 0.661 / 0.643
-over sqrt(count), 0.602 with the mean at lr 1e-2; the n-gram logistic regression baseline 0.679.
+the recurrent and convolutional models found less reliably. Each n-gram is hashed into one of BUCKETS
+rows of class weights (no vocabulary to fit or store: the model alone predicts), and a word's n-gram
+logits are the sum of its grams' rows: their mean, or their sum over sqrt(count), learnt too slowly
+(bench/README.md, "The n-gram part").
 """
 from __future__ import annotations
 
@@ -17,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# 2^16 rows: the names training split holds about 64,000 distinct 1-5-grams, so some share a row; 2^17
-# rows made a training step of AdamW (dense over every row) 2.5x slower on one core (bench by hand).
+# 2^16 rows: about as many as the names data's distinct 1-5-grams; more rows slow every AdamW step (dense over rows).
 BUCKETS = 2 ** 16
 # Hash arithmetic stays modulo the prime 2^31 - 1, so that no product of two numbers exceeds 2^62: int64
 # never overflows, on any device. The constants are arbitrary odd numbers below the prime.

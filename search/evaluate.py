@@ -1,4 +1,4 @@
-"""Final evaluation: the only code that touches the test split.
+"""Final evaluation of searched configurations on the test split (the baselines' is in search/baselines.py).
 
 The search chooses configurations on validation metrics alone. A report then picks some of them
 (`select`), retrains each on the final seeds (100, 101, ...: never a search seed) with

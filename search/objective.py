@@ -9,13 +9,11 @@ Either way a completed trial's value is the mean over all K seeds.
 
 A warm start (a known-good configuration the study queued first, user attribute `warm_start`) is
 trained in full: its epochs are reported and counted at the pruner's rungs like any trial's, but it is
-never pruned or raced out. It is queued to be measured; a one-epoch dip of its first seed (HAR's third
-warm start, pruned at epoch 12 of 20 on 0.951 -> 0.938) would otherwise discard it.
+never pruned or raced out: it is queued to be measured, and a one-epoch dip of its first seed would
+otherwise discard it.
 
-Racing used to add the further seeds one at a time, checking the running mean against the median
-before each; it now checks once, after seed 1, so that the others can train together. A trial
-whose first seed passes therefore always trains all K seeds (before, it could still be raced out
-after 2..K-1 of them); with the default K=3 that is at most one extra seed run per such trial.
+Racing checks the median once, after seed 1, so that the other seeds can train together: a trial whose
+first seed passes always trains all K seeds.
 
 Pruning is fair across epoch budgets: a trial reports at step = epoch * max_epochs / its epochs,
 so a 20-epoch trial and a 10-epoch trial are compared at the same share of their budget (and

@@ -15,7 +15,7 @@ from data.splits import FOLDS
 from .space import Space
 
 SERIES, TEXT = "series", "text"
-FILE_TIME_LIMIT = 5 * 60  # a user's file: the study stops starting trials after 5 min, so study + report fit in 10
+FILE_TIME_LIMIT = 5 * 60  # a user's file: half of a ten-minute study + report
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,12 @@ class TaskEntry:
 
 HAR = TaskEntry(
     name="har", kind=SERIES, load=har.load_har, folds=har.FOLDS, metric="accuracy", time_limit=40 * 60,
-    # Width 64 at most: a 2-layer bidirectional LSTM of width 117 alone took a quarter of the study's budget.
+    # Width 64 at most: wider models cost several times more per trial for the same validation value.
     space=Space(families=("rnn", "lstm", "gru", "conv1d", "dense", "linear"), max_layers=3, max_width=64,
                 frontends=(0, 32, 64), pools=(1, 2, 4), norms=(False, True), epochs=(10, 20),
                 imbalance=("none", "class_weights", "oversample")),  # HAR's classes are near balanced
     warm_starts=(
-        # The best validation conv1d of earlier studies (bench/README.md, "Warm starts").
+        # Known-good conv1ds from earlier studies' validation values (bench/README.md, "Warm starts").
         dict(family="conv1d", layers=3, width=64, dropout=0.09, kernel_size=3, pool=2, norm=True, clipnorm=1.0,
              lr=1.4e-3, batch_size=32, epochs=10, schedule="constant", weight_decay=2e-3,
              imbalance="class_weights", decision="argmax"),
@@ -67,8 +67,7 @@ HAR = TaskEntry(
 
 NAMES = TaskEntry(
     name="names", kind=TEXT, load=names.load_names, folds=names.FOLDS,
-    # The harmonic mean of accuracy and balanced accuracy: balanced accuracy alone chose models that gave up
-    # most of the accuracy (bench/README.md, "Metric").
+    # acc_bal_hmean: why, see METRIC in search/defaults.py.
     metric="acc_bal_hmean", time_limit=26 * 60,
     space=Space(families=("rnn", "lstm", "gru", "conv1d"), max_layers=2, max_width=96, frontends=(0, 64),
                 ngrams=(0, 3, 5), epochs=(10,),
