@@ -149,9 +149,9 @@ def write_language_folder(folder, languages: dict[str, list[str]]):
 
 
 def test_explicit_path_beats_env_var_beats_cache(tmp_path, isolated_data_env, monkeypatch):
-    # Three different real sources, told apart by what they load.
-    explicit = write_language_folder(tmp_path / "explicit", {"Alpha": ["Ab", "Ac", "Ad"], "Beta": ["Bb", "Bc", "Bd"]})
-    from_env = write_language_folder(tmp_path / "env", {"Gamma": ["Gb", "Gc", "Gd"], "Delta": ["Db", "Dc", "Dd"]})
+    # Three different real sources, told apart by what they load (each language needs a test example).
+    explicit = write_language_folder(tmp_path / "explicit", {"Alpha": [f"A{c}" for c in "bcdefgh"], "Beta": [f"B{c}" for c in "bcdefgh"]})
+    from_env = write_language_folder(tmp_path / "env", {"Gamma": [f"G{c}" for c in "bcdefgh"], "Delta": [f"D{c}" for c in "bcdefgh"]})
     isolated_data_env.mkdir()
     (isolated_data_env / "names_data.zip").write_bytes(NAMES_ZIP.read_bytes())
     # Were a download attempted, it would fail: the order alone must find the data.
