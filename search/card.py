@@ -7,35 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
+from .predictor import plural
 from .train import METRICS
 from .util import shown_path
+from .windowfiles import reads_folders
 
 WEIGHTS = "weights"
 TOP_CONFUSIONS = 5
-MEANT_FOR = {
-    "names": (
-        "Guessing which of the 18 languages of the PyTorch tutorial data a surname written in Latin letters "
-        "comes from, as a ranked list of candidates (the probabilities matter more than the first guess).",
-        ["A person's nationality, ethnicity or origin: the label is the language list a surname appeared in, "
-         "not a fact about anyone who bears it.",
-         "Languages outside the 18 (every input gets one of them), given names, or scripts other than Latin "
-         "(their characters fall into the unknown-character slot).",
-         "Balanced use without reading the per-class figures: the training data is dominated by Russian and "
-         "English, and some languages have fewer than 100 distinct training surnames."]),
-    "har": (
-        "Labelling 2.56 s windows (128 samples at 50 Hz) of waist-worn smartphone accelerometer and gyroscope "
-        "signals with one of 6 activities, recorded and filtered as in UCI HAR (Samsung Galaxy S II; "
-        "accelerations in g, angular velocity in rad/s, body/gravity split by the same Butterworth filter).",
-        ["Other sensor placements, devices, sampling rates or units: the standardisation below assumes UCI HAR's.",
-         "Activities outside the 6 (transitions, running, falls): every window gets one of the 6.",
-         "Medical, safety or insurance decisions about a person; people unlike the 30 volunteers (aged 19-48)."]),
-}
 
 
 def model_card(card: dict, folder: Path) -> str:
     """model.md: what the model is, how to use it, test metrics, known confusions, what it is (not) for."""
     task, spec, names, pre = card["task"], card["spec"], card["class_names"], card["preprocessing"]
     seeds, metrics, source, decision = card["seeds"], card["metrics"] or {}, card["source"] or {}, card["decision"]
+    use, nouns = card.get("intended_use") or {}, card["nouns"]
     setting = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.items() if k != "family")
     where = f"trial #{source['trial']} of study {source.get('study')!r}" if "trial" in source else "a study"
     refit = " on the training and validation rows together (refit)" if source.get("trained_on") == "train+validation" else ""
@@ -44,45 +29,21 @@ def model_card(card: dict, folder: Path) -> str:
     lines = [f"# {task} model: {spec['family']} ensemble of {len(seeds)} seeds", "",
              f"An ensemble of {len(seeds)} `{spec['family']}` networks ({card['params']:,} parameters each), the "
              f"configuration of {where}, retrained on seeds {', '.join(map(str, seeds))} (the final seeds, never "
-             f"the search's){refit}. It predicts one of {len(names)} classes: {', '.join(names)}.", "",
-             f"Configuration: `{setting}`.", "",
+             f"the search's){refit}. It predicts one of {len(names)} {plural(nouns['label'])}: {', '.join(names)}.",
+             "", f"Configuration: `{setting}`.", "",
              f"Probabilities are the mean of the seeds' softmax outputs; the label is "
              f"argmax(log p - tau * log prior) with tau = {decision['tau']:g} and prior = the training class "
              f"frequencies{' (tau 0: the most probable class)' if not decision['tau'] else ''}.", "",
-             "## Use", "", "```bash"]
-    if task == "names":
-        lines += [f"python -m search.predict names --model {folder} Nakamura \"O'Neill\" Schmidt",
-                  f"python -m search.predict names --model {folder} --format csv - < surnames.txt"]
-    else:
-        lines += [f"python -m search.predict har --model {folder} 'UCI HAR Dataset/test/Inertial Signals'",
-                  f"python -m search.predict har --model {folder} windows.npy --format json"]
-    lines += ["```", "", "```python", "from search.export import load_model",
-              f"model = load_model({shown!r})",
-              "model.predict_proba(['Nakamura', 'Schmidt'])  # (N, C) probabilities" if task == "names" else
-              "model.predict_proba(windows)  # windows: (N, 128, 9) raw signals -> (N, C) probabilities",
-              "model.predict(...)  # class names, by the decision rule", "```", "", "## Input", ""]
-    if task == "names":
-        lines += [f"A surname as text. {pre['normalisation']}. Characters left that are not in the training "
-                  f"alphabet (`{pre['alphabet']}`) go to the unknown-character slot, as in training; surnames are "
-                  f"cut at {pre['seq_len']} characters (the longest training surname). Case matters: training "
-                  "surnames are capitalised.", ""]
-    else:
-        lines += [f"Raw windows of {pre['steps']} steps (2.56 s at 50 Hz) x {len(pre['channels'])} channels in this "
-                  f"order: {', '.join(pre['channels'])}, in UCI HAR units, standardised inside with the training "
-                  "split's statistics:", "",
-                  "| channel | mean | std |", "|---|---|---|"]
-        lines += [f"| {c} | {m:.6g} | {s:.6g} |" for c, m, s in zip(pre["channels"], pre["mean"], pre["std"])]
-        lines += ["", "Accepted files: a UCI-layout `Inertial Signals` folder (`<channel>_<split>.txt`, one window "
-                  f"per row), a `.npy`/`.npz` array of shape (N, {pre['steps']}, {len(pre['channels'])}), or a CSV "
-                  f"with {pre['csv_layout']}.", ""]
+             "## Use", "", "```bash", f"python -m search.predict --model {folder} {use.get('example') or 'INPUT'}"]
+    lines += (text_use if pre["kind"] == "text" else series_use)(pre, nouns, folder, shown)
     lines += test_section(metrics, names)
-    lines += ["## Meant for", "", MEANT_FOR[task][0], "", "## Not meant for", ""]
-    lines += [f"- {item}" for item in MEANT_FOR[task][1]] + [""]
+    lines += ["## Meant for", "", use.get("meant_for") or "Not recorded.", "", "## Not meant for", ""]
+    lines += [f"- {item}" for item in use.get("not_meant_for") or ["Not recorded."]] + [""]
     data = card["data"]
     lines += ["## Training data", "", f"`{data.get('source', '?')}`: {data.get('split', '')}.", ""]
     counts = data.get("counts") or {}
     if counts:
-        lines += ["| class | train | val | test |", "|---|---|---|---|"]
+        lines += [f"| {nouns['label']} | train | val | test |", "|---|---|---|---|"]
         lines += [f"| {name} | {counts['train'][i]} | {counts['val'][i]} | {counts['test'][i]} |"
                   for i, name in enumerate(names)]
         lines += [f"| **total** | {sum(counts['train'])} | {sum(counts['val'])} | {sum(counts['test'])} |", ""]
@@ -93,6 +54,41 @@ def model_card(card: dict, folder: Path) -> str:
     if source.get("command"):
         lines += [f"- Produced by: `{source['command']}`"]
     return "\n".join(lines) + "\n"
+
+
+def text_use(pre: dict, nouns: dict, folder: str, shown: str) -> list[str]:
+    noun = nouns["input"]
+    return [f"python -m search.predict --model {folder} --format csv - < {plural(noun)}.txt   # one per line",
+            f"python -m search.predict --model {folder} --text-column COLUMN {plural(noun)}.csv",
+            "```", "", "```python", "from search.export import load_model", f"model = load_model({shown!r})",
+            f"model.predict_proba([...])  # {plural(noun)} (strings) -> (N, C) probabilities",
+            "model.predict(...)  # class names, by the decision rule", "```", "", "## Input", "",
+            f"A {noun} as text. {pre.get('normalisation') or 'NFKD-normalised'}. Characters left that are not in the "
+            f"training alphabet (`{pre['alphabet']}`) go to the unknown-character slot, as in training; a {noun} is "
+            f"cut at {pre['seq_len']} characters (the longest in training). Case matters.", ""]
+
+
+def series_use(pre: dict, nouns: dict, folder: str, shown: str) -> list[str]:
+    noun, channels, steps = nouns["input"], pre["channels"], pre["steps"]
+    shape = f"(N, {steps or 'T'}, {len(channels)})"
+    length = (f"exactly {steps} steps" if steps else
+              f"1 to {pre['seq_len']} steps (shorter ones are zero-padded after their end and masked, as in training; "
+              f"longer ones are cut at {pre['seq_len']})")
+    lines = [f"python -m search.predict --model {folder} {plural(noun)}.npz --format json", "```", "",
+             "```python", "from search.export import load_model", f"model = load_model({shown!r})",
+             f"model.predict_proba(x)  # x: {shape} raw values (NaN after a shorter series' end, or lengths=) "
+             "-> (N, C) probabilities",
+             "model.predict(...)  # class names, by the decision rule", "```", "", "## Input", "",
+             f"Raw {plural(noun)} of {length} x {len(channels)} channel(s) in this order: {', '.join(channels)}, "
+             "standardised inside with the training split's statistics:", "",
+             "| channel | mean | std |", "|---|---|---|"]
+    lines += [f"| {c} | {m:.6g} | {s:.6g} |" for c, m, s in zip(channels, pre["mean"], pre["std"])]
+    lines += ["", f"Accepted files: a `.npy` array or a `.npz` holding `x` (or `x_test`, as `search.fit` reads) of "
+              f"shape {shape}, unequal lengths given by `lengths` (`lengths_test`) or NaN after a series' end; a "
+              "UCR/UEA `.ts` file; a CSV with " + (pre.get("csv_layout") or "one series per row")
+              + (", or a UCI-layout `Inertial Signals` folder (`<channel>_<split>.txt`, one window per row)"
+                 if reads_folders(channels, steps) else "") + ".", ""]
+    return lines
 
 
 def test_section(metrics: dict, names: list[str]) -> list[str]:

@@ -21,16 +21,17 @@ from pathlib import Path
 import optuna
 import torch
 
-from data import LOADERS, DataError, Task
+from data import DataError, Task
 from models import create_model
 from . import defaults, signals
-from .card import MEANT_FOR, model_card, test_section  # noqa: F401  (re-exported)
+from .card import model_card, test_section  # noqa: F401  (re-exported)
 from .evaluate import EvaluationError, evaluate_spec, final_metrics, load_checked, open_study, spec_of  # noqa: F401
 from .modelfolder import WEIGHTS, check_out, load_model, save_model, sha256  # noqa: F401  (re-exported)
 from .modelschema import FORMAT, TAU_LIMIT, ModelError  # noqa: F401  (re-exported)
-from .predictor import (BATCH, InputError, Predictor, check_windows, ensemble_proba,  # noqa: F401
+from .predictor import (BATCH, InputError, Predictor, Series, ensemble_proba,  # noqa: F401
                         log_proba, preprocessing_of, prior_of)
 from .storage import hide_password
+from .tasks import entry_of
 from .train import TrialSpec
 from .util import shown_path, shown_paths
 
@@ -39,10 +40,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m search.export",
                                 description="Retrain one trial's configuration on the final seeds and write a model "
                                             "folder (model.json, model.md, weights/) for search.predict.")
-    p.add_argument("task", choices=sorted(LOADERS))
+    p.add_argument("study", metavar="STUDY",
+                   help="the study: a registered task's (har, names) or a user's file's (search.fit names it after the "
+                        "file, e.g. GunPoint); with --study-name, the task of that study")
     p.add_argument("--trial", type=int, required=True, help="the trial number in the study")
     p.add_argument("--storage", default=defaults.STORAGE, help="the study's SQLAlchemy URL (default %(default)s)")
-    p.add_argument("--study-name", default=None, help="default: the task name")
+    p.add_argument("--study-name", default=None, help="default: STUDY")
     p.add_argument("--data", default=None, help="data folder or archive (default: the source the study recorded)")
     p.add_argument("--seeds", type=int, default=defaults.FINAL_SEEDS,
                    help=f"final seeds {defaults.FINAL_SEED_BASE}, {defaults.FINAL_SEED_BASE + 1}, ... (default %(default)s)")
@@ -85,13 +88,14 @@ def export(args: argparse.Namespace, write=lambda line: print(line, file=sys.std
         raise EvaluationError(f"--tau must be a finite number from -{TAU_LIMIT:g} to {TAU_LIMIT:g}, got {args.tau}")
     if args.data is not None and not Path(args.data).exists():
         raise EvaluationError(f"--data {args.data!r}: no such file or folder")
-    study_name = args.study_name or args.task
+    study_name = args.study_name or args.study
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._") or "study"
     out = check_out(Path(args.out) if args.out else Path("reports") / safe / f"model-trial-{args.trial}")
     study = open_study(args.storage, study_name)
     attrs = study.user_attrs
-    if attrs.get("task", args.task) != args.task:
-        raise EvaluationError(f"study {study_name!r} is a {attrs['task']} study, not {args.task}")
+    task_name = attrs.get("task", args.study)  # a study records its task; an older one is named after it
+    if args.study_name and task_name != args.study:
+        raise EvaluationError(f"study {study_name!r} is a {task_name} study, not {args.study}")
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if args.trial not in trials:
         span = f"0-{max(trials)}" if trials else "none"
@@ -102,7 +106,7 @@ def export(args: argparse.Namespace, write=lambda line: print(line, file=sys.std
         raise EvaluationError(f"--trial {args.trial} is {trial.state.name} (only COMPLETE or PRUNED trials have a "
                           "configuration that trained)")
     spec = spec_of(trial)
-    task, _ = load_checked(args.task, args.data, attrs)
+    task, _ = load_checked(task_name, args.data, attrs)
     seeds = defaults.final_seeds(args.seeds)
     torch.set_num_threads(args.threads)
     write(f"training trial #{trial.number} ({spec.family}) on seeds {seeds[0]}-{seeds[-1]}, {spec.epochs} epochs")
@@ -111,7 +115,7 @@ def export(args: argparse.Namespace, write=lambda line: print(line, file=sys.std
         write(f"  epoch {epoch}/{spec.epochs}")
         return False  # never stop early
 
-    metric = attrs.get("metric") or defaults.METRIC[args.task]
+    metric = attrs.get("metric") or entry_of(task).metric
     if args.refit:
         entry, states = evaluate_refit(spec, task, seeds, metric, args.device, tau=args.tau, on_epoch=on_epoch,
                                        keep_models=True, write=write)
@@ -128,7 +132,7 @@ def export(args: argparse.Namespace, write=lambda line: print(line, file=sys.std
         models[-1].load_state_dict(state)
         models[-1].eval()
     storage = shown_paths(hide_password(args.storage))  # no password, no machine path: runs again from here
-    command = ["python -m search.export", args.task, "--trial", str(trial.number), "--storage", storage,
+    command = ["python -m search.export", args.study, "--trial", str(trial.number), "--storage", storage,
                "--study-name", study_name, "--seeds", str(args.seeds), "--out", shown_path(str(out))] \
         + (["--data", shown_path(args.data)] if args.data else []) + (["--tau", repr(args.tau)] if args.tau is not None else []) \
         + (["--refit"] if args.refit else [])
@@ -164,8 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{folder}: {card['spec']['family']} ensemble of {len(card['seeds'])} seeds; test accuracy "
           f"{mean['accuracy']:.3f} (ensemble {ensemble['accuracy']:.3f}), balanced accuracy "
           f"{mean['balanced_accuracy']:.3f} (ensemble {ensemble['balanced_accuracy']:.3f})")
-    example = "Nakamura \"O'Neill\" Schmidt" if args.task == "names" else "'UCI HAR Dataset/test/Inertial Signals'"
-    print(f"predict: python -m search.predict {args.task} --model {shlex.quote(str(folder))} {example}")
+    example = (card.get("intended_use") or {}).get("example") or "INPUT"
+    print(f"predict: python -m search.predict --model {shlex.quote(str(folder))} {example}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Model folders on disk: write one atomically, refuse to overwrite anything else, load and check one.
 
-A model folder (format 1):
+A model folder (format 2; format 1 folders without an n-gram part are read too):
     model.json          format, task, class names, spec, seeds, decision rule and training prior,
-                        preprocessing, test metrics, data description, where it came from, and the
-                        sha256 of every weight file
+                        preprocessing (its kind, series or text, decides how inputs are read), what an
+                        input and a class are called, test metrics, data description, intended use,
+                        where it came from, and the sha256 of every weight file
     model.md            the model card (search/card.py)
     weights/seed-N.pt   one `torch.save`d state_dict per seed (kept apart: large weights stay out of git)
 
@@ -29,7 +30,8 @@ from data import Task
 from models import create_model, module_param_count
 from .card import model_card
 from .modelschema import FORMAT, ModelError, validate_card
-from .predictor import Predictor, preprocessing_of, prior_of
+from .predictor import Predictor, nouns_of, preprocessing_of, prior_of
+from .tasks import TEXT, entry_of, is_file_task
 from .train import TrialSpec
 from .util import json_safe
 
@@ -97,9 +99,27 @@ def foreign_entries(folder: Path) -> list[str]:
 def data_description(task: Task) -> dict:
     info = {k: v for k, v in task.info.items() if k not in ("standardisation", "cache", "load_seconds",
                                                              "first_load_seconds", "alphabet")}
-    if "source" in info:  # the file or folder name only: no machine path in a committed model folder
-        info["source"] = Path(str(info["source"])).name
+    for key in ("source", "test_source"):  # the file or folder name only: no machine path in a committed folder
+        if info.get(key):
+            info[key] = Path(str(info[key])).name
+    if isinstance(info.get("file"), dict):  # a user's file: the options it was read with, paths as names
+        info["file"] = {k: Path(v).name if k in ("path", "test") else v for k, v in info["file"].items()}
     return {"task": task.name, **info, "counts": task.counts()}
+
+
+def intended_use(task: Task) -> dict:
+    """The card's "Meant for", "Not meant for" and example input, from the task's entry; for a user's file,
+    its entry's generic text and an example naming the file."""
+    entry = entry_of(task)
+    example, meant_for = entry.example, entry.meant_for
+    if is_file_task(task):
+        source = str(task.info["source"])
+        meant_for = meant_for.replace(source, Path(source).name)  # no machine path in a committed folder
+        if entry.kind == TEXT:
+            example = f"--text-column {task.info['columns']['text']} {Path(task.info['source']).name}"
+        else:
+            example = Path(str(task.info.get("test_source") or task.info["source"])).name
+    return {"meant_for": meant_for, "not_meant_for": list(entry.not_meant_for), "example": example}
 
 
 def sha256(path: Path) -> str:
@@ -143,6 +163,8 @@ def save_model(folder, spec: TrialSpec, task: Task, models: list[torch.nn.Module
         "decision": {**decision, "tau": float(tau), **prior_of(task),
                      "formula": "argmax(log p - tau * log prior); p = mean of the seeds' softmax probabilities"},
         "preprocessing": preprocessing_of(task),
+        "nouns": nouns_of(entry_of(task).kind, entry_of(task).notes),
+        "intended_use": intended_use(task),
         "metrics": json_safe(metrics),
         "data": data_description(task),
         "source": json_safe(source),
@@ -184,7 +206,7 @@ def load_model(folder, device: str | torch.device = "cpu") -> Predictor:
     (one line naming the file and the field)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ModelError(f"{folder}: no model folder there (make one with: python -m search.export TASK --trial N)")
+        raise ModelError(f"{folder}: no model folder there (make one with: python -m search.export STUDY --trial N)")
     path = folder / CARD
     if not path.is_file():
         raise ModelError(f"{path}: missing (not a model folder written by search.export)")
@@ -210,7 +232,7 @@ def load_model(folder, device: str | torch.device = "cpu") -> Predictor:
         model.load_state_dict(state)
         models.append(model.to(device).eval())
     return Predictor(card.task, list(card.class_names), spec, card.decision.model_dump(), pre.model_dump(), models,
-                     raw)
+                     raw, card.nouns.model_dump() if card.nouns else None)
 
 
 def read_weights(folder: Path, entry, raw: dict, spec: TrialSpec, input_size: int, classes: int,
@@ -258,4 +280,4 @@ def how_to_produce(card) -> str:
     command = source.get("command") if isinstance(source, dict) else None
     if isinstance(command, str) and command.startswith("python -m search.") and "\n" not in command:
         return f" with: {command[:300]}"
-    return " with: python -m search.export TASK --trial N"
+    return " with: python -m search.export STUDY --trial N"

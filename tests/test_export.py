@@ -121,7 +121,7 @@ def test_har_model_reloaded_gives_the_in_memory_probabilities(har_task, har_smal
 
 def test_model_folder_holds_what_prediction_needs_and_a_card(names_small, names_folder):
     card = json.loads((names_folder / "model.json").read_text())
-    assert card["format"] == 1 and card["task"] == "names" and card["seeds"] == SEEDS
+    assert card["format"] == 2 and card["task"] == "names" and card["seeds"] == SEEDS
     assert card["class_names"] == names_small.class_names and card["spec"]["family"] == "gru"
     pre = card["preprocessing"]
     assert pre["alphabet"] == names_small.info["alphabet"] and pre["seq_len"] == names_small.seq_len == 19
@@ -199,7 +199,7 @@ def damage(folder: Path, kind: str) -> None:
     if kind == "missing folder":
         shutil.rmtree(folder)
     elif kind == "other format":
-        card["format"] = 2
+        card["format"] = 3
         card_path.write_text(json.dumps(card))
     elif kind == "corrupt json":
         card_path.write_text(card_path.read_text()[:100])
@@ -222,8 +222,8 @@ def damage(folder: Path, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind, message", [
-    ("missing folder", "no model folder there (make one with: python -m search.export TASK --trial N)"),
-    ("other format", "model format 2, but this version reads format 1; export the model again with: "
+    ("missing folder", "no model folder there (make one with: python -m search.export STUDY --trial N)"),
+    ("other format", "model format 3, but this version reads format 2 (or 1); export the model again with: "
                      "python -m search.export names --trial 3"),
     ("corrupt json", "model.json: corrupt (Expecting value: line 9"),
     ("missing weights", "seed-101.pt: missing (weights over 2 MiB are not committed); produce them with: "

@@ -94,7 +94,7 @@ MALFORMED = [
     ("har", "a log prior per class missing", lambda c: c["decision"]["log_prior"].pop(),
      "field decision.log_prior: must hold one number per class (6), got 5"),
     ("har", "format as a string", lambda c: c.update(format="1"),
-     "field format: must be the integer 1 (the model format), got '1' (str)"),
+     "field format: must be the integer 2 (the model format), got '1' (str)"),
     ("names", "an unknown family", lambda c: c["spec"].update(family="transformer"),
      "field spec: family must be one of"),
     ("names", "width 0", lambda c: c["spec"].update(width=0), "field spec: width must be an int >= 1, got 0"),
@@ -137,10 +137,26 @@ def test_missing_weights_say_why_only_when_it_is_true(small_names_model, tmp_pat
     small = copy_of(small_names_model[0], tmp_path / "small")
     (small / "weights" / "seed-101.pt").unlink()
     message = refused(small)
-    assert message.endswith("seed-101.pt: missing; produce them with: python -m search.export TASK --trial N")
-    # The report's names model: 4.8 MB a seed, left out of git, which the message says.
-    assert "seed-100.pt: missing (weights over 2 MiB are not committed); produce them with: python -m search.report " \
-           "names" in refused(NAMES_MODEL)
+    assert message.endswith("seed-101.pt: missing; produce them with: python -m search.export STUDY --trial N")
+    # Weights of 4.8 MB a seed (the report's names model) are left out of git, which the message says.
+    edit(small, lambda c: (c["weights"][1].update(bytes=4_800_000),
+                           c["source"].update(command="python -m search.report names --out reports")))
+    assert message.replace("seed-101.pt: missing;", "seed-101.pt: missing (weights over 2 MiB are not committed);") \
+        .replace("search.export STUDY --trial N", "search.report names --out reports") == refused(small)
+
+
+def test_a_format_1_folder_loads_unless_it_has_an_n_gram_part(tmp_path):
+    """Format 1 hashed n-grams as models/ngrams.py no longer does: such a folder would predict wrongly."""
+    legacy = copy_of(HAR_MODEL, tmp_path)
+    edit(legacy, lambda c: (c.update(format=1), c["preprocessing"].pop("kind", None),
+                            c["preprocessing"].pop("padding", None)))
+    assert load_model(legacy).kind == "series"  # format 1 recorded no kind: its task's entry gives it
+    edit(legacy, lambda c: c["spec"].update(ngrams=3))
+    message = refused(legacy)
+    assert "model.json: model format 1 with an n-gram part (spec.ngrams 3), whose n-grams were hashed as this " \
+           "version no longer does: it would predict wrongly; export the model again with: python -m search." in message
+    edit(legacy, lambda c: c.update(task="GunPoint"))
+    assert "field task: a format-1 folder's task must be one of ['har', 'names'], got 'GunPoint'" in refused(legacy)
 
 
 def test_saving_refuses_a_folder_it_did_not_write_and_leaves_it_untouched(small_names_model, tmp_path):

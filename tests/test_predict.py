@@ -20,7 +20,7 @@ import pytest
 from data import Split, Task
 from data.har import CHANNELS, read_signals
 from search.export import final_metrics, load_model, save_model
-from search.predict import main, parser, run
+from search.predict import main, parse, run
 from search.predictor import InputError
 from search.train import TrialSpec, train_seeds
 
@@ -65,7 +65,7 @@ def predict(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
 
 def in_process(*args: str, stdin: str = "") -> str:
     """The library behind the command: the text it prints."""
-    return run(parser().parse_args(list(args)), stdin=io.StringIO(stdin), warn=lambda line: None)
+    return run(parse(list(args)), stdin=io.StringIO(stdin), warn=lambda line: None)
 
 
 @pytest.fixture
@@ -252,16 +252,17 @@ def test_other_bad_paths_are_refused_in_one_line(har_model, windows, tmp_path, c
     np.savez(tmp_path / "two.npz", a=windows, b=windows)
     (tmp_path / "w.txt").write_text("1 2 3\n")
     for path, message in ((tmp_path / "none.npy", "none.npy: no such file or folder"),
-                          (tmp_path / "two.npz", "two.npz: holds arrays ['a', 'b']; expected one array, or one named 'x'"),
-                          (tmp_path / "w.txt", "w.txt: expected an 'Inertial Signals' folder, a .npy, .npz or .csv file")):
+                          (tmp_path / "two.npz", "two.npz: holds arrays ['a', 'b']; expected one array, or one named 'x' or 'x_test'"),
+                          (tmp_path / "w.txt", "w.txt: expected a .npy, .npz, .ts or .csv file, or a UCI HAR "
+                                               "'Inertial Signals' folder")):
         assert_refused(command("har", "--model", str(har_model), str(path)), message)
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("missing", "no model folder there (make one with: python -m search.export TASK --trial N)"),
+    ("missing", "no model folder there (make one with: python -m search.export STUDY --trial N)"),
     ("corrupt json", "model.json: corrupt (Expecting"),
-    ("other format", "model format 99, but this version reads format 1"),
-    ("missing weights", "seed-100.pt: missing; produce them with: python -m search.export TASK --trial N"),
+    ("other format", "model format 99, but this version reads format 2 (or 1)"),
+    ("missing weights", "seed-100.pt: missing; produce them with: python -m search.export STUDY --trial N"),
 ])
 def test_a_missing_corrupt_or_other_format_model_folder_is_refused(names_model, tmp_path, command, damage, message):
     folder = tmp_path / "model"
