@@ -5,7 +5,7 @@
 Each configuration trains on the names training split (seeds 0, 1, ...: search seeds, as a study's would be;
 the test split is never touched) and is scored on the validation split at tau 0 and at the post-hoc
 logit-adjustment tau with the best acc_bal_hmean there (search.decision.TAUS), mean over seeds. The
-configurations are the ones README.md and search/space.py quote: a one-layer conv1d, the names warm-start
+configurations are the ones bench/README.md quotes ("The n-gram part"): a one-layer conv1d, the names warm-start
 GRU and the linear family (the n-gram part almost alone), each plain and with 1-3- or 1-5-grams.
 """
 from __future__ import annotations

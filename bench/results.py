@@ -5,7 +5,7 @@
 For each task: the recommended model (as deployed: refitted on train + validation unless the report
 ran with --no-refit, and beside it trained on the training split only), the best configuration of each
 other family and the scikit-learn baselines (each also refitted) (test metrics: mean +/- std over the final seeds, and the seed ensemble), whether
-the recommendation beats the best baseline, how far it is from issue 10's target, and its winner's curse.
+the recommendation beats the best baseline, how far it is from the task's target, and its winner's curse.
 Every number is read from `reports/<task>/summary.json`, written by `python -m search.report TASK`.
 """
 from __future__ import annotations
