@@ -81,8 +81,9 @@ class Objective:
         self.should_stop = should_stop  # asked between batches (Ctrl-C, SIGTERM)
 
     def __call__(self, trial: optuna.Trial) -> float:
-        self.space(self.suggest(trial))
-        spec = TrialSpec(**trial.params)
+        suggest = self.suggest(trial)
+        self.space(suggest)
+        spec = TrialSpec(**suggest.values)
         started = time.perf_counter()
         results, ended = (self._racing if self.strategy == "racing" else self._lockstep)(trial, spec)
         summary = self.record(trial, spec, results, ended, time.perf_counter() - started)

@@ -5,7 +5,7 @@ TrialSpec's defaults (e.g. `kernel_size` for a recurrent model).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 
 import optuna
 
@@ -20,6 +20,8 @@ class Suggest:
 
     def __init__(self, trial: optuna.Trial, fixed: dict | None = None, grid: dict | None = None):
         self.trial, self.fixed, self.grid = trial, fixed or {}, grid or {}
+        self.values: dict = {}  # TrialSpec's fields as suggested: TrialSpec(**values) is the trial's spec
+        self.names: dict[str, str] = {}  # field -> Optuna parameter name, where they differ (Space.overrides)
 
     def _pinned(self, name: str):
         if name in self.fixed:
@@ -30,22 +32,28 @@ class Suggest:
 
     def _categorical(self, name: str, choices: list):
         try:
-            return self.trial.suggest_categorical(name, choices)
+            return self.trial.suggest_categorical(self.names.get(name, name), choices)
         except ValueError:  # Optuna: a study's categorical choices cannot change between runs
             raise ValueError(f"parameter {name!r}: choices {choices} differ from those this study was started "
                              "with; continue it with the same fixed/grid values or use another --study-name") from None
 
+    def _keep(self, name: str, value):
+        self.values[name] = value
+        return value
+
     def categorical(self, name: str, choices: list):
         pinned = self._pinned(name)
-        return pinned if pinned is not None else self._categorical(name, choices)
+        return self._keep(name, pinned if pinned is not None else self._categorical(name, choices))
 
     def int(self, name: str, low: int, high: int, log: bool = False) -> int:
         pinned = self._pinned(name)
-        return pinned if pinned is not None else self.trial.suggest_int(name, low, high, log=log)
+        return self._keep(name, pinned if pinned is not None else
+                          self.trial.suggest_int(self.names.get(name, name), low, high, log=log))
 
     def float(self, name: str, low: float, high: float, log: bool = False) -> float:
         pinned = self._pinned(name)
-        return pinned if pinned is not None else self.trial.suggest_float(name, low, high, log=log)
+        return self._keep(name, pinned if pinned is not None else
+                          self.trial.suggest_float(self.names.get(name, name), low, high, log=log))
 
 
 @dataclass(frozen=True)
@@ -67,9 +75,25 @@ class Space:
     batch_sizes: tuple[int, ...] = (32, 64, 128, 256)
     imbalance: tuple[str, ...] = ("none", "class_weights", "oversample")
     decisions: tuple[str, ...] = ("argmax",)
+    # Per family, the fields above it sets otherwise: a random-kernel head learns in a few epochs but wide.
+    overrides: dict[str, dict] = field(default_factory=dict)
 
     def __call__(self, s: Suggest) -> None:
         family = s.categorical("family", list(self.families))
+        s.names = self.param_names(family)
+        replace(self, overrides={}, **self.overrides.get(family, {}))._rest(s, family)
+
+    def param_names(self, family: str) -> dict[str, str]:
+        """Optuna's names of the fields a family overrides ("epochs:minirocket"): a study's parameter keeps
+        one distribution, so an overridden one gets a name of its own."""
+        return {OVERRIDDEN[key]: f"{OVERRIDDEN[key]}:{family}" for key in self.overrides.get(family, {})}
+
+    def as_params(self, values: dict) -> dict:
+        """TrialSpec field values (a warm start) under the Optuna names this space suggests them by."""
+        names = self.param_names(values.get("family", ""))
+        return {names.get(key, key): value for key, value in values.items()}
+
+    def _rest(self, s: Suggest, family: str) -> None:
         if family != "linear":  # linear has no hidden layers
             s.int("layers", 1, self.max_layers)
             s.int("width", 16, self.max_width, log=True)
@@ -95,6 +119,10 @@ class Space:
 
 
 FIELDS = {f.name: f for f in fields(TrialSpec)}
+# Space fields an override may set -> the TrialSpec field they bound.
+OVERRIDDEN = {"max_layers": "layers", "max_width": "width", "frontends": "frontend", "pools": "pool", "norms": "norm",
+              "ngrams": "ngrams", "epochs": "epochs", "batch_sizes": "batch_size", "imbalance": "imbalance",
+              "decisions": "decision"}
 
 
 def max_epochs(space: Space, fixed: dict, grid: dict) -> int:
@@ -103,7 +131,9 @@ def max_epochs(space: Space, fixed: dict, grid: dict) -> int:
         return fixed["epochs"]
     if "epochs" in grid:
         return max(grid["epochs"])
-    return TrialSpec.epochs if grid else max(space.epochs)  # a grid keeps TrialSpec's default
+    if grid:
+        return TrialSpec.epochs  # a grid keeps TrialSpec's default
+    return max(max(o.get("epochs", space.epochs)) for o in [{}, *space.overrides.values()])
 
 
 def parse_value(name: str, text: str):

@@ -35,13 +35,21 @@ class TaskEntry:
     notes: dict = field(default_factory=dict)  # "input", "label": the nouns predict and the card use
 
 
+# A random-kernel family's features cost a whole transform per epoch and its linear head learns in a few:
+# few epochs, and up to MiniRocket's 10,000 features (width 119).
+RANDOM_KERNELS = {"epochs": (1, 2, 3), "max_width": 119}
+
 HAR = TaskEntry(
     name="har", kind=SERIES, load=har.load_har, folds=har.FOLDS, metric="accuracy", time_limit=40 * 60,
     # Width 64 at most: wider models cost several times more per trial for the same validation value.
-    space=Space(families=("rnn", "lstm", "gru", "conv1d", "dense", "linear"), max_layers=3, max_width=64,
-                frontends=(0, 32, 64), pools=(1, 2, 4), norms=(False, True), epochs=(10, 20),
-                imbalance=("none", "class_weights", "oversample")),  # HAR's classes are near balanced
+    space=Space(families=("rnn", "lstm", "gru", "conv1d", "minirocket", "dense", "linear"), max_layers=3,
+                max_width=64, frontends=(0, 32, 64), pools=(1, 2, 4), norms=(False, True), epochs=(10, 20),
+                imbalance=("none", "class_weights", "oversample"),  # HAR's classes are near balanced
+                overrides={"minirocket": RANDOM_KERNELS}),
     warm_starts=(
+        # MiniRocket's corner: its 10,000 features (width 119) with a trained linear head.
+        dict(family="minirocket", layers=1, width=119, dropout=0.0, clipnorm=0.0, lr=1e-3, batch_size=64, epochs=2,
+             schedule="constant", weight_decay=1e-2, imbalance="none", decision="argmax"),
         # Known-good conv1ds from earlier studies' validation values (bench/README.md, "Warm starts").
         dict(family="conv1d", layers=3, width=64, dropout=0.09, kernel_size=3, pool=2, norm=True, clipnorm=1.0,
              lr=1.4e-3, batch_size=32, epochs=10, schedule="constant", weight_decay=2e-3,
@@ -138,11 +146,15 @@ def for_data(task: Task) -> TaskEntry:
     else:
         # Recurrences step through every time step: over long series only behind a pooling conv front-end.
         long = task.seq_len > 100
-        space = Space(families=("conv1d", "gru", "dense", "linear"), max_layers=3, max_width=64,
+        epochs = epochs_for(n)
+        # Over large sets the transform dominates a random-kernel epoch: a tenth of the epochs there.
+        quick = tuple(max(1, e // 10) for e in epochs) if n > 1000 else epochs
+        space = Space(families=("conv1d", "minirocket", "gru", "dense", "linear"), max_layers=3, max_width=64,
                       frontends=(32, 64) if long else (0, 32), pools=(2, 4) if long else (1, 2),
-                      norms=(False, True), epochs=epochs_for(n), batch_sizes=batch_sizes_for(n),
+                      norms=(False, True), epochs=epochs, batch_sizes=batch_sizes_for(n),
                       imbalance=("none", "class_weights", "oversample"),
-                      decisions=("argmax", "logit_adjust") if imbalanced else ("argmax",))
+                      decisions=("argmax", "logit_adjust") if imbalanced else ("argmax",),
+                      overrides={"minirocket": {**RANDOM_KERNELS, "epochs": quick}})
     unit = "strings" if kind == TEXT else "series"
     return TaskEntry(
         name=task.name, kind=kind, load=load_file, folds=FOLDS, metric="acc_bal_hmean" if imbalanced else "accuracy",
