@@ -122,7 +122,7 @@ def entry_of(task: Task) -> TaskEntry:
 def epochs_for(series: int) -> tuple[int, int]:
     """Two epoch budgets giving about 6,000 examples seen at the longer one, between 20 and 200 epochs:
     a 40-series set trains for hundreds of short epochs, a 7,000-window set for 10 or 20."""
-    longest = min(200, max(20, round(6_000 / max(series, 1), -1)))
+    longest = min(200, max(20, int(round(6_000 / max(series, 1), -1))))
     return longest // 2, longest
 
 

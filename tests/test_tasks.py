@@ -1,0 +1,39 @@
+"""search/tasks.py: the registry's entries, and the entry a user's file gets, sized to its data."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import aeon.datasets
+import pytest
+
+from data import load_file
+from search.space import Suggest, max_epochs
+from search.tasks import HAR, NAMES, REGISTRY, entry_of, epochs_for, for_data
+from search.train import TrialSpec
+
+AEON = Path(aeon.datasets.__file__).parent / "data"
+
+
+@pytest.mark.parametrize("series, expected", [(10, (100, 200)), (40, (75, 150)), (300, (10, 20)), (7_000, (10, 20))])
+def test_epoch_budgets_follow_the_number_of_series_as_ints(series, expected):
+    assert epochs_for(series) == expected and all(type(e) is int for e in epochs_for(series))
+
+
+@pytest.mark.parametrize("problem", ["GunPoint", "JapaneseVowels"])
+def test_a_users_file_gets_an_entry_whose_space_every_family_can_train(problem):
+    import optuna
+    task = load_file(AEON / problem / f"{problem}_TRAIN.ts")
+    entry = entry_of(task)
+    assert entry.name == problem and entry.warm_starts == () and entry.time_limit > 0
+    assert max_epochs(entry.space, {}, {}) == max(epochs_for(len(task.train)))
+    for family in entry.space.families:  # each family's sample is a valid spec of the task's epochs
+        suggest = Suggest(optuna.create_study().ask(), fixed={"family": family})
+        entry.space(suggest)
+        spec = TrialSpec(**suggest.values)
+        assert type(spec.epochs) is int and 1 <= spec.epochs <= max_epochs(entry.space, {}, {})
+
+
+def test_registered_tasks_are_their_entries_and_a_file_gets_one_sized_to_it():
+    assert REGISTRY == {"har": HAR, "names": NAMES}
+    task = load_file(AEON / "GunPoint" / "GunPoint_TRAIN.ts")
+    assert for_data(task).name == "GunPoint" and entry_of(task).space.overrides["minirocket"]["max_width"] == 119
