@@ -40,7 +40,8 @@ from threadpoolctl import threadpool_limits
 from data import LOADERS, DataError, Split, Task, load_task
 from .defaults import METRIC, THREADS
 from .objective import METRICS
-from .study import StudyError, check_data
+from .checks import check_data
+from .studyconfig import StudyError
 from .tasks import SERIES, TEXT, entry_of
 from .train import scores
 

@@ -13,8 +13,9 @@ from . import defaults, signals
 from .objective import STRATEGIES
 from .space import FIELDS, parse_value
 from .storage import StorageError, can_share, check_reachable, hide_password
-from .study import (PRUNERS, StudyConfig, StudyError, count_finished, prepare_study, quiet_optuna, raise_interrupt,
-                    run_study, summary, trials_to_run)
+from .stopping import raise_interrupt
+from .study import count_finished, prepare_study, quiet_optuna, run_study, summary, trials_to_run
+from .studyconfig import PRUNERS, StudyConfig, StudyError
 from .tasks import REGISTRY, entry_of, load
 from .train import METRICS
 from .workers import default_workers, exit_now, run_workers

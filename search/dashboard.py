@@ -15,7 +15,8 @@ from optuna_dashboard import run_server
 from . import defaults
 from .artifacts import AtomicFileStore, check_dir
 from .storage import StorageError, artifact_dir, hide_password, is_memory, open_storage
-from .study import StudyError, quiet_optuna
+from .study import quiet_optuna
+from .studyconfig import StudyError
 
 
 def parser() -> argparse.ArgumentParser:

@@ -22,7 +22,10 @@ import torch
 
 from .tasks import load
 from .storage import can_share  # noqa: F401  (re-exported: the CLI asks it before starting workers)
-from .study import StopFlag, StudyConfig, fail_dead_trials, create_study, quiet_optuna, run_study
+from .processes import fail_dead_trials
+from .stopping import StopFlag
+from .study import create_study, quiet_optuna, run_study
+from .studyconfig import StudyConfig
 
 
 def default_workers() -> int:

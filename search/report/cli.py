@@ -11,7 +11,7 @@ import torch
 from data import DataError
 from .. import defaults
 from ..storage import StorageError
-from ..study import StudyError
+from ..studyconfig import StudyError
 from .build import ReportConfig, ReportError, build
 
 
