@@ -192,6 +192,8 @@ def csv_batches(path: Path, layout: Layout, batch: int) -> Iterator[Series]:
                 table = chunk.to_numpy()
                 yield rows_of(table, line, path, layout, width)
                 line += len(table)
+    except InputError:
+        raise
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError):
         first_bad_line(path, line, layout, width)
         raise InputError(f"{path}: not a CSV of {width} numbers per line") from None
@@ -234,7 +236,8 @@ def first_bad_line(path: Path, skip: int, layout: Layout, width: int) -> None:
                                  f"({channels} channels x {layout.steps} steps), got {len(fields)}")
             if len(fields) > width:
                 raise InputError(f"{path}: line {number}: {len(fields)} values, more than the {width} of "
-                                 f"{channels} channels x {layout.seq_len} steps (this model's longest series)")
+                                 f"{channels} channels x {layout.seq_len} steps (this model's longest series; a longer series in a "
+                                 ".npz or .ts file is cut there, as in training)")
             for column, value in enumerate(fields, start=1):
                 try:
                     float(value)

@@ -278,7 +278,7 @@ def test_export_command_retrains_a_trial_of_a_sqlite_study(names_task, tmp_path)
 
     result = export("--trial", "0", "--data", str(NAMES_DIR), "--seeds", "2", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert f"predict: python -m search.predict names --model {out}" in result.stdout
+    assert f"predict: python -m search.predict --model {out} Nakamura" in result.stdout
     card = json.loads((out / "model.json").read_text())
     assert card["seeds"] == [100, 101]  # the final seeds, never the search's seed 0
     assert TrialSpec(**card["spec"]) == spec_of(trial)

@@ -24,6 +24,7 @@ from data.text import encode, normalise
 from search.modelfolder import load_model, save_model
 from search.modelschema import ModelError
 from search.predict import main, parse, run
+from search.predictor import InputError
 from search.train import TrialSpec, train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,6 +175,15 @@ def test_unequal_lengths_from_ts_npz_nan_or_lengths_predict_as_trained_and_paddi
     for path in (ts_file("JapaneseVowels", "TEST"), tmp_path / "nan.npz", tmp_path / "lengths.npz"):
         _, found = json_proba("--model", str(folder), "--batch-size", "50", str(path))
         np.testing.assert_allclose(found, expected, rtol=0, atol=1e-6, err_msg=str(path))
+    # A CSV row holds C x T_i values, channel-major; a row longer than the longest training series is refused.
+    kept = [i for i, s in enumerate(series) if len(s) <= vowels.seq_len][:60]
+    rows = [",".join(map(repr, series[i].T.ravel().tolist())) for i in kept]
+    (tmp_path / "x.csv").write_text("".join(row + "\n" for row in rows))
+    _, found = json_proba("--model", str(folder), "--batch-size", "16", str(tmp_path / "x.csv"))
+    np.testing.assert_allclose(found, expected[kept], rtol=0, atol=1e-6)
+    (tmp_path / "bad.csv").write_text(rows[0] + "\n" + rows[1] + ",1.5\n")
+    with pytest.raises(InputError, match=r"bad.csv: line 2: \d+ values, not a multiple of the 12 channels"):
+        json_proba("--model", str(folder), str(tmp_path / "bad.csv"))
     predictor = load_model(folder)
     np.testing.assert_allclose(predictor.predict_proba(series), expected, rtol=0, atol=1e-6)
     np.testing.assert_allclose(predictor.predict_proba(noisy, lengths=lengths), expected, rtol=0, atol=1e-6)
