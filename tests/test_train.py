@@ -302,8 +302,8 @@ def frozen_pre_norm_biases(monkeypatch):
     noise reaches every weight. Freezing it removes the noise from both paths alike; every other part
     of batch norm (per-seed running statistics, batch statistics per width) is still compared.
     """
-    import search.train as train_module
-    build = train_module.create_model
+    import search.runs as runs_module  # where SeedRun (and so StackedRun's seeds) builds its model
+    build = runs_module.create_model
 
     def create(spec, *args):
         model = build(spec, *args)
@@ -313,7 +313,7 @@ def frozen_pre_norm_biases(monkeypatch):
                     module.bias.requires_grad_(False)
         return model
 
-    monkeypatch.setattr(train_module, "create_model", create)
+    monkeypatch.setattr(runs_module, "create_model", create)
 
 
 def assert_same_seed(stacked, alone, histories: bool = True):
