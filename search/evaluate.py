@@ -23,7 +23,6 @@ the training code): a change to training, models or data loading never reuses st
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import sys
 from dataclasses import asdict, replace
@@ -36,7 +35,8 @@ import optuna
 import torch
 import torch.nn.functional as F
 
-from data import Task, write_text
+from data import Task
+from .cache import JsonCache, cache_key
 from .decision import choose_tau, decide, ensemble_log_probs, frontier
 from .pool import Pool
 from .tasks import load
@@ -109,12 +109,6 @@ def seed_seconds(study: optuna.Study) -> Callable[[TrialSpec], float]:
             key = replace(spec_of(trial), imbalance="none")
             per_epoch[key] = trial.user_attrs["train_seconds"] / trial.user_attrs["seed_epochs"]
     return lambda spec: per_epoch.get(replace(spec, imbalance="none"), 0.0) * spec.epochs
-
-
-def cache_key(spec: TrialSpec, seeds: list[int], data: dict, metric: str, fingerprint: str) -> str:
-    text = json.dumps({"spec": asdict(spec), "seeds": list(seeds), "data": data, "metric": metric,
-                       "fingerprint": fingerprint}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def decided(logits: torch.Tensor, y: torch.Tensor, prior: torch.Tensor, tau: float, num_classes: int) -> dict:
@@ -198,16 +192,10 @@ class Evaluations:
         self.used: set[str] = set()  # keys this run asked for
         self.new: set[str] = set()  # keys this run had to train
         self.states: dict[str, list[dict]] = {}  # trained weights, for the specs asked with keep_models
-        self.entries: dict[str, dict] = {}
         self.pending: set[str] = set()  # keys submitted to a pool and not yet in
         self.seeds_of: dict[TrialSpec, list[int]] = {}  # a spec submitted with other seeds than `seeds`
-        if self.path.exists():
-            try:
-                saved = json.loads(self.path.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ValueError(f"{self.path}: unreadable evaluation cache ({exc}); delete it to retrain") from None
-            if isinstance(saved, dict) and saved.get("format") == FORMAT:
-                self.entries = saved["evaluations"]  # an older format is simply retrained
+        self.cache = JsonCache(self.path, {"format": FORMAT}, "evaluations", "evaluation cache")
+        self.entries: dict[str, dict] = self.cache.load({})  # an older format is simply retrained
 
     @property
     def trained(self) -> int:
@@ -268,9 +256,7 @@ class Evaluations:
         self.new.add(key)
         if results[0].model is not None:
             self.states[key] = [r.model for r in results]
-        # Saved after each evaluation, so an interrupted report keeps what it has trained.
-        write_text(self.path, json.dumps({"format": FORMAT, "evaluations": self.entries}, sort_keys=True, indent=1)
-                   + "\n")
+        self.cache.save(self.entries)
         self.pending.discard(key)
         self.write(f"evaluated {spec.family}: {len(self.pending)} to go")
 

@@ -19,7 +19,6 @@ seed); taus: the tau chosen there.
 """
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import sys
@@ -30,9 +29,10 @@ from typing import Callable
 
 import optuna
 
-from data import Task, write_text
+from data import Task
 from . import evaluate
-from .evaluate import cache_key, code_fingerprint, spec_of
+from .cache import JsonCache, cache_key
+from .evaluate import code_fingerprint, spec_of
 from .objective import validation_values
 from .pool import Pool
 from .tasks import Folds, folds as folds_offered
@@ -118,14 +118,8 @@ class Reranking:
         self.fingerprint = code_fingerprint([*evaluate.TRAINING_CODE, "search/rerank.py", "search/objective.py"])
         self.trained = 0
         self.pending = 0  # configurations submitted and not yet in
-        self.entries: dict[str, dict] = {}
-        if self.path.exists():
-            try:
-                saved = json.loads(self.path.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ValueError(f"{self.path}: unreadable re-ranking cache ({exc}); delete it to retrain") from None
-            if isinstance(saved, dict) and saved.get("format") == FORMAT:
-                self.entries = saved["entries"]
+        self.cache = JsonCache(self.path, {"format": FORMAT}, "entries", "re-ranking cache")
+        self.entries: dict[str, dict] = self.cache.load({})
 
     def key(self, spec: TrialSpec) -> str:
         return cache_key(spec, self.seeds, self.data, self.metric, self.fingerprint)
@@ -162,8 +156,7 @@ class Reranking:
                                         "data": self.data, "fingerprint": self.fingerprint}
         self.trained += 1
         self.pending -= 1
-        write_text(self.path, json.dumps({"format": FORMAT, "entries": self.entries}, sort_keys=True, indent=1)
-                   + "\n")  # kept after each: an interrupted report resumes
+        self.cache.save(self.entries)  # after each: an interrupted report resumes
         self.write(f"re-ranked {spec.family}: {self.pending} to go")
 
     def get(self, spec: TrialSpec) -> dict | None:

@@ -31,6 +31,7 @@ from data import Task, write_text
 from models import create_model
 from .. import defaults, figures
 from ..baselines import run_baselines
+from ..cache import JsonCache
 from ..rerank import Reranking
 from ..evaluate import (BASELINE_CODE, EvaluationError, Evaluations, baseline_entry, code_fingerprint, final_metrics,
                         load_checked, open_study, ranked, seed_seconds, select, spec_of)
@@ -126,18 +127,17 @@ def baselines_of(config: ReportConfig, task: Task, metric: str, out: Path, data:
     what is not cached is fitted in a worker of pool, and the returned list fills once pool.wait() returns.
 
     The key holds the code's fingerprint: a file written by older code may lack a metric added since."""
-    path = out / "baselines.json"
     key = {"data": data, "metric": metric, "grid": config.baselines, "refit": config.refit,
            "code": code_fingerprint(BASELINE_CODE)}
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved.get("key") == key:
-            return saved["baselines"]
+    cache = JsonCache(out / "baselines.json", {"key": key}, "baselines", "baseline cache")
+    saved = cache.load(None)
+    if saved is not None:
+        return saved
     entries: list[dict] = []
 
     def fitted(results: list) -> None:
         entries.extend(baseline_entry(result, task, metric) for result in results)
-        write_text(path, json.dumps({"key": key, "baselines": entries}, indent=1, sort_keys=True) + "\n")
+        cache.save(entries)
         write(f"fitted {len(results)} baseline(s) in {sum(r.seconds for r in results) / 60:.1f} min")
     pool.call(partial(run_baselines, quick=config.baselines == "quick", metric=metric, refit=config.refit),
               then=fitted)
