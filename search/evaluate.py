@@ -261,11 +261,12 @@ class Evaluations:
         self.write(f"evaluated {spec.family}: {len(self.pending)} to go")
 
     def get(self, spec: TrialSpec) -> dict:
+        """The cached entry of an evaluated spec; never trains (`run` or `submit` first)."""
         key = self.key(spec)
         if key not in self.entries:
             if self.refit and spec not in self.taus:
                 raise ValueError(f"the refit of a {spec.family} needs the tau validation chose for it (settle)")
-            self.run([spec], seeds=self.seeds_of.get(spec))
+            raise ValueError(f"the {spec.family} configuration {spec} was not evaluated: run or submit it first")
         self.used.add(key)
         return self.entries[key]
 

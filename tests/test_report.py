@@ -542,5 +542,5 @@ def test_the_ngram_effect_compares_trials_with_and_without_the_ngram_part(tmp_pa
     assert (f"With an n-gram part: median {values[3]:.3f} over 1 trial; without: {values[0]:.3f} over 1 "
             f"({values[3] - values[0]:+.3f})") in text
     # Where every trial has the same value (HAR: no n-gram part), the effect is not shown.
-    har_like = {**effects, "ngrams": [p for p in effects["ngrams"] if p[1] == 0]}
+    har_like = analysis.effects([t for t in ranked(study) if t.params["ngrams"] == 0], "acc_bal_hmean")
     assert "effect_ngrams" not in "\n".join(markdown.effects({"metric": "acc_bal_hmean", "effects": har_like}))

@@ -1,5 +1,6 @@
 """Everything a report says, computed first into plain data (dicts, lists, numbers); rendering comes after.
 
+It reads results already computed (the study's trials, the cached evaluation entries), so it cannot train.
 Rules for "issues spotted" are constants here, and the report prints them with its findings.
 """
 from __future__ import annotations
@@ -12,9 +13,9 @@ import optuna
 import torch
 
 from models import RECURRENT
-from ..evaluate import Evaluations, search_value, spec_of
+from ..evaluate import search_value, spec_of
 from ..rerank import choice_value
-from ..train import IMBALANCE, METRICS, TrialSpec
+from ..train import METRICS, TrialSpec
 
 EXPLODING = 10.0  # a batch gradient norm above this many times the trial's median epoch-mean norm
 FLAT = 0.02  # final train loss within 2 % of the first epoch's: no learning
@@ -202,9 +203,10 @@ def effects(complete: list, metric: str) -> dict:
                 out.append((spec.family, x(spec), t.value, statistics.pstdev(seeds) if len(seeds) > 1 else 0.0))
         return out
     hidden = lambda spec: spec.family != "linear"  # noqa: E731  (linear has no hidden layers)
-    return {"width": points(lambda s: s.width, hidden), "layers": points(lambda s: s.layers, hidden),
-            "batch_size": points(lambda s: s.batch_size), "clipnorm": points(lambda s: s.clipnorm),
-            "ngrams": points(lambda s: s.ngrams)}
+    found = {"width": points(lambda s: s.width, hidden), "layers": points(lambda s: s.layers, hidden),
+             "batch_size": points(lambda s: s.batch_size), "clipnorm": points(lambda s: s.clipnorm),
+             "ngrams": points(lambda s: s.ngrams)}
+    return {**found, "findings": effect_findings(found)}
 
 
 def varies(points: list[tuple]) -> bool:
@@ -212,12 +214,52 @@ def varies(points: list[tuple]) -> bool:
     return len({p[1] for p in points}) > 1
 
 
-def imbalance(best: optuna.trial.FrozenTrial, evaluations: Evaluations, class_names: list[str],
+def median_count(values: list[float]) -> tuple[float, int] | None:
+    """(median, count) of trial values; None for none."""
+    return (statistics.median(values), len(values)) if values else None
+
+
+def split_by(points: list[tuple], part) -> tuple[tuple[float, int] | None, tuple[float, int] | None, float | None]:
+    """Median and count of the trial values whose x is in the part and of the others, and the difference of the
+    two medians (None unless both have trials)."""
+    inside = median_count([p[2] for p in points if part(p[1])])
+    outside = median_count([p[2] for p in points if not part(p[1])])
+    return inside, outside, inside[0] - outside[0] if inside and outside else None
+
+
+def highest(by: dict):
+    """The x with the highest median (ties: the smaller x); None for no points."""
+    return max(by.items(), key=lambda kv: (kv[1][0], -kv[0]))[0] if by else None
+
+
+def effect_findings(effects: dict) -> dict:
+    """What the report says about each effect, in numbers: medians of the trial values by x, the best x, and
+    the comparisons it names (stacked against single-layer, clipped against unclipped, with and without n-grams)."""
+    width = []
+    for family in sorted({p[0] for p in effects["width"]}):
+        by = median_by([p for p in effects["width"] if p[0] == family])
+        best = highest(by)
+        width.append({"family": family, "tried": len(by), "width": best, "median": by[best][0], "trials": by[best][1]})
+    stacked, one, gain = split_by(effects["layers"], lambda layers: layers > 1)
+    found = {"width": width,
+             "layers": {"medians": median_by(effects["layers"]), "one": one, "stacked": stacked, "difference": gain}}
+    for key in ("batch_size", "clipnorm"):
+        by = median_by(effects[key])
+        found[key] = {"medians": by, "best": highest(by)}
+    found["clipnorm"]["clipped"], found["clipnorm"]["free"], _ = split_by(effects["clipnorm"], lambda clip: clip > 0)
+    with_part, without, gain = split_by(effects["ngrams"], lambda ngrams: ngrams > 0)
+    found["ngrams"] = {"medians": median_by(effects["ngrams"]), "with": with_part, "without": without,
+                       "difference": gain} if varies(effects["ngrams"]) else None
+    return found
+
+
+def imbalance(best: optuna.trial.FrozenTrial, evaluated: dict[TrialSpec, dict], class_names: list[str],
               train_counts: list[int], strategies: list[str]) -> dict:
-    """The best configuration retrained with each imbalance strategy the task's space offers."""
+    """The best configuration retrained with each imbalance strategy the task's space offers.
+    evaluated: each configuration's evaluation entry (search/evaluate.py), these variants among them."""
     spec = spec_of(best)
     k = len(class_names)
-    entries = {value: evaluations.get(replace(spec, imbalance=value)) for value in strategies}
+    entries = {value: evaluated[replace(spec, imbalance=value)] for value in strategies}
     return {
         "trial": best.number, "configuration": describe(spec), "chosen": spec.imbalance, "strategies": list(entries),
         "train_counts": train_counts,
@@ -229,21 +271,22 @@ def imbalance(best: optuna.trial.FrozenTrial, evaluations: Evaluations, class_na
     }
 
 
-def ngram_part(best: optuna.trial.FrozenTrial, evaluations: Evaluations) -> dict | None:
+def ngram_part(best: optuna.trial.FrozenTrial, evaluated: dict[TrialSpec, dict]) -> dict | None:
     """The best configuration with and without its n-gram part (None if it has none): what that part adds."""
     spec = spec_of(best)
     if not spec.ngrams:
         return None
-    entries = {spec.ngrams: evaluations.get(spec), 0: evaluations.get(replace(spec, ngrams=0))}
+    entries = {spec.ngrams: evaluated[spec], 0: evaluated[replace(spec, ngrams=0)]}
     return {"trial": best.number, "configuration": describe(spec),
             "rows": {n: {"tau": e["decision"]["tau"], "val": {m: val_values(e, m) for m in METRICS},
                          "test": {m: test_values(e, m) for m in METRICS}, "params": e["params"],
                          "seconds": [run["seconds"] for run in e["runs"]]} for n, e in entries.items()}}
 
 
-def robustness(leaders: list, evaluations: Evaluations, metric: str) -> dict:
-    per_seed = {t.number: {"family": spec_of(t).family, "val": val_values(evaluations.get(spec_of(t)), metric),
-                           "test": test_values(evaluations.get(spec_of(t)), metric)} for t in leaders}
+def robustness(leaders: list, evaluated: dict[TrialSpec, dict], seeds: list[int], metric: str) -> dict:
+    """Each top configuration's metric per final seed (seeds), and the pairs whose order some seed flips."""
+    per_seed = {t.number: {"family": spec_of(t).family, "val": val_values(evaluated[spec_of(t)], metric),
+                           "test": test_values(evaluated[spec_of(t)], metric)} for t in leaders}
     flips = []
     for i, a in enumerate(leaders):
         for b in leaders[i + 1:]:
@@ -253,7 +296,7 @@ def robustness(leaders: list, evaluations: Evaluations, metric: str) -> dict:
                 if not ma or not mb or ma[0] == mb[0]:
                     continue
                 ahead = ma[0] > mb[0]
-                seeds = [s for s, x, y in zip(evaluations.seeds, va, vb) if x is not None and y is not None
+                seeds = [s for s, x, y in zip(seeds, va, vb) if x is not None and y is not None
                          and x != y and (x > y) != ahead]
                 if seeds:
                     first, second = (a, b) if ahead else (b, a)

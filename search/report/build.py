@@ -152,17 +152,23 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
     attrs = study.user_attrs
     class_names = attrs.get("class_names") or [str(i) for i in range(len(complete[0].user_attrs["confusion"]))]
     trials = sorted(study.trials, key=lambda t: t.number)
-    best_entry = evaluations.get(spec_of(best))
+    chosen_spec = spec_of(best)
+    variants = [replace(chosen_spec, imbalance=v) for v in strategies(evaluations.task, best)]
+    variants += [replace(chosen_spec, ngrams=0)] if chosen_spec.ngrams else []
+    # The evaluations as plain entries (all trained by now): the analysis reads them and cannot train.
+    evaluated = {spec: evaluations.get(spec) for spec in [spec_of(t) for t in [*families.values(), *leaders, best]]
+                 + variants}
+    best_entry = evaluated[chosen_spec]
     rerank = analysis.rerank_rows(leaders, reranked, best, metric, reranking.seeds, reranking.fold_numbers)
     chosen = next(row for row in rerank["rows"] if row["chosen"])
     refit_entry = refits.get(spec_of(best)) if refits else None
     recommended = analysis.recommendation(best, best_entry, baselines, metric, chosen["choice_value"], refit_entry)
     confusions = {}
     for family, trial in families.items():
-        summed = analysis.summed_confusion(evaluations.get(spec_of(trial)))
+        summed = analysis.summed_confusion(evaluated[spec_of(trial)])
         rates, pairs = analysis.confused_pairs(summed) if summed else (None, [])
         confusions[family] = {"trial": trial.number, "rates": rates, "pairs": pairs,
-                              "seeds": [r["seed"] for r in evaluations.get(spec_of(trial))["runs"] if r["test"]]}
+                              "seeds": [r["seed"] for r in evaluated[spec_of(trial)]["runs"] if r["test"]]}
     train_counts = (attrs.get("counts") or {}).get("train") or [0] * len(class_names)
     return {
         "study": study.study_name, "task": config.task, "metric": metric, "class_names": class_names,
@@ -177,18 +183,18 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
         "rerank": rerank,
         "model_dir": shown_path(str(out / "model")),
         "baselines": baselines,
-        "families": [analysis.row(t, evaluations.get(spec_of(t))) for t in families.values()],
-        "leaders": [analysis.row(t, evaluations.get(spec_of(t))) for t in leaders],
+        "families": [analysis.row(t, evaluated[spec_of(t)]) for t in families.values()],
+        "leaders": [analysis.row(t, evaluated[spec_of(t)]) for t in leaders],
         "frontier": analysis.frontier(recommended, refit_entry or best_entry, baselines),
         "curve_keys": [("train_loss", "training loss"), ("val_loss", "validation loss"),
                        (f"val_{metric}", f"validation {LABEL.get(metric, metric)}")],
-        "curves": {f"{spec_of(t).family} (#{t.number})": [run["history"] for run in evaluations.get(spec_of(t))["runs"]]
+        "curves": {f"{spec_of(t).family} (#{t.number})": [run["history"] for run in evaluated[spec_of(t)]["runs"]]
                    for t in families.values()},
         "confusions": confusions,
         "effects": analysis.effects(complete, metric),
-        "imbalance": analysis.imbalance(best, evaluations, class_names, train_counts, strategies(evaluations.task, best)),
-        "ngram_part": analysis.ngram_part(best, evaluations),
-        "robustness": analysis.robustness(leaders, evaluations, metric),
+        "imbalance": analysis.imbalance(best, evaluated, class_names, train_counts, strategies(evaluations.task, best)),
+        "ngram_part": analysis.ngram_part(best, evaluated),
+        "robustness": analysis.robustness(leaders, evaluated, evaluations.seeds, metric),
         "issues": analysis.find_issues(trials, metric),
         "importances": analysis.importances(study, complete),
         "history": analysis.history(complete),

@@ -5,7 +5,7 @@ import math
 import statistics
 
 from ..train import METRICS
-from .analysis import mean_std, median_by, varies
+from .analysis import mean_std
 
 LABEL = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1",
          "acc_bal_hmean": "hmean(acc, bal acc)"}
@@ -292,7 +292,7 @@ def confusion_matrices(r: dict) -> list[str]:
 
 def effects(r: dict) -> list[str]:
     m = LABEL.get(r["metric"], r["metric"])
-    e = r["effects"]
+    e, found = r["effects"], r["effects"]["findings"]
     lines = ["## Effects seen across trials", "",
              f"Each point is one COMPLETE trial: its search value (mean validation {m} over its seeds) with an error "
              "bar of ± the std over those seeds (`seed_metrics`). Other parameters vary between trials, so these are "
@@ -301,70 +301,57 @@ def effects(r: dict) -> list[str]:
     if points:
         lines += image("effect_width.png", "width", f"Validation {m} against width; "
                        f"{count(len(points), 'complete trial')} (linear excluded).")
-        answers = []
-        for family in sorted({p[0] for p in points}):
-            by = median_by([p for p in points if p[0] == family])
-            if len(by) == 1:
-                (width, (med, n)), = by.items()
-                answers.append(f"{family}: only width {width:g} tried ({count(n, 'trial')}, median {med:.3f})")
-            else:
-                width, (med, n) = max(by.items(), key=lambda kv: (kv[1][0], -kv[0]))
-                answers.append(f"{family}: best width {width:g} (median {med:.3f} over its {count(n, 'trial')} at "
-                               f"that width; {len(by)} widths tried)")
+        answers = [f"{w['family']}: only width {w['width']:g} tried ({count(w['trials'], 'trial')}, median "
+                   f"{w['median']:.3f})" if w["tried"] == 1 else
+                   f"{w['family']}: best width {w['width']:g} (median {w['median']:.3f} over its "
+                   f"{count(w['trials'], 'trial')} at that width; {w['tried']} widths tried)" for w in found["width"]]
         lines += [f"Best width per family by the median of trial values: {'; '.join(answers)}. "
                   f"Based on {count(len(points), 'trial')}.", ""]
     else:
         lines += ["Only linear trials completed: they have no hidden layers, so width and depth do not apply.", ""]
-    points = e["layers"]
+    points, layers = e["layers"], found["layers"]
     if points:
         lines += image("effect_layers.png", "layers", f"Validation {m} against the number of stacked layers; "
                        f"{count(len(points), 'complete trial')} (linear excluded).")
-        one = [p[2] for p in points if p[1] == 1]
-        stacked = [p[2] for p in points if p[1] > 1]
-        by = "; ".join(f"{v}: {med:.3f} ({n})" for v, (med, n) in median_by(points).items())
+        one, stacked = layers["one"], layers["stacked"]
+        by = "; ".join(f"{v}: {med:.3f} ({n})" for v, (med, n) in layers["medians"].items())
         text = f"Median of trial values by layers (trials): {by}."
         if one and stacked:
-            diff = statistics.median(stacked) - statistics.median(one)
-            text += (f" Stacked (2+ layers): median {statistics.median(stacked):.3f} over "
-                     f"{count(len(stacked), 'trial')} vs {statistics.median(one):.3f} over "
-                     f"{count(len(one), 'single-layer trial')}: stacking {'helped' if diff > 0 else 'did not help'} "
-                     f"({diff:+.3f}).")
+            diff = layers["difference"]
+            text += (f" Stacked (2+ layers): median {stacked[0]:.3f} over {count(stacked[1], 'trial')} vs "
+                     f"{one[0]:.3f} over {count(one[1], 'single-layer trial')}: stacking "
+                     f"{'helped' if diff > 0 else 'did not help'} ({diff:+.3f}).")
         else:
             text += f" No {'stacked' if one else 'single-layer'} trial completed, so stacking cannot be judged."
         lines += [f"{text} Based on {count(len(points), 'trial')}.", ""]
     for key, label in (("batch_size", "batch size"), ("clipnorm", "clipnorm (0 = no clipping)")):
-        points = e[key]
+        points, effect = e[key], found[key]
         lines += image(f"effect_{key}.png", key, f"Validation {m} against {label}; "
                        f"{count(len(points), 'complete trial')}, all families.")
-        by = median_by(points)
-        medians = "; ".join(f"{v:g}: {med:.3f} ({n})" for v, (med, n) in by.items())
-        best, (med, n) = max(by.items(), key=lambda kv: (kv[1][0], -kv[0]))
-        text = f"Median of trial values by {key} (trials): {medians}. Highest median at {best:g}."
+        medians = "; ".join(f"{v:g}: {med:.3f} ({n})" for v, (med, n) in effect["medians"].items())
+        text = f"Median of trial values by {key} (trials): {medians}. Highest median at {effect['best']:g}."
         if key == "clipnorm":
-            clipped = [p[2] for p in points if p[1] > 0]
-            free = [p[2] for p in points if p[1] == 0]
+            clipped, free = effect["clipped"], effect["free"]
             if clipped and free:
-                text += (f" Clipped: median {statistics.median(clipped):.3f} over {count(len(clipped), 'trial')}; "
-                         f"unclipped: {statistics.median(free):.3f} over {len(free)}.")
+                text += (f" Clipped: median {clipped[0]:.3f} over {count(clipped[1], 'trial')}; "
+                         f"unclipped: {free[0]:.3f} over {free[1]}.")
             text += (" Why clip: a gradient norm that spikes (see Issues spotted, exploding gradients) takes one huge "
                      "step; clipping bounds the step's length and keeps its direction. The review report measures "
                      "this against sequence length.")
-        if len(by) == 1:
+        if len(effect["medians"]) == 1:
             text += " Only one value was tried, so no effect can be measured."
         lines += [f"{text} Based on {count(len(points), 'trial')}.", ""]
-    points = e["ngrams"]
-    if varies(points):
+    points, ngrams = e["ngrams"], found["ngrams"]
+    if ngrams:
         lines += image("effect_ngrams.png", "ngrams", f"Validation {m} against the n-gram part (`ngrams`: a linear "
                        f"model over the name's hashed character 1..n-grams added to the network's logits; 0 = none); "
                        f"{count(len(points), 'complete trial')}, all families.")
-        medians = "; ".join(f"{v:g}: {med:.3f} ({n})" for v, (med, n) in median_by(points).items())
-        with_part, without = [p[2] for p in points if p[1] > 0], [p[2] for p in points if p[1] == 0]
+        medians = "; ".join(f"{v:g}: {med:.3f} ({n})" for v, (med, n) in ngrams["medians"].items())
+        with_part, without = ngrams["with"], ngrams["without"]
         text = f"Median of trial values by ngrams (trials): {medians}."
         if with_part and without:
-            diff = statistics.median(with_part) - statistics.median(without)
-            text += (f" With an n-gram part: median {statistics.median(with_part):.3f} over "
-                     f"{count(len(with_part), 'trial')}; without: {statistics.median(without):.3f} over "
-                     f"{len(without)} ({diff:+.3f}).")
+            text += (f" With an n-gram part: median {with_part[0]:.3f} over {count(with_part[1], 'trial')}; "
+                     f"without: {without[0]:.3f} over {without[1]} ({ngrams['difference']:+.3f}).")
         lines += [f"{text} Based on {count(len(points), 'trial')}.", ""]
     return lines
 
