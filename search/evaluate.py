@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from data import Task
+from . import defaults
 from .cache import JsonCache, cache_key
 from .decision import choose_tau, decide, ensemble_log_probs, frontier
 from .pool import Pool
@@ -123,7 +124,7 @@ def decided_metrics(logits: torch.Tensor, y: torch.Tensor, prior: torch.Tensor, 
     return {k: found[k] for k in METRICS}
 
 
-def evaluate_spec(spec: TrialSpec, task: Task, seeds: list[int], metric: str, device: str = "cpu",
+def evaluate_spec(spec: TrialSpec, task: Task, seeds: list[int], metric: str, device: str = defaults.DEVICE,
                   keep_models: bool = False, on_epoch: Callable | None = None,
                   tau: float | None = None) -> tuple[dict, list[dict] | None]:
     """Train spec on the final seeds, decide tau on validation (unless given: a refit), measure the test split once.
@@ -181,7 +182,7 @@ class Evaluations:
     """
 
     def __init__(self, path: Path, data: dict, seeds: list[int], metric: str, task: Task,
-                 source: str | None = None, device: str = "cpu", workers: int = 1,
+                 source: str | None = None, device: str = defaults.DEVICE, workers: int = 1,
                  write: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
                  refit: bool = False):
         self.path, self.data, self.seeds, self.metric, self.task = Path(path), data, list(seeds), metric, task

@@ -61,7 +61,7 @@ def budget_step(epoch: int, epochs: int, max_epochs: int) -> int:
 
 class Objective:
     def __init__(self, task: Task, space: Callable[[Suggest], None], seeds: int = defaults.SEEDS,
-                 metric: str = "accuracy", strategy: str = defaults.STRATEGY, device: str = "cpu",
+                 metric: str = "accuracy", strategy: str = defaults.STRATEGY, device: str = defaults.DEVICE,
                  fixed: dict | None = None, grid: dict | None = None,
                  suggest: Callable[[optuna.Trial], Suggest] | None = None, max_epochs: int = 10,
                  on_progress: Callable[[dict], None] | None = None,

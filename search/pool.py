@@ -32,6 +32,7 @@ import torch
 from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 
 from data import Task
+from . import defaults
 from .tasks import Folds, load
 from .train import SeedResult, TrialSpec, resolve_device, train_seeds
 
@@ -109,7 +110,7 @@ class Pool:
     stops them), and end with this process, or with the thread that entered the pool, even on SIGKILL.
     """
 
-    def __init__(self, task_name: str, source: str | None, device: str = "cpu", workers: int = 1):
+    def __init__(self, task_name: str, source: str | None, device: str = defaults.DEVICE, workers: int = 1):
         self.task_name, self.source, self.device, self.workers = task_name, source, device, workers
         self.stacked = resolve_device(device).type == "cuda"  # seeds stack there: one job per configuration
         self._queued: list[_Job] = []

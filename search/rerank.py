@@ -30,7 +30,7 @@ from typing import Callable
 import optuna
 
 from data import Task
-from . import evaluate
+from . import defaults, evaluate
 from .cache import JsonCache, cache_key
 from .evaluate import code_fingerprint, spec_of
 from .objective import validation_values
@@ -52,7 +52,7 @@ def cycle_folds(count: int, seeds: list[int]) -> list[int]:
     return [1 + i % (count - 1) for i in range(len(seeds))]
 
 
-def rerank_spec(spec: TrialSpec, folds: Folds, seeds: list[int], metric: str, device: str = "cpu") -> dict:
+def rerank_spec(spec: TrialSpec, folds: Folds, seeds: list[int], metric: str, device: str = defaults.DEVICE) -> dict:
     """Train spec on the re-ranking seeds, each on its fold; each seed's validation metric (no test split)."""
     fold_numbers = folds_of(folds(0), seeds)
     results = [train_seeds(spec, folds(fold), [seed], device)[0] for seed, fold in zip(seeds, fold_numbers)]
@@ -110,7 +110,7 @@ class Reranking:
     source lets this process and the worker processes load the other folds."""
 
     def __init__(self, path: Path, data: dict, seeds: list[int], metric: str, task: Task,
-                 source: str | None = None, device: str = "cpu", workers: int = 1,
+                 source: str | None = None, device: str = defaults.DEVICE, workers: int = 1,
                  write: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
         self.path, self.data, self.seeds, self.metric, self.task = Path(path), data, list(seeds), metric, task
         self.source, self.device, self.workers, self.write = source, device, workers, write

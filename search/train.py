@@ -20,6 +20,7 @@ import torch
 from data import Task
 from models import ModelSpec, create_model, module_param_count
 
+from . import defaults
 # F401: re-exported, since the studies, the report, the tests and bench/ import the training names from here.
 from .batching import DeviceSplit, batches, epoch_order, predict  # noqa: F401
 from .metrics import METRICS, log_prior, per_class, scores  # noqa: F401
@@ -30,7 +31,7 @@ from .trialspec import IMBALANCE, SeedResult, TrialSpec  # noqa: F401
 STACK_MODES = ("auto", "on", "off")  # train_seeds(stack=...): auto stacks a trial's seeds on CUDA only
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+def resolve_device(device: str = defaults.DEVICE) -> torch.device:
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
@@ -54,7 +55,7 @@ def stacks(spec: TrialSpec, task: Task, seeds: int, device: str | torch.device, 
         return can_stack(create_model(spec, task.input_size, task.num_classes, task.seq_len))
 
 
-def train_seeds(spec: TrialSpec, task: Task, seeds: list[int], device: str | torch.device = "cpu",
+def train_seeds(spec: TrialSpec, task: Task, seeds: list[int], device: str | torch.device = defaults.DEVICE,
                 on_epoch: Callable[[int, list[SeedResult]], bool] | None = None,
                 test: bool = False, keep_models: bool = False,
                 should_stop: Callable[[], bool] = lambda: False, stack: str = "auto") -> list[SeedResult]:
