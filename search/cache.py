@@ -1,6 +1,7 @@
-"""One JSON cache file of results: reused only when its stamp matches, rewritten whole after each new result."""
+"""Fingerprinted JSON caches of results: the code fingerprint, an entry's key, and the cache file itself."""
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 from dataclasses import asdict
@@ -9,6 +10,35 @@ from pathlib import Path
 from data import write_text
 
 from .trialspec import TrialSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+# The code that decides what a final evaluation trains and measures (the data loaders, the models, the loop).
+TRAINING_CODE = ["data/*.py", "models/*.py", "search/augment.py", "search/batching.py", "search/decision.py",
+                 "search/evaluate.py", "search/metrics.py", "search/pool.py", "search/runs.py", "search/stacked.py",
+                 "search/train.py", "search/trialspec.py"]
+BASELINE_CODE = [*TRAINING_CODE, "search/baselines.py"]  # baselines.json: the metrics come from evaluate.py
+
+
+def code_fingerprint(patterns: list[str] = TRAINING_CODE) -> str:
+    """sha256 over what the code that decides a final evaluation (or a baseline) does: each file's syntax tree.
+
+    Not the files' text: comments, docstrings and layout change no result, so rewording them keeps the caches."""
+    digest = hashlib.sha256()
+    for pattern in patterns:
+        for path in sorted(ROOT.glob(pattern)):
+            digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + code_of(path).encode())
+    return digest.hexdigest()[:16]
+
+
+def code_of(path: Path) -> str:
+    """A Python file's syntax tree without its docstrings, as text (no comments, no line numbers)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 class JsonCache:

@@ -18,11 +18,11 @@ A run's and the ensemble's test metrics are those of the decision rule (tau chos
 with the final seeds' validation logits; tau = 0 for decision=argmax). The frontier points are
 the ensemble's metrics at every tau of search.decision.TAUS. NaN is stored as null.
 key = the first 16 hex digits of sha256(JSON of spec, seeds, data, metric and the fingerprint of
-the training code): a change to training, models or data loading never reuses stale results.
+the training code, search/cache.py): a change to training, models or data loading never reuses stale
+results, and a change to their comments alone keeps them.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import sys
 from dataclasses import asdict, replace
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from data import Task
 from . import defaults
-from .cache import JsonCache, cache_key
+from .cache import JsonCache, cache_key, code_fingerprint
 from .decision import choose_tau, decide, ensemble_log_probs, frontier
 from .pool import Pool
 from .tasks import load
@@ -47,19 +47,6 @@ from .storage import hide_password, open_storage
 from .util import json_safe
 
 FORMAT = 2
-ROOT = Path(__file__).resolve().parents[1]
-TRAINING_CODE = ["data/*.py", "models/*.py", "search/train.py", "search/decision.py", "search/evaluate.py",
-                 "search/pool.py"]
-BASELINE_CODE = [*TRAINING_CODE, "search/baselines.py"]  # baselines.json: the metrics come from evaluate.py
-
-
-def code_fingerprint(patterns: list[str] = TRAINING_CODE) -> str:
-    """sha256 over the code that decides what a final evaluation (or a baseline) trains and measures."""
-    digest = hashlib.sha256()
-    for pattern in patterns:
-        for path in sorted(ROOT.glob(pattern)):
-            digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def spec_of(trial: optuna.trial.FrozenTrial) -> TrialSpec:

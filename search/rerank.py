@@ -30,9 +30,9 @@ from typing import Callable
 import optuna
 
 from data import Task
-from . import defaults, evaluate
-from .cache import JsonCache, cache_key
-from .evaluate import code_fingerprint, spec_of
+from . import defaults
+from .cache import TRAINING_CODE, JsonCache, cache_key, code_fingerprint
+from .evaluate import spec_of
 from .objective import validation_values
 from .pool import Pool
 from .tasks import Folds, folds as folds_offered
@@ -115,7 +115,7 @@ class Reranking:
         self.path, self.data, self.seeds, self.metric, self.task = Path(path), data, list(seeds), metric, task
         self.source, self.device, self.workers, self.write = source, device, workers, write
         self.folds, self.fold_numbers = Folds(task, source), folds_of(task, self.seeds)
-        self.fingerprint = code_fingerprint([*evaluate.TRAINING_CODE, "search/rerank.py", "search/objective.py"])
+        self.fingerprint = code_fingerprint([*TRAINING_CODE, "search/rerank.py", "search/objective.py"])
         self.trained = 0
         self.pending = 0  # configurations submitted and not yet in
         self.cache = JsonCache(self.path, {"format": FORMAT}, "entries", "re-ranking cache")

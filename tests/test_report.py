@@ -441,28 +441,34 @@ def test_the_recommended_model_is_exported_and_predicts(names):
 
 
 def test_cache_key_follows_the_training_code(tmp_path, monkeypatch):
-    """A change to the training code changes the fingerprint, hence every evaluation's key: nothing stale is reused."""
+    """A change to what the training code does changes the fingerprint, hence every evaluation's key: nothing stale
+    is reused. A change to its comments or docstrings changes nothing: the cached results stay valid."""
     import shutil
 
-    from search import evaluate
+    from search import cache
     from search.train import TrialSpec
 
     for folder in ("data", "models", "search"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(evaluate, "ROOT", tmp_path)
-    before = evaluate.code_fingerprint()
-    assert before == evaluate.code_fingerprint()
+    monkeypatch.setattr(cache, "ROOT", tmp_path)
+    before = cache.code_fingerprint()
+    assert before == cache.code_fingerprint()
     spec, data = TrialSpec(family="linear"), {"task": "har"}
-    key = evaluate.cache_key(spec, [100], data, "accuracy", before)
-    (tmp_path / "search" / "train.py").write_text((tmp_path / "search" / "train.py").read_text() + "\n# changed\n")
-    after = evaluate.code_fingerprint()
-    assert after != before and evaluate.cache_key(spec, [100], data, "accuracy", after) != key
+    key = cache.cache_key(spec, [100], data, "accuracy", before)
+    runs = tmp_path / "search" / "runs.py"
+    text = runs.read_text()
+    docstring = text.splitlines()[0]
+    runs.write_text(text.replace(docstring, '"""Reworded."""', 1) + "\n# a comment added\n")
+    assert cache.code_fingerprint() == before  # comments and docstrings: the same code
+    runs.write_text(text + "\nCHANGED = 1\n")
+    after = cache.code_fingerprint()
+    assert after != before and cache.cache_key(spec, [100], data, "accuracy", after) != key
     (tmp_path / "search" / "report" / "markdown.py").write_text("# rendering only\n")
-    assert evaluate.code_fingerprint() == after  # rendering is not training: the cache stays valid
+    assert cache.code_fingerprint() == after  # rendering is not training: the cache stays valid
     # The baselines' cache follows their own code too (a baselines.json from older code lacked a metric).
-    baselines = evaluate.code_fingerprint(evaluate.BASELINE_CODE)
-    (tmp_path / "search" / "baselines.py").write_text((tmp_path / "search" / "baselines.py").read_text() + "\n# changed\n")
-    assert evaluate.code_fingerprint(evaluate.BASELINE_CODE) != baselines and evaluate.code_fingerprint() == after
+    baselines = cache.code_fingerprint(cache.BASELINE_CODE)
+    (tmp_path / "search" / "baselines.py").write_text((tmp_path / "search" / "baselines.py").read_text() + "\nCHANGED = 1\n")
+    assert cache.code_fingerprint(cache.BASELINE_CODE) != baselines and cache.code_fingerprint() == after
 
 
 def test_baselines_written_by_other_code_are_recomputed(names, capsys):

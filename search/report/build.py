@@ -31,10 +31,10 @@ from data import Task, write_text
 from models import create_model
 from .. import defaults, figures
 from ..baselines import run_baselines
-from ..cache import JsonCache
+from ..cache import BASELINE_CODE, JsonCache, code_fingerprint
 from ..rerank import Reranking
-from ..evaluate import (BASELINE_CODE, EvaluationError, Evaluations, baseline_entry, code_fingerprint, final_metrics,
-                        load_checked, open_study, ranked, seed_seconds, select, spec_of)
+from ..evaluate import (EvaluationError, Evaluations, baseline_entry, final_metrics, load_checked, open_study, ranked,
+                        seed_seconds, select, spec_of)
 from ..pool import Pool
 from ..tasks import entry_of
 from ..storage import hide_password
