@@ -1,5 +1,4 @@
-"""Checks before any training: a reachable storage, a usable device, data a classifier can learn from,
-models that fit in memory, a writable figure folder."""
+"""Checks before any training: storage, device, data a classifier can learn from, models that fit, figure folder."""
 from __future__ import annotations
 
 from data import Task

@@ -1,5 +1,4 @@
-"""The processes that run a study: each trial's worker, the study's process registry, and failing the
-trials of processes that died."""
+"""The processes that run a study: each trial's worker, the process registry, failing the trials of dead ones."""
 from __future__ import annotations
 
 import os

@@ -1,5 +1,4 @@
-"""The report's sections on what the trials show: effects across trials, class imbalance, the n-gram part,
-seed robustness, issues spotted and Optuna's views (each a pure function of the computed data)."""
+"""The report's sections on what the trials show: effects, imbalance, n-gram part, robustness, issues, Optuna."""
 from __future__ import annotations
 
 import statistics

@@ -1,5 +1,6 @@
-"""The exercise set's review questions answered by small experiments: `python -m search.review` writes
-reports/review/report.md with its figures and the plain data behind them (results.json)."""
+"""The exercise set's review questions, answered by small experiments (`python -m search.review`).
+
+It writes reports/review/report.md with its figures and the plain data behind them (results.json)."""
 from __future__ import annotations
 
 import platform
