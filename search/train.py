@@ -26,7 +26,7 @@ from .batching import DeviceSplit, batches, epoch_order, predict  # noqa: F401
 from .metrics import METRICS, log_prior, per_class, scores  # noqa: F401
 from .runs import SeedRun
 from .stacked import StackedRun, can_stack
-from .trialspec import IMBALANCE, SeedResult, TrialSpec  # noqa: F401
+from .trialspec import SeedResult, TrialSpec
 
 STACK_MODES = ("auto", "on", "off")  # train_seeds(stack=...): auto stacks a trial's seeds on CUDA only
 
