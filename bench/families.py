@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from data import load_task  # noqa: E402
+from search.tasks import load as load_task  # noqa: E402
 from models import param_count  # noqa: E402
 from search.train import TrialSpec, train_seeds  # noqa: E402
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from data import load_task  # noqa: E402
+from search.tasks import load as load_task  # noqa: E402
 from search import defaults  # noqa: E402
 from search.baselines import char_ngram_logreg  # noqa: E402
 from search.decision import TAUS, decide, ensemble_log_probs  # noqa: E402

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from data import load_task  # noqa: E402
+from search.tasks import load as load_task  # noqa: E402
 from search.decision import TAUS, frontier  # noqa: E402
 from search.tasks import NAMES  # noqa: E402
 from search.train import TrialSpec, log_prior, train_seeds  # noqa: E402

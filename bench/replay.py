@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import optuna  # noqa: E402
 import torch  # noqa: E402
 
-from data import DataError, load_task  # noqa: E402
+from data import DataError  # noqa: E402
+from search.tasks import load as load_task  # noqa: E402
 from search.study import DEFAULT_STORAGE, StudyConfig, StudyError, open_storage, prepare_study, quiet_optuna  # noqa: E402
 from search.workers import default_workers, run_workers  # noqa: E402
 

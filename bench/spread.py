@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import optuna  # noqa: E402
 import torch  # noqa: E402
 
-from data import load_task  # noqa: E402
+from search.tasks import load as load_task  # noqa: E402
 from search import defaults  # noqa: E402
 from search.evaluate import evaluate_spec, ranked, select, spec_of  # noqa: E402
 from search.export import evaluate_refit  # noqa: E402

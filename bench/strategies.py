@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import optuna  # noqa: E402
 import torch  # noqa: E402
 
-from data import DataError, Split, Task, load_task  # noqa: E402
+from data import DataError, Split, Task  # noqa: E402
+from search.tasks import load as load_task  # noqa: E402
 from models import FAMILIES  # noqa: E402
 from search.study import StudyConfig, StudyError, quiet_optuna, run_study  # noqa: E402
 

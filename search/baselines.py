@@ -37,12 +37,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
-from data import LOADERS, DataError, Split, Task, load_task
-from .defaults import METRIC, THREADS
+from data import DataError, Split, Task
+from .defaults import THREADS
 from .objective import METRICS
 from .checks import check_data
 from .studyconfig import StudyError
-from .tasks import SERIES, TEXT, entry_of
+from .tasks import REGISTRY, SERIES, TEXT, entry_of, load
 from .train import scores
 
 # The grids searched on validation. quick=True: two values where there is a choice, for tests.
@@ -328,10 +328,10 @@ def run_baselines(task: Task, quick: bool = False, metric: str = "accuracy", ref
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m search.baselines", description=__doc__.splitlines()[0])
-    parser.add_argument("task", choices=sorted(LOADERS))
+    parser.add_argument("task", choices=sorted(REGISTRY))
     parser.add_argument("--data", default=None, help="data folder or archive (else $HAR_DATA/$NAMES_DATA, cache, download)")
     parser.add_argument("--metric", choices=METRICS, default=None,
-                        help=f"validation metric that chooses the hyper-parameters (default: {METRIC})")
+                        help="validation metric that chooses the hyper-parameters (default: the task's)")
     parser.add_argument("--quick", action="store_true", help="tiny grids (for tests)")
     parser.add_argument("--refit", action="store_true",
                         help="also refit each chosen model on train + validation and score it on test")
@@ -339,13 +339,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="OpenMP/BLAS threads (default %(default)s: two threads on the shared cores made "
                              "HistGradientBoosting 10x slower)")
     args = parser.parse_args(argv)
-    metric = args.metric or METRIC[args.task]
+    metric = args.metric or REGISTRY[args.task].metric
     if args.threads < 1:
         print(f"error: --threads must be an int >= 1, got {args.threads}", file=sys.stderr)
         return 2
     try:
         started = time.perf_counter()
-        task = load_task(args.task, args.data)
+        task = load(args.task, args.data)
         check_data(task)  # the studies' data check: one line where scikit-learn would raise its own error
         print(f"{task.name}: train {len(task.train)}, val {len(task.val)}, test {len(task.test)}; "
               f"hyper-parameters chosen by validation {metric}; loaded in {time.perf_counter() - started:.1f} s",

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 STORAGE = "sqlite:///studies.db"
-# What a study maximises on validation. names: the harmonic mean of accuracy and balanced accuracy, high only
-# when both are; balanced accuracy alone recommended models that gave up most of their accuracy (bench/README.md).
-METRIC = {"har": "accuracy", "names": "acc_bal_hmean"}
 SEEDS = 3  # seeds per trial during the search: 0, 1, ..., SEEDS - 1 (at most RERANK_SEED_BASE of them)
 RERANK_SEED_BASE = 50  # a report re-ranks its top trials on seeds 50, 51, ... (search/rerank.py)
 FINAL_SEED_BASE = 100  # final evaluations train on seeds 100, 101, ...: never a search or re-ranking seed
@@ -22,10 +19,6 @@ PRUNER = "hyperband"
 DEVICE = "auto"
 THREADS = 1  # one torch thread per process: faster than two on the shared cores (bench/README.md)
 HEARTBEAT = 30  # seconds
-# A sampled study stops starting trials after this many seconds (the default --timeout; 0: no limit): the
-# task's budget less its space's longest trial, so that a study ends inside its budget whichever corner the
-# sampler settles in (bench/README.md, "Time limit"). A grid has no default limit.
-TIME_LIMIT = {"har": 40 * 60, "names": 26 * 60}
 
 
 def rerank_seeds(count: int = SEEDS) -> list[int]:

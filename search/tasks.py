@@ -25,7 +25,9 @@ class TaskEntry:
     load: Callable[..., Task]  # load(source, fold=0) -> Task; source: a path, or None for the default
     folds: int  # validation folds the loader offers; fold 0 is the search's split, the others re-rank
     metric: str  # what a study maximises on validation
-    time_limit: int  # seconds: the default --timeout of a sampled study
+    # Seconds: the default --timeout of a sampled study, the task's budget less its space's longest trial, so
+    # that a study ends inside its budget whichever corner the sampler settles in (bench/README.md, "Time limit").
+    time_limit: int
     space: Space
     warm_starts: tuple[dict, ...] = ()  # known-good configurations a new default study trains first
     held_out: str = "groups"  # what a validation fold holds out, for the report's text
@@ -75,7 +77,8 @@ HAR = TaskEntry(
 
 NAMES = TaskEntry(
     name="names", kind=TEXT, load=names.load_names, folds=names.FOLDS,
-    # acc_bal_hmean: why, see METRIC in search/defaults.py.
+    # The harmonic mean of accuracy and balanced accuracy, high only when both are: balanced accuracy alone
+    # recommended models that gave up most of their accuracy (bench/README.md, "Metric").
     metric="acc_bal_hmean", time_limit=26 * 60,
     space=Space(families=("rnn", "lstm", "gru", "conv1d"), max_layers=2, max_width=96, frontends=(0, 64),
                 ngrams=(0, 3, 5), epochs=(10,),

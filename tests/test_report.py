@@ -15,7 +15,7 @@ import optuna
 import pytest
 
 from conftest import DATA_ENV, HAR_ZIP, NAMES_DIR
-from data import load_task
+from search.tasks import load as load_task
 from search import report
 from search.study import StudyConfig, run_study
 from search.tasks import REGISTRY

@@ -9,7 +9,7 @@ from optuna.trial import create_trial
 
 from search import defaults
 from conftest import HAR_ZIP
-from data import Folds
+from search.tasks import Folds
 from search.rerank import Reranking, choice_value, cycle_folds, recommend, rerank_spec
 from search.tasks import REGISTRY
 from search.train import TrialSpec

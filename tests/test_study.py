@@ -110,14 +110,14 @@ def test_workers_share_one_study_and_its_trial_count(tmp_path, cache):
 def test_a_search_stops_starting_trials_at_its_time_limit(tmp_path, cache):
     # By default a search keeps to its task's budget whatever path the sampler takes (names with sampler
     # seed 1 once took 105 min for 100 trials); a trial that has started still finishes.
-    from search import defaults
     from search.cli import config_from_args, parser
+    from search.tasks import NAMES
 
     def config(*args: str) -> StudyConfig:
-        return config_from_args("names", parser("names").parse_args(list(args)))
+        return config_from_args("names", parser("names").parse_args(list(args)), NAMES.time_limit)
 
-    assert config().timeout == defaults.TIME_LIMIT["names"]
-    assert config().command.endswith(f" --timeout {defaults.TIME_LIMIT['names']}")  # the report shows the limit
+    assert config().timeout == NAMES.time_limit
+    assert config().command.endswith(f" --timeout {NAMES.time_limit}")  # the report shows the limit
     assert config("--timeout", "0").timeout is None and config("--timeout", "90").timeout == 90
     assert config("--family", "linear", "--grid", "lr=0.01,0.1").timeout is None  # a grid runs every point
     db = tmp_path / "studies.db"
@@ -263,7 +263,7 @@ def test_racing_strategy_trains_all_seeds_of_a_competitive_trial(tmp_path, har):
     (["--storage", "notaurl"], "--storage 'notaurl'"),
     (["--storage", "postgresql://postgres@127.0.0.1:1/test"], "cannot reach the database"),
     (["--width", "0"], "width must be an int >= 1, got 0"),
-    (["--ngrams", "3"], "--ngrams needs one-hot characters (names), got task 'har'"),
+    (["--ngrams", "3"], "--ngrams needs text (one-hot characters), got task 'har' of numeric series"),
     (["--seeds", "51"], "--seeds must be an int from 1 to 50 (seeds 50 and up are the report's re-ranking and "
                         "final seeds), got 51"),
     (["--timeout", "-1"], "--timeout must be a finite number of seconds >= 0 (0: no limit), got -1.0"),
