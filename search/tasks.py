@@ -123,9 +123,9 @@ def entry_of(task: Task) -> TaskEntry:
 
 
 def epochs_for(series: int) -> tuple[int, int]:
-    """Two epoch budgets giving about 6,000 examples seen at the longer one, between 20 and 200 epochs:
-    a 40-series set trains for hundreds of short epochs, a 7,000-window set for 10 or 20."""
-    longest = min(200, max(20, int(round(6_000 / max(series, 1), -1))))
+    """Two epoch budgets giving about 3,000 examples seen at the longer one, between 20 and 200 epochs:
+    a 40-series set trains for 40 or 80 short epochs, a 7,000-window set for 10 or 20."""
+    longest = min(200, max(20, int(round(3_000 / max(series, 1), -1))))
     return longest // 2, longest
 
 
