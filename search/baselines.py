@@ -175,6 +175,15 @@ def best_index(val_logprobs: list[np.ndarray], y_val: np.ndarray, metric: str, n
     return int(np.argmax(values))
 
 
+def chosen_by_validation(make, grid: list, x: dict, task: Task, metric: str) -> tuple[int, object, np.ndarray]:
+    """make(value) fitted on x["train"] for each grid value; the index, model and validation log-probabilities of
+    the one whose validation `metric` is best."""
+    models = [make(value).fit(x["train"], task.train.y.numpy()) for value in grid]
+    val_logprobs = [predicted(model, x["val"], task.num_classes) for model in models]
+    best = best_index(val_logprobs, task.val.y.numpy(), metric, task.num_classes)
+    return best, models[best], val_logprobs[best]
+
+
 def refitted(model, x: dict, task: Task) -> np.ndarray:
     """Test log-probabilities of an unfitted copy of the chosen model fitted on the training and validation rows
     (x: each split's inputs, a list of strings or an array)."""
@@ -191,16 +200,11 @@ def char_ngram_logreg(task: Task, metric: str, quick: bool, balanced: bool, refi
     vectoriser = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 5), sublinear_tf=True)
     x_train = vectoriser.fit_transform(surnames(task.train, alphabet))
     x_val = vectoriser.transform(surnames(task.val, alphabet))
-    y_train, y_val = task.train.y.numpy(), task.val.y.numpy()
-    models, val_logprobs = [], []
-    for c in grid:
-        # newton-cg: the same optimum as lbfgs, 2-4x faster on these 64k sparse features (measured).
-        model = LogisticRegression(C=c, solver="newton-cg", max_iter=1000,
-                                   class_weight="balanced" if balanced else None).fit(x_train, y_train)
-        models.append(model)
-        val_logprobs.append(predicted(model, x_val, task.num_classes))
-    best = best_index(val_logprobs, y_val, metric, task.num_classes)
-    model = models[best]
+    # newton-cg: the same optimum as lbfgs, faster on these sparse features.
+    best, model, val_logprob = chosen_by_validation(
+        lambda c: LogisticRegression(C=c, solver="newton-cg", max_iter=1000,
+                                     class_weight="balanced" if balanced else None),
+        grid, {"train": x_train, "val": x_val}, task, metric)
     names = {split: surnames(getattr(task, split), alphabet) for split in ("train", "val", "test")}
     test_logprob = predicted(model, vectoriser.transform(names["test"]), task.num_classes)
     # The refit's vocabulary and idf come from the training and validation surnames.
@@ -210,7 +214,7 @@ def char_ngram_logreg(task: Task, metric: str, quick: bool, balanced: bool, refi
         name="char-ngram-logreg-balanced" if balanced else "char-ngram-logreg",
         description=(f"char_wb 1-5-gram TF-IDF (sublinear tf, {x_train.shape[1]} n-grams from train) + "
                      f"LogisticRegression(C={grid[best]}{weights}); C from {grid} by validation {metric}"),
-        chosen={"C": grid[best]}, val_logprob=val_logprobs[best], test_logprob=test_logprob,
+        chosen={"C": grid[best]}, val_logprob=val_logprob, test_logprob=test_logprob,
         seconds=time.perf_counter() - started, refit_test_logprob=refit_logprob)
 
 
@@ -218,27 +222,18 @@ def features_svm(task: Task, features: dict[str, np.ndarray], metric: str, quick
                  refit: bool = False) -> BaselineResult:
     started = time.perf_counter()
     grid = GRIDS[quick]["svm_C"]
-    y_train, y_val = task.train.y.numpy(), task.val.y.numpy()
-    models, val_logprobs = [], []
-    for c in grid:
-        # Platt scaling on 5-fold decision values of the training split (sklearn's replacement for
-        # SVC(probability=True)); the scaler is fitted on the training split only.
-        model = make_pipeline(StandardScaler(), CalibratedClassifierCV(SVC(C=c), ensemble=False))
-        model.fit(features["train"], y_train)
-        models.append(model)
-        val_logprobs.append(predicted(model, features["val"], task.num_classes))
-    best = best_index(val_logprobs, y_val, metric, task.num_classes)
-    model = models[best]
-    test_logprob = predicted(model, features["test"], task.num_classes)
-    refit_logprob = refitted(model, features, task) if refit else None
+    # Platt scaling on 5-fold decision values of the training split (sklearn's replacement for
+    # SVC(probability=True)); the scaler is fitted on the training split only.
+    best, model, val_logprob = chosen_by_validation(
+        lambda c: make_pipeline(StandardScaler(), CalibratedClassifierCV(SVC(C=c), ensemble=False)),
+        grid, features, task, metric)
     gravity = ", gravity direction" if GRAVITY_SENSOR in xyz_sensors(channel_names(task.train, task.info)) else ""
-    return BaselineResult(
-        name="features-svm-rbf",
-        description=(f"{features['train'].shape[1]} window features (moments, quantiles, FFT band energies{gravity}"
-                     f"), standardised + SVC(rbf, gamma='scale', C={grid[best]}) with Platt "
-                     f"probabilities; C from {grid} by validation {metric}"),
-        chosen={"C": grid[best]}, val_logprob=val_logprobs[best], test_logprob=test_logprob,
-        seconds=time.perf_counter() - started, refit_test_logprob=refit_logprob)
+    description = (f"{features['train'].shape[1]} window features (moments, quantiles, FFT band energies{gravity}), "
+                   f"standardised + SVC(rbf, gamma='scale', C={grid[best]}) with Platt probabilities; C from {grid} "
+                   f"by validation {metric}")
+    return BaselineResult("features-svm-rbf", description, {"C": grid[best]}, val_logprob,
+                          predicted(model, features["test"], task.num_classes), time.perf_counter() - started,
+                          refitted(model, features, task) if refit else None)
 
 
 def features_hgb(task: Task, features: dict[str, np.ndarray], metric: str, quick: bool,
