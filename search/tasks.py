@@ -41,6 +41,15 @@ class TaskEntry:
 # few epochs, and up to MiniRocket's 10,000 features (width 119).
 RANDOM_KERNELS = {"epochs": (1, 2, 3), "max_width": 119}
 
+
+
+def minirocket_corner(batch_size: int, epochs: int) -> dict:
+    """MiniRocket's configuration as a trial: its 10,000 features (width 119), a trained linear head, no tuning
+    (the field's first try, so a search can always at least choose it)."""
+    return dict(family="minirocket", layers=1, width=119, dropout=0.0, clipnorm=0.0, lr=1e-3, batch_size=batch_size,
+                epochs=epochs, schedule="constant", weight_decay=1e-2, imbalance="none", decision="argmax")
+
+
 HAR = TaskEntry(
     name="har", kind=SERIES, load=har.load_har, folds=har.FOLDS, metric="accuracy", time_limit=40 * 60,
     # Width 64 at most: wider models cost several times more per trial for the same validation value.
@@ -49,9 +58,7 @@ HAR = TaskEntry(
                 imbalance=("none", "class_weights", "oversample"),  # HAR's classes are near balanced
                 overrides={"minirocket": RANDOM_KERNELS}),
     warm_starts=(
-        # MiniRocket's corner: its 10,000 features (width 119) with a trained linear head.
-        dict(family="minirocket", layers=1, width=119, dropout=0.0, clipnorm=0.0, lr=1e-3, batch_size=64, epochs=2,
-             schedule="constant", weight_decay=1e-2, imbalance="none", decision="argmax"),
+        minirocket_corner(batch_size=64, epochs=2),
         # Known-good conv1ds from earlier studies' validation values (bench/README.md, "Warm starts").
         dict(family="conv1d", layers=3, width=64, dropout=0.09, kernel_size=3, pool=2, norm=True, clipnorm=1.0,
              lr=1.4e-3, batch_size=32, epochs=10, schedule="constant", weight_decay=2e-3,
@@ -136,7 +143,8 @@ def batch_sizes_for(series: int) -> tuple[int, ...]:
 
 
 def for_data(task: Task) -> TaskEntry:
-    """An entry for data nobody has configured: the space and epochs follow its size, no warm starts."""
+    """An entry for data nobody has configured: the space and epochs follow its size; for series, MiniRocket's
+    corner is the one warm start (no configuration found on other data)."""
     counts = [c for c in task.train.class_counts(task.num_classes) if c > 0]
     imbalanced = max(counts) > 3 * min(counts)
     kind = task.info.get("kind", SERIES)
@@ -146,6 +154,7 @@ def for_data(task: Task) -> TaskEntry:
                       epochs=epochs_for(n), batch_sizes=batch_sizes_for(n),
                       imbalance=("none", "class_weights", "oversample", "logit_adjust"),
                       decisions=("argmax", "logit_adjust") if imbalanced else ("argmax",))
+        warm_starts = ()
     else:
         # Recurrences step through every time step: over long series only behind a pooling conv front-end.
         long = task.seq_len > 100
@@ -158,10 +167,13 @@ def for_data(task: Task) -> TaskEntry:
                       imbalance=("none", "class_weights", "oversample"),
                       decisions=("argmax", "logit_adjust") if imbalanced else ("argmax",),
                       overrides={"minirocket": {**RANDOM_KERNELS, "epochs": quick}})
+        batch = min(space.batch_sizes, key=lambda b: abs(b - 64))  # HAR's: enough steps in few epochs
+        warm_starts = (minirocket_corner(batch_size=batch, epochs=quick[-1]),)
     unit = "strings" if kind == TEXT else "series"
     return TaskEntry(
         name=task.name, kind=kind, load=load_file, folds=FOLDS, metric="acc_bal_hmean" if imbalanced else "accuracy",
-        time_limit=FILE_TIME_LIMIT, space=space, held_out=task.info.get("group_noun", "groups"),
+        time_limit=FILE_TIME_LIMIT, space=space, warm_starts=warm_starts,
+        held_out=task.info.get("group_noun", "groups"),
         meant_for=f"Labelling {unit} like those of `{task.info.get('source', task.name)}` with one of its "
                   f"{task.num_classes} classes.",
         not_meant_for=(f"{unit.capitalize()} recorded or written differently from the training data: the model "

@@ -21,10 +21,20 @@ def test_epoch_budgets_follow_the_number_of_series_as_ints(series, expected):
 
 @pytest.mark.parametrize("problem", ["GunPoint", "JapaneseVowels"])
 def test_a_users_file_gets_an_entry_whose_space_every_family_can_train(problem):
+    """The space follows the file's size, and MiniRocket's corner is its one warm start."""
     import optuna
     task = load_file(AEON / problem / f"{problem}_TRAIN.ts")
     entry = entry_of(task)
-    assert entry.name == problem and entry.warm_starts == () and entry.time_limit > 0
+    assert entry.name == problem and entry.time_limit > 0
+    (warm,) = entry.warm_starts  # MiniRocket's corner, inside the space
+    study = optuna.create_study()
+    study.enqueue_trial(entry.space.as_params(warm))  # as a new study queues it
+    trial = study.ask()
+    suggest = Suggest(trial)
+    entry.space(suggest)
+    assert suggest.values == warm and warm["family"] == "minirocket" and warm["width"] == 119
+    for name, distribution in trial.distributions.items():  # no value outside its distribution (Optuna would warn)
+        assert distribution._contains(distribution.to_internal_repr(trial.params[name])), name
     assert max_epochs(entry.space, {}, {}) == max(epochs_for(len(task.train)))
     for family in entry.space.families:  # each family's sample is a valid spec of the task's epochs
         suggest = Suggest(optuna.create_study().ask(), fixed={"family": family})
