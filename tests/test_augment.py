@@ -24,6 +24,7 @@ def windows(har_task):
     return x, lengths
 
 
+@pytest.mark.slow
 def test_shift_rolls_each_window_within_its_real_steps(windows):
     x, lengths = windows
     torch.manual_seed(0)
@@ -41,6 +42,7 @@ def test_shift_rolls_each_window_within_its_real_steps(windows):
     assert min(rolls) < 0 < max(rolls)  # both ways
 
 
+@pytest.mark.slow
 def test_scale_multiplies_each_channel_of_each_window_by_one_factor(windows):
     x, _ = windows
     torch.manual_seed(0)
@@ -99,6 +101,7 @@ def test_only_training_batches_are_augmented(small_har, stack):
     assert [r.history["train_loss"] for r in again] == [r.history["train_loss"] for r in results]
 
 
+@pytest.mark.slow
 def test_validation_windows_reach_the_model_unchanged(small_har):
     """The validation split is passed to the model as it is, whatever the strength (here: a batch norm-free
     model whose logits on a window do not depend on its batch, compared with one call on all windows)."""

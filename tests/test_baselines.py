@@ -68,6 +68,7 @@ def alphabet_index(alphabet: str) -> dict[str, int]:
     return {ch: i + 1 for i, ch in enumerate(alphabet)}
 
 
+@pytest.mark.slow
 def test_surnames_decode_and_reencode_to_the_same_tensor(names_task):
     alphabet = names_task.info["alphabet"]
     names = surnames(names_task.train, alphabet)
@@ -83,6 +84,7 @@ def test_a_character_outside_the_alphabet_decodes_to_the_unknown_character(names
     assert surnames(Split(x, torch.zeros(1, dtype=torch.long), lengths), alphabet) == [f"Ab{UNKNOWN_CHAR}c"]
 
 
+@pytest.mark.slow
 def test_names_logreg_beats_the_majority_class_and_returns_log_probabilities(names_task):
     results = run_baselines(names_task, quick=True, metric="balanced_accuracy")
     assert [r.name for r in results] == ["char-ngram-logreg", "char-ngram-logreg-balanced"]
@@ -231,6 +233,7 @@ def test_best_index_takes_the_best_validation_score_and_the_first_on_ties():
     assert best_index([always_0, always_0], y_val, "balanced_accuracy", 2) == 0
 
 
+@pytest.mark.slow
 def test_cli_bad_metric_and_missing_data_exit_2_with_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["names", "--metric", "auc"])
@@ -240,6 +243,7 @@ def test_cli_bad_metric_and_missing_data_exit_2_with_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith("error:") and "absent" in err
 
 
+@pytest.mark.slow
 def test_cli_prints_one_line_per_baseline(tmp_path, capsys):
     small = tmp_path / "names"  # the first 60 lines of every real language file
     small.mkdir()
@@ -251,6 +255,7 @@ def test_cli_prints_one_line_per_baseline(tmp_path, capsys):
     assert "char-ngram-logreg " in out and "char-ngram-logreg-balanced" in out and "test acc" in out
 
 
+@pytest.mark.slow
 def test_cli_on_one_class_data_gives_the_studies_data_check(tmp_path, capsys):
     one = tmp_path / "names"
     one.mkdir()

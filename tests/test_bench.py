@@ -14,6 +14,7 @@ from conftest import HAR_ZIP, NAMES_DIR
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_spread_tests_the_model_the_report_recommends(tmp_path):
     """bench/spread.py runs a study, then chooses and tests its recommendation exactly as search.report does."""
     spread = subprocess.run(
@@ -57,6 +58,7 @@ def test_hybrid_mixes_the_network_the_report_recommends(tmp_path):
     assert error.value.code == 2
 
 
+@pytest.mark.slow
 def test_ngrams_compares_a_network_with_and_without_its_ngram_part():
     """bench/ngrams.py trains each configuration on validation only and prints one row per configuration."""
     done = subprocess.run([sys.executable, "bench/ngrams.py", "--only", "conv1d,conv1d+3", "--epochs", "1",

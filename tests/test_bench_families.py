@@ -33,6 +33,7 @@ def test_configurations_compare_every_new_family_with_conv1d():
     (["--only", "conv1d,transformer"], "--only: unknown configuration(s) ['transformer']"),
     (["--budget", "0"], "--budget must be > 0 and --threads an int >= 1, got 0.0 and 1"),
 ])
+@pytest.mark.slow
 def test_bad_arguments_exit_2_with_one_line(args, message):
     done = run(*args, "--data", str(HAR_ZIP), timeout=120)
     assert done.returncode == 2

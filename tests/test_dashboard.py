@@ -148,6 +148,7 @@ def study_detail(live) -> dict:
         time.sleep(1)
 
 
+@pytest.mark.slow
 def test_study_and_dashboard_share_the_sqlite_file(live, study_detail):
     assert live.returncode == 0, live.err
     assert live.dashboard.poll() is None, live.log.read_text()
@@ -162,6 +163,7 @@ def test_study_and_dashboard_share_the_sqlite_file(live, study_detail):
     assert all(len(t["artifacts"]) == 2 and t["note"]["body"] for t in trials)
 
 
+@pytest.mark.slow
 def test_dashboard_shows_per_epoch_seed_mean_as_intermediate_values(live, study_detail):
     assert study_detail["has_intermediate_values"]
     # The curves come from Optuna: the dashboard cuts user attributes at 1,024 characters.
@@ -185,6 +187,7 @@ def chromium():
         browser.close()
 
 
+@pytest.mark.slow
 def test_browser_shows_study_note_trial_note_and_figures(live, study_detail, chromium, tmp_path):
     trial = study_detail["trials"][0]
     study_id, trial_id = trial["study_id"], trial["trial_id"]
@@ -218,6 +221,7 @@ def _attr(trial: dict, key: str) -> str:
     return next(a["value"] for a in trial["user_attrs"] if a["key"] == key)
 
 
+@pytest.mark.slow
 def test_optuna_api_finds_figures_and_notes(live, tmp_path):
     storage = optuna.storages.RDBStorage(live.url)
     study = optuna.load_study(study_name="har", storage=storage)
@@ -249,6 +253,7 @@ def test_optuna_api_finds_figures_and_notes(live, tmp_path):
     assert f"`{study.user_attrs['commands'][0]}`" in note and f"--trials {TRIALS}" in note
 
 
+@pytest.mark.slow
 def test_broken_artifact_folder_leaves_trials_complete_with_a_note(small_har, tmp_path, capfd):
     """Trial 0 writes its figures; the folder is removed (trial 1 re-creates it); then a file takes its
     place (trials 2 and 3: no figures, no dangling artifact entries, one warning on stderr)."""
@@ -287,6 +292,7 @@ def test_broken_artifact_folder_leaves_trials_complete_with_a_note(small_har, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["artifacts", "studies.db"]
 
 
+@pytest.mark.slow
 def test_diverged_trial_gets_figures_and_a_note_too(small_har, tmp_path):
     config = StudyConfig(task="har", trials=1, storage=f"sqlite:///{tmp_path / 'studies.db'}", seeds=1, pruner="none",
                          fixed={**FAST, "lr": 1e9}, artifact_dir=str(tmp_path / "figures"), command="test")
@@ -309,6 +315,7 @@ def test_diverged_trial_gets_figures_and_a_note_too(small_har, tmp_path):
     (["--storage", "postgresql://postgres:secret@127.0.0.1:{closed}/test"], "cannot reach the database"),
     (["--storage", "sqlite://"], "--storage 'sqlite://' is an in-memory database, empty in every new process"),
 ])
+@pytest.mark.slow
 def test_dashboard_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
     db_file = tmp_path / "studies.db"
     optuna.storages.RDBStorage(f"sqlite:///{db_file}")
@@ -326,6 +333,7 @@ def test_dashboard_bad_input_is_one_line_and_exit_2(args, message, tmp_path, cap
     assert not (tmp_path / "none.db").exists()  # a mistyped path does not become an empty database
 
 
+@pytest.mark.slow
 def test_default_artifact_folder_is_beside_the_sqlite_file():
     assert artifact_dir("sqlite:////data/runs/studies.db") == "/data/runs/artifacts"
     assert artifact_dir("sqlite:///studies.db") == "artifacts"

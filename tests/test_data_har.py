@@ -50,6 +50,7 @@ def test_no_subject_is_in_two_splits(har_task):
     assert test == {2, 4, 9, 10, 12, 13, 18, 20, 24}
 
 
+@pytest.mark.slow
 def test_folds_validate_on_other_training_subjects_and_keep_the_test_split(har_task, har_cache, monkeypatch):
     train_subjects = har_task.info["subjects"]["train"] + har_task.info["subjects"]["val"]
     folds = [set(fold_subjects(train_subjects, k)) for k in range(FOLDS)]
@@ -77,6 +78,7 @@ def test_refit_trains_on_the_training_and_validation_subjects_and_keeps_the_rest
     assert "refit: train + validation" in refit.info["split"] and "refit" not in har_task.info
 
 
+@pytest.mark.slow
 def test_standardisation_uses_training_subjects_only(har_task):
     subjects = np.array(zip_lines("train/subject_train.txt"), dtype=int)
     is_train = np.isin(subjects, har_task.info["subjects"]["train"])
@@ -96,6 +98,7 @@ def test_standardisation_uses_training_subjects_only(har_task):
     assert har_task.test.x.double().mean(dim=(0, 1)).abs().max() > 1e-2
 
 
+@pytest.mark.slow
 def test_second_load_reads_the_npz_cache(har_task, har_cache, monkeypatch):
     cached = Path(har_task.info["cache"])
     assert cached.parent == har_cache and cached.suffix == ".npz" and cached.exists()
@@ -114,6 +117,7 @@ def test_second_load_reads_the_npz_cache(har_task, har_cache, monkeypatch):
         assert torch.equal(getattr(again, split).y, getattr(har_task, split).y)
 
 
+@pytest.mark.slow
 def test_cache_follows_edits_of_a_folder_source(tiny_har_dir, tmp_path, isolated_data_env):
     """A file edited in place (the folder's own mtime does not change) must not serve stale arrays."""
     folder = shutil.copytree(tiny_har_dir, tmp_path / "UCI HAR Dataset")
@@ -153,6 +157,7 @@ def zip_folder(folder: Path, archive: Path) -> Path:
     return archive
 
 
+@pytest.mark.slow
 def test_zip_of_the_tiny_folder_loads_the_same(tiny_har_dir, tmp_path, isolated_data_env):
     from_folder = load_har(tiny_har_dir)
     from_zip = load_har(zip_folder(tiny_har_dir, tmp_path / "tiny.zip"))
@@ -194,6 +199,7 @@ BAD_FOLDERS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_FOLDERS))
+@pytest.mark.slow
 def test_bad_folder_names_file_and_line_and_caches_nothing(case, tiny_har_dir, tmp_path, isolated_data_env):
     member, breaks, message = BAD_FOLDERS[case]
     folder = shutil.copytree(tiny_har_dir, tmp_path / "UCI HAR Dataset")
@@ -255,6 +261,7 @@ def test_damaged_cache_file_is_named_discarded_and_rebuilt(damage, tiny_har_dir,
         assert npz["x_train"].shape[1:] == (128, 9)
 
 
+@pytest.mark.slow
 def test_stale_part_file_of_a_killed_write_is_removed(tiny_har_dir, isolated_data_env):
     first = load_har(tiny_har_dir)
     cached = Path(first.info["cache"])

@@ -94,6 +94,7 @@ def test_split_is_about_70_10_20_within_each_language(decoded):
         assert share["test"] == pytest.approx(0.2, abs=tolerance), (language, sizes)
 
 
+@pytest.mark.slow
 def test_split_seed_is_recorded_and_decides_the_split(names_task):
     assert names_task.info["split_seed"] == 0 and "split seed 0" in names_task.info["split"]
     other = load_names(NAMES_DIR, split_seed=1)
@@ -105,6 +106,7 @@ def test_split_seed_is_recorded_and_decides_the_split(names_task):
         assert torch.equal(getattr(again, split).y, getattr(other, split).y)
 
 
+@pytest.mark.slow
 def test_folds_rotate_validation_through_train_and_validation_and_keep_the_test_split(names_task, decoded):
     tasks = {0: names_task, 1: load_names(NAMES_DIR, fold=1), 6: load_names(NAMES_DIR, fold=6)}
     folds = {k: {s: rows(t, s) for s in ("train", "val", "test")} for k, t in tasks.items()}
@@ -123,6 +125,7 @@ def test_folds_rotate_validation_through_train_and_validation_and_keep_the_test_
         load_names(NAMES_DIR, fold=7)
 
 
+@pytest.mark.slow
 def test_folder_and_tutorial_zip_give_the_same_split(names_task):
     from_zip = load_names(NAMES_ZIP)
     assert from_zip.class_names == names_task.class_names

@@ -92,6 +92,7 @@ def test_multivariate_basic_motions_keeps_channels_and_the_header_class_names():
     np.testing.assert_allclose(steps.std(0), np.ones(6), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_unequal_lengths_are_padded_with_zeros_and_the_statistics_skip_the_padding():
     task = load_file(ts_file("JapaneseVowels"))
     x_train, _ = load_from_ts_file(str(ts_file("JapaneseVowels")))

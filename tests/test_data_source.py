@@ -71,6 +71,7 @@ def files_in(folder) -> list[str]:
     return sorted(p.name for p in folder.rglob("*")) if folder.exists() else []
 
 
+@pytest.mark.slow
 def test_names_downloaded_into_the_cache_once(isolated_data_env, monkeypatch):
     cache = isolated_data_env
     with ArchiveServer({"/data.zip": NAMES_ZIP.read_bytes()}) as server:
@@ -87,6 +88,7 @@ def test_names_downloaded_into_the_cache_once(isolated_data_env, monkeypatch):
         assert torch.equal(again.train.x, task.train.x) and torch.equal(again.test.y, task.test.y)
 
 
+@pytest.mark.slow
 def test_har_downloaded_into_the_cache_once(isolated_data_env, monkeypatch):
     cache = isolated_data_env
     with ArchiveServer({"/har.zip": HAR_ZIP.read_bytes()}) as server:
@@ -148,6 +150,7 @@ def write_language_folder(folder, languages: dict[str, list[str]]):
     return folder
 
 
+@pytest.mark.slow
 def test_explicit_path_beats_env_var_beats_cache(tmp_path, isolated_data_env, monkeypatch):
     # Three different real sources, told apart by what they load (each language needs a test example).
     explicit = write_language_folder(tmp_path / "explicit", {"Alpha": [f"A{c}" for c in "bcdefgh"], "Beta": [f"B{c}" for c in "bcdefgh"]})
@@ -179,6 +182,7 @@ def test_explicit_path_and_env_var_must_exist(tmp_path, isolated_data_env, monke
     assert files_in(isolated_data_env) == []
 
 
+@pytest.mark.slow
 def test_truncated_archive_in_the_cache_is_discarded_and_downloaded_again(isolated_data_env, monkeypatch, capfd):
     cache = isolated_data_env
     cache.mkdir(parents=True, exist_ok=True)

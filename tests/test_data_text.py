@@ -107,6 +107,7 @@ def test_splits_are_stratified_and_a_fifth_is_held_out(some_task):
         np.testing.assert_allclose(counts[split] / counts[split].sum(), total / total.sum(), atol=0.01)
 
 
+@pytest.mark.slow
 def test_folds_rotate_validation_and_keep_the_test_split(some_csv, some_task):
     tasks = [some_task] + [load_file(some_csv, fold=k) for k in range(1, FOLDS)]
     held = [{text for text, _ in decoded(t, "val") if UNKNOWN not in text} for t in tasks]
@@ -135,6 +136,7 @@ def test_a_group_column_keeps_each_group_in_one_split(tmp_path):
     assert task.info["file"]["group_column"] == "initial"
 
 
+@pytest.mark.slow
 def test_named_columns_and_a_test_file(tmp_path):
     rows = names_rows(SOME)
     train_rows, test_rows = rows[::2], rows[1::2]

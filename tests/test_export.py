@@ -87,6 +87,7 @@ def har_models(har_small):
     return spec, [r.model for r in results]
 
 
+@pytest.mark.slow
 def test_names_model_reloaded_gives_the_in_memory_probabilities(names_task, names_models, names_folder):
     _, models = names_models
     surnames, languages = surnames_of_test_split(7)
@@ -104,6 +105,7 @@ def test_names_model_reloaded_gives_the_in_memory_probabilities(names_task, name
     np.testing.assert_allclose(predictor.predict_proba(surnames, batch_size=7), found, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_har_model_reloaded_gives_the_in_memory_probabilities(har_task, har_small, har_models, tiny_har_dir, tmp_path):
     spec, models = har_models
     folder = save_model(tmp_path / "model", spec, har_small, models, SEEDS, {"tau": 0.0},
@@ -119,6 +121,7 @@ def test_har_model_reloaded_gives_the_in_memory_probabilities(har_task, har_smal
     assert predictor.predict(windows) == [har_task.class_names[i] for i in expected.argmax(1)]
 
 
+@pytest.mark.slow
 def test_model_folder_holds_what_prediction_needs_and_a_card(names_small, names_folder):
     card = json.loads((names_folder / "model.json").read_text())
     assert card["format"] == 2 and card["task"] == "names" and card["seeds"] == SEEDS
@@ -148,6 +151,7 @@ def test_model_folder_holds_what_prediction_needs_and_a_card(names_small, names_
     assert f"| accuracy | {card['metrics']['mean']['accuracy']:.3f} ± " in text
 
 
+@pytest.mark.slow
 def test_har_preprocessing_records_channels_and_training_statistics(har_small, har_models, tmp_path):
     spec, models = har_models
     folder = save_model(tmp_path / "model", spec, har_small, models, SEEDS, {"tau": 0.0}, {}, {})
@@ -159,6 +163,7 @@ def test_har_preprocessing_records_channels_and_training_statistics(har_small, h
     assert "body_acc_x, body_acc_y, body_acc_z, body_gyro_x" in text and "channel-major" in text
 
 
+@pytest.mark.slow
 def test_tau_shifts_labels_towards_rare_classes(names_small, names_models, tmp_path):
     spec, models = names_models
     folder = save_model(tmp_path / "model", spec, names_small, models, SEEDS, {"tau": 1.0},
@@ -176,6 +181,7 @@ def test_tau_shifts_labels_towards_rare_classes(names_small, names_models, tmp_p
     assert [predictor.class_names[i] for i in adjusted.argmax(1)] == labels
 
 
+@pytest.mark.slow
 def test_saving_replaces_an_old_folder_only_once_the_new_one_is_complete(names_small, names_models, tmp_path):
     spec, models = names_models
     folder = tmp_path / "model"
@@ -236,6 +242,7 @@ def damage(folder: Path, kind: str) -> None:
     ("weights of another architecture", "seed-100.pt: does not fit the model.json spec (gru, width 8, 1 layer(s)): "
                                         "network.rnn.weight_ih_l0 is (48, "),
 ])
+@pytest.mark.slow
 def test_loading_refuses_a_damaged_or_other_format_folder_in_one_line(names_folder, tmp_path, kind, message):
     folder = tmp_path / "model"
     shutil.copytree(names_folder, folder)
@@ -249,6 +256,7 @@ def test_loading_refuses_a_damaged_or_other_format_folder_in_one_line(names_fold
         assert ", (24, " in str(error.value)
 
 
+@pytest.mark.slow
 def test_bad_inputs_raise_input_errors_naming_the_input(names_folder, har_small, har_models, tmp_path):
     names = load_model(names_folder)
     with pytest.raises(InputError, match="surname 2 is empty") as error:

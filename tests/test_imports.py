@@ -1,6 +1,8 @@
 """The layering: data/ and models/ import nothing of search/, and no module of the project imports itself back."""
 from __future__ import annotations
 
+import pytest
+
 import ast
 from pathlib import Path
 
@@ -73,6 +75,7 @@ def test_no_import_cycle_in_the_project():
     assert cycle is None, " -> ".join(cycle)
 
 
+@pytest.mark.slow
 def test_data_and_models_do_not_import_search():
     wrong = sorted(f"{name} imports {target}" for name, targets in graph().items()
                    if name.split(".")[0] in ("data", "models") for target in targets if target.startswith("search"))

@@ -133,6 +133,7 @@ def test_a_weight_file_leading_outside_the_folder_is_refused_before_it_is_read(t
     assert refused(folder).endswith("model.json: field weights: weights/seed-100.pt leads outside the model folder")
 
 
+@pytest.mark.slow
 def test_missing_weights_say_why_only_when_it_is_true(small_names_model, tmp_path):
     small = copy_of(small_names_model[0], tmp_path / "small")
     (small / "weights" / "seed-101.pt").unlink()
@@ -159,6 +160,7 @@ def test_a_format_1_folder_loads_unless_it_has_an_n_gram_part(tmp_path):
     assert "field task: a format-1 folder's task must be one of ['har', 'names'], got 'GunPoint'" in refused(legacy)
 
 
+@pytest.mark.slow
 def test_saving_refuses_a_folder_it_did_not_write_and_leaves_it_untouched(small_names_model, tmp_path):
     _, task, spec, models = small_names_model
     mydocs = tmp_path / "mydocs"
@@ -181,6 +183,7 @@ def test_saving_refuses_a_folder_it_did_not_write_and_leaves_it_untouched(small_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "mydocs", "notes"]  # no temporary folder left
 
 
+@pytest.mark.slow
 def test_saving_replaces_only_a_model_folder_and_nothing_beside_it(small_names_model, tmp_path):
     _, task, spec, models = small_names_model
     (tmp_path / "keep.txt").write_text("beside\n")
@@ -204,6 +207,7 @@ def test_check_out_refuses_a_place_that_cannot_be_written(tmp_path):
     assert not (tmp_path / "new").exists()  # checking creates nothing
 
 
+@pytest.mark.slow
 def test_model_json_and_card_hold_no_absolute_path(small_names_model):
     folder = small_names_model[0]
     text = (folder / "model.md").read_text() + (folder / "model.json").read_text()

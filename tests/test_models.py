@@ -33,6 +33,7 @@ def test_every_family_returns_logits_for_both_tasks(family, har_task, names_task
         assert bool(torch.isfinite(logits).all())
 
 
+@pytest.mark.slow
 def test_closed_form_count_equals_the_built_module(har_task, names_task):
     task_shapes = {shapes(har_task), shapes(names_task)}
     assert len(task_shapes) == 2
@@ -203,6 +204,7 @@ def by_hand(gates: int) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("family, gates, review", [("rnn", 1, (8970, 8874)), ("lstm", 4, (33930, 33546))])
+@pytest.mark.slow
 def test_review_numbers_of_models_params(family, gates, review):
     pytorch, textbook = by_hand(gates)
     assert (pytorch, textbook) == review
@@ -211,6 +213,7 @@ def test_review_numbers_of_models_params(family, gates, review):
     assert counts(output) == (pytorch, pytorch, textbook)
 
 
+@pytest.mark.slow
 def test_models_params_gru_and_its_arguments(capsys):
     from models import params
 
@@ -225,6 +228,7 @@ def test_models_params_gru_and_its_arguments(capsys):
     assert "--input must be an int >= 1, got 0" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_models_params_refuses_a_negative_seq_len_and_counts_huge_sizes_without_building(capsys):
     from models import params
 

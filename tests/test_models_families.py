@@ -21,6 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 NEW = ("fcn", "resnet", "inception", "minirocket")
 
 
+@pytest.mark.slow
 def test_closed_form_counts_equal_the_built_modules(names_task):
     checked = 0
     for family, layers, width, kernel, inputs in itertools.product(NEW, (1, 2, 3, 4, 6), (1, 4, 9), (1, 8, 40),
@@ -135,6 +136,7 @@ def test_minirocket_fits_its_biases_on_the_first_training_batch_only(har_task):
 
 
 @pytest.mark.parametrize("family", NEW)
+@pytest.mark.slow
 def test_weights_reload_into_a_model_built_with_another_seed(family, small_har):
     """As an exported model is loaded: create_model, then load_state_dict from torch.load(weights_only=True);
     MiniRocket's random channels and fitted biases travel in the state dict."""

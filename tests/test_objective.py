@@ -31,6 +31,7 @@ def objective(task, seeds: int, lr: float) -> Objective:
                      fixed={**LINEAR, "lr": lr}, max_epochs=4)
 
 
+@pytest.mark.slow
 def test_a_trial_below_the_median_of_finished_trials_is_raced_out_after_its_first_seed(small_har, tmp_path):
     s = study(tmp_path, 4)
     for _ in range(5):  # finished trials that no linear model on 600 windows reaches
@@ -42,6 +43,7 @@ def test_a_trial_below_the_median_of_finished_trials_is_raced_out_after_its_firs
     assert trial.user_attrs["seeds"] == [0] and trial.user_attrs["seed_epochs"] == 4  # seeds 1, 2 never trained
 
 
+@pytest.mark.slow
 def test_a_warm_start_is_never_raced_out(small_har, tmp_path):
     """The same trial as above, queued as a warm start (search/study.py queue_warm_start): all seeds train."""
     s = study(tmp_path, 4)
@@ -55,6 +57,7 @@ def test_a_warm_start_is_never_raced_out(small_har, tmp_path):
     assert trial.value < 0.99  # below the bar that races out the same trial when it is not a warm start
 
 
+@pytest.mark.slow
 def test_a_good_trial_runs_every_seed_and_completes(small_har, tmp_path):
     s = study(tmp_path, 4)
     for _ in range(5):
@@ -65,6 +68,7 @@ def test_a_good_trial_runs_every_seed_and_completes(small_har, tmp_path):
     assert trial.value == pytest.approx(sum(trial.user_attrs["seed_metrics"]["accuracy"]) / 2)
 
 
+@pytest.mark.slow
 def test_after_its_first_seed_passes_the_other_seeds_train_in_one_call(small_har, tmp_path, monkeypatch):
     """The bar is checked once, after seed 0; seeds 1..K-1 then train together (stacked on CUDA)."""
     import search.objective
@@ -83,6 +87,7 @@ def test_after_its_first_seed_passes_the_other_seeds_train_in_one_call(small_har
     assert s.trials[-1].state == TrialState.COMPLETE and s.trials[-1].user_attrs["seeds"] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_a_trial_far_behind_at_a_rung_is_pruned_there_unless_it_is_a_warm_start(small_har, tmp_path):
     s = study(tmp_path, 4)
     s.optimize(objective(small_har, seeds=1, lr=1e-2), n_trials=8)
@@ -122,6 +127,7 @@ def pruned_epoch(s: optuna.Study, values: list[float], step) -> int | None:
 
 
 @pytest.mark.parametrize("rule", ["share of the budget", "epoch"])
+@pytest.mark.slow
 def test_a_slower_but_better_long_budget_curve_is_not_pruned_by_construction(tmp_path, rule):
     """10-epoch trials gain 0.40 over their budget; a 20-epoch trial gains 0.42 over its own, so after any
     number of epochs it is behind them, yet at every share of its budget it is ahead."""

@@ -23,6 +23,7 @@ LINEAR = TrialSpec(family="linear", epochs=1, batch_size=256, lr=1e-2)
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_each_seed_trained_in_a_worker_gives_what_it_gives_in_this_process(har_task):
     found = []
     with Pool("har", str(HAR_ZIP), "cpu", workers=2) as pool:
@@ -41,6 +42,7 @@ def test_each_seed_trained_in_a_worker_gives_what_it_gives_in_this_process(har_t
         assert set(remote.model) == set(weights) and all(torch.allclose(remote.model[k], weights[k]) for k in weights)
 
 
+@pytest.mark.slow
 def test_urgent_jobs_run_first_then_the_costliest(har_task):
     done = []
     with Pool("har", str(HAR_ZIP), "cpu", workers=1) as pool:  # one worker: jobs end in the order they start
@@ -55,6 +57,7 @@ def test_urgent_jobs_run_first_then_the_costliest(har_task):
     assert pool.jobs == 4 and pool.usage().startswith("4 job(s) in ") and "1 worker(s) busy" in pool.usage()
 
 
+@pytest.mark.slow
 def test_evaluations_in_a_shared_pool_train_a_configuration_once(har_task, tmp_path):
     lines = []
     evaluations = Evaluations(tmp_path / "evaluations.json", {"task": "har"}, [100, 101], "accuracy", har_task,
@@ -70,6 +73,7 @@ def test_evaluations_in_a_shared_pool_train_a_configuration_once(har_task, tmp_p
     assert entry["ensemble"]["test"]["accuracy"] == alone["ensemble"]["test"]["accuracy"]
 
 
+@pytest.mark.slow
 def test_an_error_in_a_worker_is_raised_here_with_its_traceback(har_task):
     with pytest.raises(AttributeError, match="no_such_attribute") as error:
         with Pool("har", str(HAR_ZIP), "cpu", workers=1) as pool:

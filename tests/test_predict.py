@@ -90,6 +90,7 @@ def assert_refused(result: subprocess.CompletedProcess, message: str) -> None:
     assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_names_text_lists_the_three_most_likely_languages(names_model):
     result = predict("names", "--model", str(names_model), "Nakamura", "O'Neill", "Schmidt")
     assert result.returncode == 0 and result.stderr == "", result.stderr
@@ -121,6 +122,7 @@ def test_names_json_and_csv_give_the_library_probabilities(names_model):
                                                                    abs=1e-6)
 
 
+@pytest.mark.slow
 def test_dash_reads_one_surname_per_line_from_stdin(names_model):
     stdin = "Nakamura\nSchmidt\nKowalski\n"
     result = predict("names", "--model", str(names_model), "Abe", "-", "Zeller", stdin=stdin)
@@ -139,6 +141,7 @@ def test_thousands_of_surnames_in_batches_match_one_by_one(names_model):
         np.testing.assert_allclose(batched[i], predictor.predict_proba([many[i]])[0], rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_an_empty_surname_is_refused_naming_where_it_was(names_model, command):
     assert_refused(predict("names", "--model", str(names_model), "-", stdin="Abe\nSchmidt\n\nZeller\n"),
                    "stdin line 3: empty surname")
@@ -150,6 +153,7 @@ def test_an_empty_surname_is_refused_naming_where_it_was(names_model, command):
                    "surname argument 2: empty surname ('  ')")
 
 
+@pytest.mark.slow
 def test_characters_outside_the_alphabet_go_to_the_unknown_slot_and_are_noted_once(names_model, command):
     result = command("names", "--model", str(names_model), "Øster", "Ødegård", "Wang")
     assert result.returncode == 0, result.stderr
@@ -186,6 +190,7 @@ def test_har_accepts_a_folder_npy_npz_or_csv_with_the_same_result(har_model, win
     assert [row["activity"] for row in rows] == predictor.predict(windows)
 
 
+@pytest.mark.slow
 def test_har_text_and_csv_print_the_activity_and_every_class_probability(har_model, windows, tiny_har_dir):
     folder = str(tiny_har_dir / "test" / "Inertial Signals")
     result = predict("har", "--model", str(har_model), folder)  # as a user runs it
@@ -240,6 +245,7 @@ def bad_input(kind: str, windows: np.ndarray, tiny_har_dir: Path, tmp_path: Path
     ("folder nan", "total_acc_z_test.txt: line 2: field 5: 'nan' is not a finite number"),
     ("folder missing channel", "body_gyro_x_test.txt: missing (an 'Inertial Signals' folder holds all 9 channels)"),
 ])
+@pytest.mark.slow
 def test_bad_windows_are_refused_naming_file_window_and_channel(har_model, windows, tiny_har_dir, tmp_path, command,
                                                                 kind, message):
     path = bad_input(kind, windows, tiny_har_dir, tmp_path)
@@ -248,6 +254,7 @@ def test_bad_windows_are_refused_naming_file_window_and_channel(har_model, windo
     assert_refused(run_it("har", "--model", str(har_model), str(path)), message)
 
 
+@pytest.mark.slow
 def test_other_bad_paths_are_refused_in_one_line(har_model, windows, tmp_path, command):
     np.savez(tmp_path / "two.npz", a=windows, b=windows)
     (tmp_path / "w.txt").write_text("1 2 3\n")
@@ -264,6 +271,7 @@ def test_other_bad_paths_are_refused_in_one_line(har_model, windows, tmp_path, c
     ("other format", "model format 99, but this version reads format 2 (or 1)"),
     ("missing weights", "seed-100.pt: missing; produce them with: python -m search.export STUDY --trial N"),
 ])
+@pytest.mark.slow
 def test_a_missing_corrupt_or_other_format_model_folder_is_refused(names_model, tmp_path, command, damage, message):
     folder = tmp_path / "model"
     if damage != "missing":
@@ -279,10 +287,12 @@ def test_a_missing_corrupt_or_other_format_model_folder_is_refused(names_model, 
     assert_refused(run_it("names", "--model", str(folder), "Abe"), message)
 
 
+@pytest.mark.slow
 def test_a_model_of_the_other_task_is_refused(har_model, command):
     assert_refused(command("names", "--model", str(har_model), "Abe"), f"--model {har_model} holds a har model, not names")
 
 
+@pytest.mark.slow
 def test_a_logit_adjusted_model_ranks_by_its_decision_rule(names_task, tmp_path, command):
     folder = export(names_task, TrialSpec(family="linear", epochs=1), tmp_path / "model", tau=1.0)
     predictor = load_model(folder)
@@ -372,6 +382,7 @@ def test_ctrl_c_is_one_line_and_exit_130_while_importing_and_while_streaming(nam
         assert err.decode() == "interrupted\n", (moment, err)
 
 
+@pytest.mark.slow
 def test_har_files_stream_in_batches_with_the_library_probabilities(har_model, windows, tmp_path):
     expected = load_model(har_model).predict_proba(windows, adjust=True)
     files = {"npy": tmp_path / "w.npy", "npz": tmp_path / "w.npz", "npz compressed": tmp_path / "c.npz",

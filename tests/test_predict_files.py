@@ -192,6 +192,7 @@ def test_unequal_lengths_from_ts_npz_nan_or_lengths_predict_as_trained_and_paddi
     np.testing.assert_allclose(alone, expected[:40], rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_bad_series_inputs_are_refused_in_one_line(gunpoint_model, tmp_path, command):
     folder = str(gunpoint_model[0])
     series = np.stack(file_series("GunPoint"))[:5]
@@ -255,6 +256,7 @@ def test_a_damaged_series_preprocessing_is_refused_naming_the_field(gunpoint_mod
 # Text
 
 
+@pytest.mark.slow
 def test_a_text_folder_predicts_arguments_stdin_and_a_csv_column_as_trained(text_model, tmp_path, command):
     folder, models, task, table = text_model
     card = json.loads((folder / "model.json").read_text())

@@ -109,6 +109,7 @@ def table_rows(markdown: str) -> list[list[str]]:
     return [[cell.strip() for cell in row] for row in rows[2:]]  # skip the header and the |---| line
 
 
+@pytest.mark.slow
 def test_leaderboard_lists_every_family_searched(har):
     study = optuna.load_study(study_name="har", storage=har["storage"])
     complete = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE),
@@ -134,6 +135,7 @@ def test_leaderboard_lists_every_family_searched(har):
     assert "python -m search.report har --storage" in section(har["text"], "## Reproduce")
 
 
+@pytest.mark.slow
 def test_figures_are_png_files_and_every_link_resolves(har):
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", har["text"])
     expected = {"curves_train_loss.png", "curves_val_loss.png", "curves_val_accuracy.png", "effect_width.png",
@@ -185,6 +187,7 @@ def has_key(value, key: str) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_test_split_is_touched_only_by_the_final_evaluation(har):
     # The search stored no test metric, and the report wrote nothing into the study.
     assert har["before"] and not any(has_key(attrs, "test") for _, _, attrs in har["before"].values())
@@ -223,6 +226,7 @@ def test_test_split_is_touched_only_by_the_final_evaluation(har):
     assert not (har["out"] / "refits.json").exists() and "--no-refit" in har["text"]
 
 
+@pytest.mark.slow
 def test_second_run_reuses_the_cache_and_writes_the_same_text(har, capsys):
     cache, reranked = har["out"] / "evaluations.json", har["out"] / "reranking.json"
     saved, stamp = cache.read_bytes(), cache.stat().st_mtime_ns
@@ -237,6 +241,7 @@ def test_second_run_reuses_the_cache_and_writes_the_same_text(har, capsys):
     assert (har["out"] / "report.md").read_text() == har["text"]
 
 
+@pytest.mark.slow
 def test_names_imbalance_compares_three_strategies_on_one_architecture(names):
     text = section(names["text"], "## Class imbalance")
     study = optuna.load_study(study_name="names", storage=names["storage"])
@@ -255,6 +260,7 @@ def test_names_imbalance_compares_three_strategies_on_one_architecture(names):
     assert all({**s, "imbalance": "none"} == {**specs[0], "imbalance": "none"} for s in specs)
 
 
+@pytest.mark.slow
 def test_names_report_measures_what_the_ngram_part_adds(names):
     text = section(names["text"], "## The n-gram part")
     (rows,) = [table_rows(t) for t in text.split("\n\n") if t.startswith("|")]
@@ -278,6 +284,7 @@ def error_line(argv: list[str], capsys) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_missing_or_empty_study_and_bad_storage_exit_2_with_one_line(har, tmp_path, capsys):
     out = tmp_path / "reports"
     missing = tmp_path / "missing.db"
@@ -363,6 +370,7 @@ def test_a_family_whose_trials_were_all_pruned_is_still_evaluated(tmp_path):
     assert marks == {"dense": "0.900", "linear": "0.700 †"}
 
 
+@pytest.mark.slow
 def test_summary_json_names_the_recommended_model_and_the_baselines(names):
     summary = json.loads((names["out"] / "summary.json").read_text())
     assert summary["task"] == "names" and summary["metric"] == "acc_bal_hmean"
@@ -398,6 +406,7 @@ def test_summary_json_names_the_recommended_model_and_the_baselines(names):
     assert len(verdicts) == 2 and all(re.search(r"\) (beats|does \*\*not\*\* beat) the best", v) for v in verdicts)
 
 
+@pytest.mark.slow
 def test_the_recommendation_is_refitted_on_training_and_validation_with_the_tau_validation_chose(names):
     rec = json.loads((names["out"] / "summary.json").read_text())["recommended"]
     assert rec["trained_on"] == "train+validation"
@@ -429,6 +438,7 @@ def test_the_recommendation_is_refitted_on_training_and_validation_with_the_tau_
     assert "training and validation rows together" in (names["out"] / "model" / "model.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_recommended_model_is_exported_and_predicts(names):
     from search.export import load_model
 
@@ -440,6 +450,7 @@ def test_the_recommended_model_is_exported_and_predicts(names):
     assert probabilities.shape == (2, 18) and probabilities.sum(1) == pytest.approx([1, 1], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_cache_key_follows_the_training_code(tmp_path, monkeypatch):
     """A change to what the training code does changes the fingerprint, hence every evaluation's key: nothing stale
     is reused. A change to its comments or docstrings changes nothing: the cached results stay valid."""
@@ -471,6 +482,7 @@ def test_cache_key_follows_the_training_code(tmp_path, monkeypatch):
     assert cache.code_fingerprint(cache.BASELINE_CODE) != baselines and cache.code_fingerprint() == after
 
 
+@pytest.mark.slow
 def test_baselines_written_by_other_code_are_recomputed(names, capsys):
     path = names["out"] / "baselines.json"
     saved = json.loads(path.read_text())
@@ -485,6 +497,7 @@ def test_baselines_written_by_other_code_are_recomputed(names, capsys):
     assert [b["test"] for b in again["baselines"]] == [b["test"] for b in saved["baselines"]]  # refit, same result
 
 
+@pytest.mark.slow
 def test_unwritable_output_and_other_data_exit_2_before_training(har, tmp_path, capsys):
     in_the_way = tmp_path / "a-file"
     in_the_way.write_text("not a folder")
@@ -500,6 +513,7 @@ def test_unwritable_output_and_other_data_exit_2_before_training(har, tmp_path, 
     assert "differ from those the study recorded" in err and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_bench_results_prints_the_readme_tables_from_the_committed_summaries(tmp_path):
     done = subprocess.run([sys.executable, "bench/results.py"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -533,6 +547,7 @@ def test_bench_results_prints_the_readme_tables_from_the_committed_summaries(tmp
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "summary.json: no such file" in missing.stderr
 
 
+@pytest.mark.slow
 def test_the_ngram_effect_compares_trials_with_and_without_the_ngram_part(tmp_path, data_cache, one_torch_thread):
     from search.evaluate import ranked
     from search.report import analysis, markdown

@@ -28,6 +28,7 @@ def leaders(*search: list[float]) -> list[optuna.trial.FrozenTrial]:
     return study.trials
 
 
+@pytest.mark.slow
 def test_rerank_seeds_are_neither_search_seeds_nor_final_seeds():
     most_search_seeds = set(range(defaults.RERANK_SEED_BASE))  # StudyConfig allows --seeds up to this many
     most_rerank_seeds = set(defaults.rerank_seeds(defaults.FINAL_SEED_BASE - defaults.RERANK_SEED_BASE))
@@ -36,6 +37,7 @@ def test_rerank_seeds_are_neither_search_seeds_nor_final_seeds():
     assert not most_rerank_seeds & set(defaults.final_seeds(20))
 
 
+@pytest.mark.slow
 def test_each_rerank_seed_validates_on_another_fold_and_the_search_fold_is_never_one_of_them():
     har, names = REGISTRY["har"].folds, REGISTRY["names"].folds
     assert cycle_folds(har, [50, 51, 52]) == [1, 2, 3]
@@ -58,6 +60,7 @@ def test_a_trial_lucky_on_its_search_split_loses_to_one_that_holds_up_on_other_f
     assert choice_value(lucky, None, METRIC) == pytest.approx(lucky.value)
 
 
+@pytest.mark.slow
 def test_rerank_trains_each_seed_on_its_fold_on_validation_only_and_a_seed_fixes_the_result(har_task):
     spec = TrialSpec(family="linear", epochs=2, batch_size=256, lr=1e-2, decision="logit_adjust")
     folds = Folds(har_task, str(HAR_ZIP))
@@ -76,6 +79,7 @@ def test_rerank_trains_each_seed_on_its_fold_on_validation_only_and_a_seed_fixes
     assert not any(math.isnan(v) for v in other["values"])
 
 
+@pytest.mark.slow
 def test_reranking_trains_each_seed_in_a_worker_process_and_caches_what_it_found(har_task, tmp_path):
     spec = TrialSpec(family="linear", epochs=1, batch_size=256, lr=1e-2)
     lines = []

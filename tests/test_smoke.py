@@ -24,6 +24,7 @@ def smoke(*args: str, cache: Path, timeout: float = 600) -> subprocess.Completed
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_every_family_on_both_real_tasks(har_task, names_task, har_cache):
     # The session's HAR cache already holds the parsed archive, so the subprocess skips the parse.
     done = smoke("--har", str(HAR_ZIP), "--names", str(NAMES_DIR), "--epochs", "1", cache=har_cache)
@@ -43,6 +44,7 @@ def test_every_family_on_both_real_tasks(har_task, names_task, har_cache):
     assert max(float(found[("har", family)]["accuracy"]) for family in FAMILIES) > 0.5
 
 
+@pytest.mark.slow
 def test_missing_data_path_is_one_line_and_exit_2(tmp_path, har_task, har_cache):
     # HAR loads (from the session cache); the surnames path does not exist: nothing is trained.
     done = smoke("--har", str(HAR_ZIP), "--names", str(tmp_path / "no-such-names"), cache=har_cache, timeout=300)
@@ -57,6 +59,7 @@ def test_missing_data_path_is_one_line_and_exit_2(tmp_path, har_task, har_cache)
     (["--har", "{tmp}/not-a-zip.zip"], r"^error: .*not-a-zip\.zip: not a valid zip archive"),
     (["--epochs", "0"], r"^error: epochs must be an int >= 1, got 0$"),
 ], ids=["no-such-path", "not-a-zip", "epochs"])
+@pytest.mark.slow
 def test_bad_arguments_in_process(args, message, tmp_path, capsys):
     from search import smoke as smoke_module
 

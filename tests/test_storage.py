@@ -21,6 +21,7 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_hide_password_masks_every_url_in_a_text():
     line = ("python -m search.har --storage postgresql://postgres:secret@127.0.0.1:5432/test "
             "--other 'mysql+pymysql://u:p@ss/w@db.example/x' sqlite:///studies.db")
@@ -78,6 +79,7 @@ def test_read_only_sqlite_file_is_refused(tmp_path):
         os.chmod(db, 0o644)
 
 
+@pytest.mark.slow
 def test_in_memory_storage_runs_without_heartbeat_errors():
     storage = open_storage("sqlite://", heartbeat=1)
     study = optuna.create_study(storage=storage)
@@ -86,6 +88,7 @@ def test_in_memory_storage_runs_without_heartbeat_errors():
     assert len(study.trials) == 2
 
 
+@pytest.mark.slow
 def test_postgresql_with_a_password_opens_and_the_error_path_hides_it():
     url = "postgresql://postgres:secret@127.0.0.1:5432/test"  # trust auth accepts any password
     check_reachable(url)

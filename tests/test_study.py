@@ -57,6 +57,7 @@ def search(*args: str, cache: Path, task: str = "har", check: bool = True, **kwa
     return result
 
 
+@pytest.mark.slow
 def test_study_file_keeps_complete_trials_and_a_second_run_continues(tmp_path, cache):
     db = tmp_path / "studies.db"
     common = ["--storage", f"sqlite:///{db}", "--seeds", "2", "--epochs", "2", "--width", "16", "--pruner", "none",
@@ -92,6 +93,7 @@ def test_study_file_keeps_complete_trials_and_a_second_run_continues(tmp_path, c
     assert changed.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_workers_share_one_study_and_its_trial_count(tmp_path, cache):
     db = tmp_path / "studies.db"
     result = search("--storage", f"sqlite:///{db}", "--trials", "8", "--workers", "2", "--family", "dense",
@@ -107,6 +109,7 @@ def test_workers_share_one_study_and_its_trial_count(tmp_path, cache):
     assert sorted((int(m[1]), int(m[2])) for m in epochs if m) == [(n, e) for n in range(8) for e in (1, 2, 3)]
 
 
+@pytest.mark.slow
 def test_a_search_stops_starting_trials_at_its_time_limit(tmp_path, cache):
     # By default a search keeps to its task's budget whatever path the sampler takes (names with sampler
     # seed 1 once took 105 min for 100 trials); a trial that has started still finishes.
@@ -129,6 +132,7 @@ def test_a_search_stops_starting_trials_at_its_time_limit(tmp_path, cache):
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE]
 
 
+@pytest.mark.slow
 def test_grid_with_two_workers_runs_every_point_once(tmp_path, cache):
     # Queued trials popped by two processes at once from SQLite (no SELECT ... FOR UPDATE) once ran twice and
     # the second tell failed ("Cannot tell a COMPLETE trial"); short trials make such collisions likely.
@@ -195,6 +199,7 @@ def test_every_warm_start_configuration_lies_inside_its_task_space():
     assert not inside(trial.distributions["width"], 128)
 
 
+@pytest.mark.slow
 def test_fixed_family_restricts_the_sampled_space(tmp_path, har):
     config = StudyConfig("har", trials=3, storage=f"sqlite:///{tmp_path / 's.db'}", seeds=1, sampler_seed=3,
                          fixed={"family": "dense", "epochs": 1, "width": 16})
@@ -205,6 +210,7 @@ def test_fixed_family_restricts_the_sampled_space(tmp_path, har):
     assert all("kernel_size" not in t.params for t in study.trials)  # conditional: conv1d only
 
 
+@pytest.mark.slow
 def test_imbalance_strategies_leave_validation_untouched(tmp_path, har):
     config = StudyConfig("har", trials=3, storage=f"sqlite:///{tmp_path / 's.db'}", seeds=1,
                          fixed={"family": "linear", "epochs": 1}, grid={"imbalance": ["none", "class_weights", "oversample"]})
@@ -215,6 +221,7 @@ def test_imbalance_strategies_leave_validation_untouched(tmp_path, har):
         assert [sum(row) for row in trial.user_attrs["confusion"]] == val_counts
 
 
+@pytest.mark.slow
 def test_nan_loss_ends_one_trial_not_the_study(tmp_path, har):
     config = StudyConfig("har", trials=2, storage=f"sqlite:///{tmp_path / 's.db'}", seeds=2,
                          fixed={"family": "dense", "epochs": 2, "width": 16}, grid={"lr": [1e30, 1e-3]})
@@ -225,6 +232,7 @@ def test_nan_loss_ends_one_trial_not_the_study(tmp_path, har):
     assert by_lr[1e-3].state == optuna.trial.TrialState.COMPLETE
 
 
+@pytest.mark.slow
 def test_same_seed_and_parameters_give_the_same_metrics(tmp_path, har):
     values = []
     for run in range(2):
@@ -235,6 +243,7 @@ def test_same_seed_and_parameters_give_the_same_metrics(tmp_path, har):
     assert values[0] == values[1]
 
 
+@pytest.mark.slow
 def test_pruning_prunes_hopeless_trials(tmp_path, har):
     config = StudyConfig("har", trials=8, storage=f"sqlite:///{tmp_path / 's.db'}", seeds=1, pruner="median",
                          fixed={"family": "linear", "epochs": 5, "batch_size": 256, "schedule": "constant"})
@@ -250,6 +259,7 @@ def test_pruning_prunes_hopeless_trials(tmp_path, har):
     assert all(t.user_attrs["seed_epochs"] < 5 for t in pruned)
 
 
+@pytest.mark.slow
 def test_racing_strategy_trains_all_seeds_of_a_competitive_trial(tmp_path, har):
     config = StudyConfig("har", trials=2, storage=f"sqlite:///{tmp_path / 's.db'}", seeds=3, strategy="racing",
                          fixed={"family": "linear", "epochs": 1})
@@ -278,6 +288,7 @@ def test_racing_strategy_trains_all_seeds_of_a_competitive_trial(tmp_path, har):
     (["--storage", "sqlite:///{tmp}/no/such/folder/s.db"], "does not exist"),
     (["--artifacts", "{tmp}/cache"], "--artifacts"),
 ])
+@pytest.mark.slow
 def test_bad_arguments_get_one_line_and_exit_2(tmp_path, cache, args, message):
     if "cuda" in args and torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
@@ -296,6 +307,7 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_postgresql_storage(har):
     url = "postgresql://postgres@127.0.0.1:5432/test"
     name = f"pytest-{os.getpid()}-{time.time_ns()}"
@@ -335,6 +347,7 @@ def _wait_for(db: Path, condition, process: subprocess.Popen, log: Path, timeout
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.slow
 def test_interrupted_run_loses_no_finished_trial(tmp_path, cache, sig):
     db, log = tmp_path / "studies.db", tmp_path / "stderr.txt"
     # The default heartbeat (30 s): a killed run's trials must be failed by the next run at once, not after 120 s.
@@ -366,6 +379,7 @@ def test_interrupted_run_loses_no_finished_trial(tmp_path, cache, sig):
     assert not running, f"left RUNNING: {running}\n{log.read_text()[-2000:]}"
 
 
+@pytest.mark.slow
 def test_continuation_on_other_data_seeds_or_pins_is_refused(tmp_path, har):
     config = StudyConfig("har", trials=1, storage=f"sqlite:///{tmp_path / 's.db'}", seeds=1, pruner="none",
                          fixed={"family": "linear", "epochs": 1})
@@ -397,6 +411,7 @@ def test_continuation_on_other_data_seeds_or_pins_is_refused(tmp_path, har):
     ({"English.txt": "Smith\nJones\n", "German.txt": "Muller\nSchmidt\n"}, "the validation split is empty"),
     ({"English.txt": None, "Czech.txt": "Novak\nSvoboda\nDvorak\n"}, "no test example of class Czech"),
 ])
+@pytest.mark.slow
 def test_too_little_data_is_refused_before_anything_is_created(tmp_path, cache, files, message):
     folder = tmp_path / "names"
     folder.mkdir()
@@ -411,6 +426,7 @@ def test_too_little_data_is_refused_before_anything_is_created(tmp_path, cache, 
     assert list(work.iterdir()) == []  # no studies.db, no artifacts/
 
 
+@pytest.mark.slow
 def test_trials_of_a_killed_process_are_failed_by_the_next_run(tmp_path, har):
     """A run killed right after creating a trial (before any training or heartbeat thread)."""
     config = StudyConfig("har", trials=1, storage=f"sqlite:///{tmp_path / 's.db'}", seeds=1, heartbeat=30,
@@ -445,6 +461,7 @@ def test_trials_of_a_killed_process_are_failed_by_the_next_run(tmp_path, har):
     assert [t.state.name for t in study.get_trials()] == ["FAIL", "FAIL", "FAIL", "COMPLETE"]
 
 
+@pytest.mark.slow
 def test_in_memory_storage_runs_quietly_in_one_process_and_leaves_nothing_behind(tmp_path, cache):
     args = ["--storage", "sqlite://", "--trials", "2", "--family", "linear", "--epochs", "1", "--seeds", "1"]
     result = search(*args, cache=cache, cwd=tmp_path)  # the default --workers: one per core, here 1
@@ -465,6 +482,7 @@ PROGRESS_ARGS = ["--trials", "2", "--workers", "1", "--family", "linear", "--epo
                  "--strategy", "lockstep", "--pruner", "none"]
 
 
+@pytest.mark.slow
 def test_progress_through_a_pipe_is_plain_lines(tmp_path, cache):
     result = search("--storage", f"sqlite:///{tmp_path / 's.db'}", *PROGRESS_ARGS, cache=cache)
     assert "\r" not in result.stdout and "\x1b" not in result.stdout
@@ -477,6 +495,7 @@ def test_progress_through_a_pipe_is_plain_lines(tmp_path, cache):
     assert "best 0." in next(line for line in lines if line.startswith("trial    1 seed"))  # trial 0's value
 
 
+@pytest.mark.slow
 def test_progress_on_a_terminal_updates_one_line_in_place(tmp_path, cache):
     controller, terminal = pty.openpty()
     process = subprocess.Popen([sys.executable, "-m", "search.har", "--data", str(HAR), "--storage",
@@ -502,6 +521,7 @@ def test_progress_on_a_terminal_updates_one_line_in_place(tmp_path, cache):
     assert len(ended) == 2
 
 
+@pytest.mark.slow
 def test_password_never_leaves_the_url(tmp_path, cache):
     """PostgreSQL with a password (trust auth accepts any): no output, attribute, note, figure or report shows it."""
     url = "postgresql://postgres:secret@127.0.0.1:5432/test"
@@ -532,6 +552,7 @@ def test_password_never_leaves_the_url(tmp_path, cache):
         optuna.delete_study(study_name=name, storage=url.replace(":secret", ""))
 
 
+@pytest.mark.slow
 def test_read_only_database_is_one_line(tmp_path, cache):
     db = tmp_path / "s.db"
     optuna.create_study(storage=f"sqlite:///{db}", study_name="har")
@@ -544,6 +565,7 @@ def test_read_only_database_is_one_line(tmp_path, cache):
     assert db.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["s.db"]
 
 
+@pytest.mark.slow
 def test_a_class_without_training_examples_is_refused(tmp_path, har):
     keep = har.train.y != 5  # no LAYING window in training
     task = Task("har", Split(har.train.x[keep], har.train.y[keep], har.train.lengths[keep]), har.val, har.test,
@@ -555,6 +577,7 @@ def test_a_class_without_training_examples_is_refused(tmp_path, har):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_recorded_command_holds_no_absolute_path_and_runs_again_as_written(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "argv", ["search/names.py", "--data", str(tmp_path / "names"), "--trials", "3"])
     words = StudyConfig(task="names").command.split()

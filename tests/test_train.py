@@ -44,6 +44,7 @@ def two_seeds(small_har, one_torch_thread):
     return train_seeds(rnn(), small_har, [0, 1])
 
 
+@pytest.mark.slow
 def test_history_has_one_value_per_epoch(two_seeds, small_har):
     for result in two_seeds:
         assert result.status == "finished"
@@ -56,6 +57,7 @@ def test_history_has_one_value_per_epoch(two_seeds, small_har):
         assert result.test is None  # test=False: the test split is not touched
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_other_seed_other_metrics(two_seeds, small_har):
     again = train_seeds(rnn(), small_har, [0, 1])
     for first, second in zip(two_seeds, again):
@@ -65,6 +67,7 @@ def test_same_seed_same_metrics_other_seed_other_metrics(two_seeds, small_har):
     assert two_seeds[0].history["val_loss"] != two_seeds[1].history["val_loss"]
 
 
+@pytest.mark.slow
 def test_grad_norm_is_recorded_before_clipping(small_har):
     (clipped,) = train_seeds(rnn(clipnorm=1e-4, epochs=1), small_har, [0])
     (free,) = train_seeds(rnn(epochs=1), small_har, [0])
@@ -74,12 +77,14 @@ def test_grad_norm_is_recorded_before_clipping(small_har):
     assert clipped.history["train_loss"] != free.history["train_loss"]
 
 
+@pytest.mark.slow
 def test_huge_learning_rate_diverges(small_har):
     (result,) = train_seeds(TrialSpec(family="dense", width=16, epochs=3, lr=1e30), small_har, [0])
     assert result.status == "diverged at epoch 1"
     assert len(result.history["train_loss"]) == 1 and math.isnan(result.history["train_loss"][0])
 
 
+@pytest.mark.slow
 def test_non_finite_input_diverges_and_stops_every_seed(small_har):
     x = small_har.train.x.clone()
     x[300, 64, 2] = float("nan")  # one bad sample in one real window
@@ -91,6 +96,7 @@ def test_non_finite_input_diverges_and_stops_every_seed(small_har):
     assert all(r.test is None for r in results)  # no test metrics for a diverged run
 
 
+@pytest.mark.slow
 def test_on_epoch_may_stop_the_run(small_har):
     calls = []
 
@@ -114,6 +120,7 @@ def imbalanced(small_har) -> Task:
 
 
 @pytest.mark.parametrize("imbalance", ["oversample", "class_weights", "logit_adjust"])
+@pytest.mark.slow
 def test_imbalance_handling_changes_training_only(imbalance, small_har):
     task = imbalanced(small_har)
     val_x, val_y, val_counts = task.val.x.clone(), task.val.y.clone(), task.counts()["val"]
@@ -224,6 +231,7 @@ def test_larger_tau_raises_minority_recall():
 
 @pytest.mark.parametrize("spec", [rnn(clipnorm=0.5), TrialSpec(family="conv1d", width=16, epochs=2, norm=True,
                                                                    dropout=0.2, batch_size=64)])
+@pytest.mark.slow
 def test_sync_free_loop_matches_a_per_batch_reference(spec, small_har):
     task = Task("har", head(small_har.train, 300), head(small_har.val, 200), small_har.test, small_har.class_names)
     (result,) = train_seeds(spec, task, [5])
@@ -232,6 +240,7 @@ def test_sync_free_loop_matches_a_per_batch_reference(spec, small_har):
         assert result.history[key] == pytest.approx(values, rel=1e-5, abs=1e-6), key
 
 
+@pytest.mark.slow
 def test_should_stop_interrupts_between_batches(small_har):
     asked = []
 
@@ -244,6 +253,7 @@ def test_should_stop_interrupts_between_batches(small_har):
     assert len(asked) == 3
 
 
+@pytest.mark.slow
 def test_test_split_only_when_asked(small_har):
     (tested,) = train_seeds(rnn(epochs=1), small_har, [3], test=True)
     (untested,) = train_seeds(rnn(epochs=1), small_har, [3])
@@ -334,6 +344,7 @@ def assert_same_seed(stacked, alone, histories: bool = True):
 @pytest.mark.usefixtures("no_tf32", "frozen_pre_norm_biases")
 @pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("task_name, name", STACKED_CASES)
+@pytest.mark.slow
 def test_stacked_seeds_equal_seeds_trained_alone(task_name, name, device, small_har, small_names):
     """3 seeds as one vmapped computation: each seed's histories (losses, validation metrics, gradient
     norms before clipping), confusion and final validation and test logits are those of the seed alone."""
@@ -353,6 +364,7 @@ def test_stacked_seeds_equal_seeds_trained_alone(task_name, name, device, small_
 
 
 @pytest.mark.parametrize("device", ["cpu", CUDA])
+@pytest.mark.slow
 def test_stacked_batch_norm_trains_each_seed_as_alone(device, small_har, no_tf32):
     """Batch norm as create_model builds it (convolution biases trained) on HAR, where every window is full
     length: each seed's training losses and gradient norms, and every weight and running variance, are
@@ -372,6 +384,7 @@ def test_stacked_batch_norm_trains_each_seed_as_alone(device, small_har, no_tf32
             torch.testing.assert_close(mine[name], theirs[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow
 def test_recurrent_models_fall_back_to_one_model_per_seed(small_har):
     for spec in (rnn(epochs=1), rnn(family="gru", epochs=1, frontend=8, norm=True)):
         assert not stacks(spec, small_har, 2, "cpu", "on")
@@ -381,6 +394,7 @@ def test_recurrent_models_fall_back_to_one_model_per_seed(small_har):
         assert without_times(a.history) == without_times(b.history) and a.confusion == b.confusion
 
 
+@pytest.mark.slow
 def test_stacked_dropout_draws_each_seed_its_own_masks(small_har):
     """With dropout a stacked seed gets other masks than alone (vmap draws them), so only the run is checked."""
     spec = dataclasses.replace(STACKED_SPECS["conv1d batch norm"], dropout=0.3, epochs=1)
@@ -410,6 +424,7 @@ def drawn_by_one_seed(task: Task, seeds: list[int], diverging: int) -> int:
 
 @pytest.mark.usefixtures("frozen_pre_norm_biases")
 @pytest.mark.parametrize("name", ["dense", "conv1d batch norm"])
+@pytest.mark.slow
 def test_one_diverging_seed_leaves_the_others_as_they_are(name, small_har):
     """A NaN in an example only seed 1 draws: seed 1 diverges; seeds 0 and 2 are what they are when the
     three train one model each (their slices of the stacked tensors never see seed 1's NaN)."""
