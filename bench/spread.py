@@ -6,7 +6,7 @@
 
 Run i (i = --first, --first + 1, ...) is `python -m search.TASK --trials N --sampler-seed i` on its own
 SQLite file (DIR/TASK-i.db), `--parallel` of them at a time, each with `--workers` processes and the
-study's default time limit (search/defaults.py TIME_LIMIT) unless --timeout is given. A file whose study
+study's default time limit (the task entry's time_limit, search/tasks.py) unless --timeout is given. A file whose study
 already has N finished trials, or whose run stopped at its time limit, is not run again, so an
 interrupted bench continues. Then each study's recommendation is chosen as `search.report` chooses it
 (its --top best trials re-ranked on the seeds 50, 51, ..., each on another validation fold, search/rerank.py; --rerank-seeds 0:
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import optuna  # noqa: E402
 import torch  # noqa: E402
 
-from search.tasks import load as load_task  # noqa: E402
+from search.tasks import REGISTRY, load as load_task  # noqa: E402
 from search import defaults  # noqa: E402
 from search.evaluate import evaluate_spec, ranked, select, spec_of  # noqa: E402
 from search.export import evaluate_refit  # noqa: E402
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--final-seeds", type=int, default=defaults.FINAL_SEEDS)
     p.add_argument("--timeout", type=float, default=None,
                    help="passed to each study: stop starting trials after S s (default: the study's own limit, "
-                        "search/defaults.py TIME_LIMIT; 0: none)")
+                        "search/tasks.py; 0: none)")
     p.add_argument("--no-run", action="store_true", help="only evaluate the studies already in --dir")
     p.add_argument("--no-refit", dest="refit", action="store_false",
                    help="test the recommendation trained on the training split only (default: refitted on "
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         run_studies(args, dbs)
 
     task = load_task(args.task, args.data)
-    metric = defaults.METRIC[args.task]
+    metric = REGISTRY[args.task].metric
     rows = []
     ran = "studies as found in --dir" if args.no_run else (
         f"python -m search.{args.task} --trials {args.trials} --sampler-seed i --workers {args.workers} "
