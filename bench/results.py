@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-TARGETS = {"names": {"accuracy": 0.85, "balanced_accuracy": 0.60}, "har": {"accuracy": 0.96}}
+TARGETS = {"names": {"accuracy": 0.85, "balanced_accuracy": 0.60}, "har": {"accuracy": 0.975}}
 PUBLISHED = {"har": "| published: LSTM / ConvNet / SVM on 561 features | 0.917 / 0.948 / 0.96 | | |"}
 LABEL = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
 
