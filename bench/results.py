@@ -83,7 +83,7 @@ def task_block(summary: dict) -> list[str]:
     beats = [f"{LABEL[k]} {v['model']:.3f} against {v['baseline']:.3f} ({v['baseline_name']}): "
              f"{'beats' if v['beats'] else 'loses'}" for k, v in rec["beats_baselines"].items()]
     targets = TARGETS[task]
-    missed = "; ".join(f"{LABEL[k]} >= {t:.2f}: {rec['test'][k]:.3f}, {gap(rec['test'][k], t)} "
+    missed = "; ".join(f"{LABEL[k]} >= {t:g}: {rec['test'][k]:.3f}, {gap(rec['test'][k], t)} "
                        f"(ensemble {rec['test_ensemble'][k]:.3f}, {gap(rec['test_ensemble'][k], t)})" for k, t in targets.items())
     if pruned:
         lines += ["† No trial of this family completed: its row is its pruned trial with the best last reported "
