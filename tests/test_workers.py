@@ -84,9 +84,9 @@ def test_workers_stop_when_their_parent_is_killed(tmp_path, tiny_har_dir, moment
     finally:
         parent.kill()
         parent.wait()
-    # Within a second in practice; 3 s here only so that a busy machine does not fail the test.
+    # Within a second in practice; 10 s here so that a machine busy enough to slow imports does not fail it.
     names = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[-70:] for pid in family}
-    wait_for(lambda: not any(alive(p) for p in family), 3,
+    wait_for(lambda: not any(alive(p) for p in family), 10,
              f"end of the workers after the parent's kill: {names}, left {[p for p in family if alive(p)]}")
     text = log.read_text()
     assert "leaked semaphore" not in text and "Traceback" not in text, text
