@@ -5,6 +5,9 @@ no test writes into the repository's data/cache and no developer setting leaks i
 """
 from __future__ import annotations
 
+import io
+import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -106,3 +109,27 @@ def tiny_har_dir(shared_data, tmp_path_factory) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
     return root
+
+
+@pytest.fixture
+def command(capsys, monkeypatch):
+    """search.predict's main() in this process (faster than a subprocess): returncode, stdout and stderr."""
+    from search.predict import main
+
+    def call(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+    return call
+
+
+def assert_refused(result: subprocess.CompletedProcess, message: str) -> None:
+    """Exit code 2, nothing on stdout, and one line on stderr holding the message."""
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == "" and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr

@@ -19,6 +19,7 @@ import pytest
 
 from data import Split, Task
 from data.har import CHANNELS, read_signals
+from conftest import assert_refused
 from search.export import final_metrics, load_model, save_model
 from search.predict import main, parse, run
 from search.predictor import InputError
@@ -68,26 +69,6 @@ def in_process(*args: str, stdin: str = "") -> str:
     return run(parse(list(args)), stdin=io.StringIO(stdin), warn=lambda line: None)
 
 
-@pytest.fixture
-def command(capsys, monkeypatch):
-    """The command's main() in this process (faster than a subprocess): returncode, stdout and stderr."""
-    def call(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
-    return call
-
-
-def assert_refused(result: subprocess.CompletedProcess, message: str) -> None:
-    """Exit code 2, nothing on stdout, and one line on stderr holding the message."""
-    assert result.returncode == 2, result.stderr
-    assert result.stdout == "" and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
 
 
 @pytest.mark.slow

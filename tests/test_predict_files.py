@@ -21,6 +21,7 @@ from aeon.datasets import load_from_ts_file
 
 from data import Task, load_file
 from data.text import encode, normalise
+from conftest import assert_refused
 from search.modelfolder import load_model, save_model
 from search.modelschema import ModelError
 from search.predict import main, parse, run
@@ -105,25 +106,6 @@ def text_model(tmp_path_factory) -> tuple[Path, list, Task, Path]:
     return folder, models, task, table
 
 
-@pytest.fixture
-def command(capsys, monkeypatch):
-    """The command's main() in this process: returncode, stdout and stderr."""
-    def call(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
-    return call
-
-
-def assert_refused(result: subprocess.CompletedProcess, message: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert result.stdout == "" and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
 
 
 # ---------------------------------------------------------------------------------------------
