@@ -40,6 +40,7 @@ from . import defaults
 from .cache import JsonCache, cache_key, code_fingerprint
 from .decision import choose_tau, decide, ensemble_log_probs, frontier
 from .pool import Pool
+from .space import spec_fields
 from .tasks import load
 from .train import (METRICS, DeviceSplit, SeedResult, TrialSpec, log_prior, parameter_count, per_class, predict,
                     scores, train_seeds)
@@ -51,7 +52,7 @@ FORMAT = 2
 
 def spec_of(trial: optuna.trial.FrozenTrial) -> TrialSpec:
     """The full configuration a trial trained (the objective stores it; a bare trial has only its params)."""
-    return TrialSpec(**trial.user_attrs.get("spec", trial.params))
+    return TrialSpec(**trial.user_attrs.get("spec", spec_fields(trial.params)))
 
 
 def ranked(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

@@ -22,7 +22,6 @@ import multiprocessing.connection
 import os
 import signal
 import sys
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -32,25 +31,20 @@ import torch
 from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 
 from data import Task
-from . import defaults
+from . import defaults, signals
 from .tasks import Folds, load
 from .train import SeedResult, TrialSpec, resolve_device, train_seeds
 
 _folds: Folds | None = None  # this worker process's task by validation fold (fold 0 loaded at start)
 
 
-def _watch_parent() -> None:
-    """A worker whose parent died (even by SIGKILL) ends at once: its results had nowhere to go.
-    (Before this thread runs, the kernel's SIGTERM ends it: search/signals.py.)"""
-    multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])  # ready once the parent is gone
-    os._exit(1)
-
-
 def _serve(parent, task_name: str, source: str | None, threads: int) -> None:
     """A worker: load the task once, then run each (fn, args) that comes through the pipe and send back
     ("ok", result) or ("error", exception, traceback), until the pool closes its end."""
     global _folds
-    threading.Thread(target=_watch_parent, daemon=True).start()
+    # A worker whose parent died ends at once: its results have nowhere to go. (Before this, the kernel's
+    # SIGTERM ends it: search/signals.py.)
+    signals.when_parent_dies(lambda: os._exit(1))
     torch.set_num_threads(threads)
     _folds = Folds(load(task_name, source), source)
     while True:

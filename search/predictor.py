@@ -110,17 +110,11 @@ class Layout:
 
 
 @torch.inference_mode()
-def ensemble_proba(models: list[torch.nn.Module], x: torch.Tensor, lengths: torch.Tensor,
-                   batch_size: int = BATCH) -> torch.Tensor:
-    """The seeds' mean softmax probabilities (N, C) float32, batch by batch, each batch cut to its longest input."""
+def ensemble_proba(models: list[torch.nn.Module], x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The seeds' mean softmax probabilities (B, C) float32 of one batch, cut to its longest input."""
     device = next(models[0].parameters()).device
-    parts = []
-    for start in range(0, len(x), batch_size):
-        batch_lengths = lengths[start:start + batch_size]
-        batch = x[start:start + batch_size, :int(batch_lengths.max())]
-        batch, batch_lengths = batch.to(device), batch_lengths.to(device)
-        parts.append(torch.stack([model(batch, batch_lengths).float().softmax(1) for model in models]).mean(0).cpu())
-    return torch.cat(parts)
+    x, lengths = x[:, :int(lengths.max())].to(device), lengths.to(device)
+    return torch.stack([model(x, lengths).float().softmax(1) for model in models]).mean(0).cpu()
 
 
 def log_proba(proba: torch.Tensor) -> torch.Tensor:
@@ -245,7 +239,7 @@ class Predictor:
 
     def batch_proba(self, batch, adjust: bool = False, first: int = 0) -> torch.Tensor:
         """(B, C) float32 probabilities of one batch of checked inputs (adjust: by the decision rule)."""
-        proba = ensemble_proba(self.models, *self.encode(batch, first), len(batch))
+        proba = ensemble_proba(self.models, *self.encode(batch, first))
         if adjust and self.tau:
             proba = (log_proba(proba) - self.tau * self.log_prior).softmax(1)
         return proba

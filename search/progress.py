@@ -8,9 +8,11 @@ from typing import Callable, TextIO
 
 import optuna
 
+from .space import spec_fields
+
 
 def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
-    p, a = trial.params, trial.user_attrs
+    p, a = spec_fields(trial.params), trial.user_attrs
     keys = ["layers", "width", "bidirectional", "kernel_size", "ngrams", "lr", "batch_size", "clipnorm", "imbalance"]
     shown = " ".join(f"{k}={p[k]:.1e}" if k == "lr" else f"{k}={p[k]}" for k in keys if k in p)
     mean, std = a.get("metric_mean"), a.get("metric_std")

@@ -76,6 +76,17 @@ def die_with_parent(signum: int = signal.SIGTERM) -> bool:
         return False
 
 
+def when_parent_dies(then) -> None:
+    """then() in a daemon thread once this spawned worker's parent is gone, even `kill -9`ed (its sentinel)."""
+    import multiprocessing.connection
+    import threading
+
+    def watch() -> None:
+        multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])  # ready once it is gone
+        then()
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def on_import() -> None:
     """Called by search/__init__.py before its heavy imports."""
     if sys.argv[:1] == ["-m"]:  # runpy's argv[0] while it imports the package of `python -m search.<command>`

@@ -125,6 +125,11 @@ OVERRIDDEN = {"max_layers": "layers", "max_width": "width", "frontends": "fronte
               "decisions": "decision"}
 
 
+def spec_fields(params: dict) -> dict:
+    """A trial's Optuna params under TrialSpec's field names: "epochs:minirocket" (Space.param_names) -> "epochs"."""
+    return {name.partition(":")[0]: value for name, value in params.items()}
+
+
 def max_epochs(space: Space, fixed: dict, grid: dict) -> int:
     """The longest epoch budget a study can sample: the pruner's max_resource."""
     if "epochs" in fixed:

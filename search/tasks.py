@@ -42,7 +42,6 @@ class TaskEntry:
 RANDOM_KERNELS = {"epochs": (1, 2, 3), "max_width": 119}
 
 
-
 def minirocket_corner(batch_size: int, epochs: int) -> dict:
     """MiniRocket's configuration as a trial: its 10,000 features (width 119), a trained linear head, no tuning
     (the field's first try, so a search can always at least choose it)."""

@@ -13,7 +13,6 @@ import multiprocessing.connection
 import os
 import signal
 import sys
-import threading
 import time
 from collections import deque
 from dataclasses import replace
@@ -23,6 +22,7 @@ import torch
 from .tasks import load
 from .storage import can_share  # noqa: F401  (re-exported: the CLI asks it before starting workers)
 from .processes import fail_dead_trials
+from .signals import when_parent_dies
 from .stopping import StopFlag
 from .study import create_study, quiet_optuna, run_study
 from .studyconfig import StudyConfig
@@ -38,10 +38,9 @@ GRACE = 0.5  # seconds a worker whose parent died has to mark its running trial 
 CLAIM, POPPED = "claim", "popped"  # a worker's messages to its parent
 
 
-def _watch_parent(stop: StopFlag) -> None:
+def _parent_gone(stop: StopFlag) -> None:
     """A worker whose parent died (even by SIGKILL) stops like on Ctrl-C, and ends GRACE s later at the latest.
-    (Before this thread runs, the kernel's SIGTERM ends it: search/signals.py.)"""
-    multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])  # ready once the parent is gone
+    (Before the watch starts, the kernel's SIGTERM ends it: search/signals.py.)"""
     stop.request()
     # SIGALRM's default action ends the process whatever it is doing, even blocked writing to a full pipe.
     signal.setitimer(signal.ITIMER_REAL, GRACE)
@@ -51,7 +50,7 @@ def _worker(config: StudyConfig, data: str | None, threads: int, index: int, par
     """parent: this worker's end of its pipe to run_workers, which counts the trials and gives the turn to pop."""
     stop = StopFlag()
     with stop.on_signals():  # from here on, Ctrl-C and SIGTERM stop at the next batch
-        threading.Thread(target=_watch_parent, args=(stop,), daemon=True).start()
+        when_parent_dies(lambda: _parent_gone(stop))
         torch.set_num_threads(threads)
         quiet_optuna()
         if config.sampler_seed is not None:  # distinct, reproducible streams per worker

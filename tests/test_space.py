@@ -4,7 +4,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from search.space import Space, Suggest, max_epochs
+from search.space import Space, Suggest, max_epochs, spec_fields
 from search.tasks import HAR, RANDOM_KERNELS
 from search.train import TrialSpec
 
@@ -48,3 +48,8 @@ def test_warm_starts_are_queued_under_the_names_the_space_suggests():
 def test_the_pruners_longest_budget_counts_every_family(override):
     space = Space(families=("conv1d", "minirocket"), epochs=(10, 20), overrides={"minirocket": override})
     assert max_epochs(space, {}, {}) == max(20, *override.get("epochs", (0,)))
+
+
+def test_a_trials_params_read_back_as_its_spec_fields():
+    (mini,) = [w for w in HAR.warm_starts if w["family"] == "minirocket"]
+    assert spec_fields(HAR.space.as_params(mini)) == mini  # what a bare trial (no recorded spec) rebuilds from
