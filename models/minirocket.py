@@ -18,6 +18,7 @@ pipeline's StandardScaler), then `dropout` and the linear classifier, the only t
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 
@@ -33,6 +34,7 @@ from .spec import ModelSpec
 TAPS = 9
 KERNELS = len(list(itertools.combinations(range(TAPS), 3)))  # 84
 MAX_DILATIONS = 32  # MiniRocket's max_dilations_per_kernel
+CACHE_BYTES = 2 ** 30  # per model: HAR's splits at MiniRocket's 10,000 features fit
 
 
 def kernel_weights() -> torch.Tensor:
@@ -103,10 +105,34 @@ class MiniRocketClassifier(nn.Module):
         self.norm = nn.BatchNorm1d(features, affine=False)
         self.dropout = nn.Dropout(spec.dropout)
         self.head = nn.Linear(features, num_classes)
+        self.cache: dict[bytes, torch.Tensor] = {}  # an example's features, once the biases are fitted
+        self.cache_version = -1
+
+    def cached(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """transform(x, lengths), each example's features computed once: the transform is fixed once fitted,
+        so epochs after the first train the head alone. Off under vmap (stacked seeds) and off the CPU."""
+        wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+        if x.device.type != "cpu" or wrapped(x) or wrapped(self.biases) or not bool(self.fitted):
+            return self.transform(x, lengths)
+        if self.cache_version != self.biases._version:  # refitted or reloaded: the features changed
+            self.cache, self.cache_version = {}, self.biases._version
+        keys = [hashlib.blake2b(row.numpy().tobytes() + int(n).to_bytes(8, "little"), digest_size=16).digest()
+                for row, n in zip(x, lengths)]
+        missing = [i for i, key in enumerate(keys) if key not in self.cache]
+        if missing:
+            index = torch.tensor(missing)
+            fresh = self.transform(x[index], lengths[index], fit=False)
+            room = CACHE_BYTES // max(fresh.shape[1] * fresh.element_size(), 1) - len(self.cache)
+            if len(missing) > room:
+                return self.transform(x, lengths) if len(missing) < len(keys) else fresh
+            with torch.inference_mode(False):  # kept rows may meet a training step later
+                self.cache.update(zip((keys[i] for i in missing), fresh.clone()))
+        return torch.stack([self.cache[key] for key in keys])
 
     @torch.no_grad()
-    def transform(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def transform(self, x: torch.Tensor, lengths: torch.Tensor, fit: bool = True) -> torch.Tensor:
         """(B, T, C) -> (B, 84 * width) PPV features; in training mode, fits the biases once (see the module)."""
+        fit = fit and self.training
         steps = x.shape[1]
         real = step_mask(lengths, steps)
         h = x.transpose(1, 2) * real
@@ -117,7 +143,7 @@ class MiniRocketClassifier(nn.Module):
             conv = F.conv1d(h, self.channels[i][:, :, None] * self.weights[:, None, :], padding=TAPS // 2 * dilation,
                             dilation=dilation)  # (B, 84, T): zero padding, as past each sequence's end
             bias = self.biases[start:start + size].view(KERNELS, count)
-            if self.training:  # fitted on the first training batch, kept after (torch.where: vmap-able, per seed)
+            if fit:  # fitted on the first training batch, kept after (torch.where: vmap-able, per seed)
                 fresh = example_quantiles(conv, lengths, self.quantiles[start:start + size].view(KERNELS, count),
                                           i * KERNELS)
                 bias = torch.where(self.fitted, bias, fresh)
@@ -133,13 +159,13 @@ class MiniRocketClassifier(nn.Module):
             taken = inside.sum(-1, keepdim=True).clamp(min=1).repeat(1, KERNELS // 2, 1)  # (B, 84, 1)
             features.append((above / taken).flatten(1))
             start += size
-        if self.training:
+        if fit:
             self.biases.copy_(torch.cat(biases))
             self.fitted.fill_(True)
         return torch.cat(features, 1)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.norm(self.transform(x, lengths))))
+        return self.head(self.dropout(self.norm(self.cached(x, lengths))))
 
     @staticmethod
     def param_count(spec: ModelSpec, input_size: int, num_classes: int, seq_len: int) -> int:

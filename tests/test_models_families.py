@@ -135,6 +135,26 @@ def test_minirocket_fits_its_biases_on_the_first_training_batch_only(har_task):
     np.testing.assert_allclose(fitted[:KERNELS * count].numpy(), np.concatenate(expected), rtol=1e-5, atol=1e-5)
 
 
+def test_minirocket_computes_each_examples_features_once(har_task):
+    """Epochs after the first train the head alone: an example's features are kept once the biases are fitted,
+    read back in any batch order, and computed afresh when the biases change (reloaded weights)."""
+    part = head(har_task.train, 64)
+    torch.manual_seed(0)
+    model = create_model(ModelSpec("minirocket", width=8), har_task.input_size, har_task.num_classes, 128).train()
+    model(part.x[:32], part.lengths[:32])
+    assert not model.cache  # the fitting batch is not kept: its features came with the fitting
+    first = model.cached(part.x, part.lengths)
+    assert len(model.cache) == 64
+    torch.testing.assert_close(first, model.transform(part.x, part.lengths, fit=False), rtol=0, atol=0)
+    order = torch.randperm(64)
+    assert torch.equal(model.cached(part.x[order], part.lengths[order]), first[order])
+    state = model.state_dict()
+    model.load_state_dict(state | {"biases": state["biases"] + 0.05})
+    moved = model.cached(part.x, part.lengths)
+    assert not torch.equal(moved, first)
+    torch.testing.assert_close(moved, model.transform(part.x, part.lengths, fit=False), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("family", NEW)
 @pytest.mark.slow
 def test_weights_reload_into_a_model_built_with_another_seed(family, small_har):
