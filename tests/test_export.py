@@ -273,18 +273,18 @@ def test_bad_inputs_raise_input_errors_naming_the_input(names_folder, har_small,
 
 
 @pytest.mark.slow
-def test_export_command_retrains_a_trial_of_a_sqlite_study(names_task, tmp_path):
+def test_export_command_retrains_a_trial_of_a_sqlite_study(small_names_task, small_names_dir, tmp_path):
     storage = f"sqlite:///{tmp_path / 's.db'}"
     config = StudyConfig(task="names", trials=1, storage=storage, seeds=1, sampler_seed=0,
                          fixed={"family": "linear", "epochs": 1, "decision": "argmax"})
-    trial = run_study(config, names_task, write=lambda line: None).trials[0]
+    trial = run_study(config, small_names_task, write=lambda line: None).trials[0]
     out = tmp_path / "exported"
 
     def export(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "search.export", "names", "--storage", storage, *args],
                               capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=600)
 
-    result = export("--trial", "0", "--data", str(NAMES_DIR), "--seeds", "2", "--out", str(out))
+    result = export("--trial", "0", "--data", str(small_names_dir), "--seeds", "2", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert f"predict: python -m search.predict --model {out} Nakamura" in result.stdout
     card = json.loads((out / "model.json").read_text())
@@ -299,15 +299,15 @@ def test_export_command_retrains_a_trial_of_a_sqlite_study(names_task, tmp_path)
                            text=True, cwd=ROOT, timeout=600)
     assert again.returncode == 0, again.stderr
     assert json.loads((out / "model.json").read_text())["weights"] == card["weights"]  # the same model, replaced
-    assert card["data"]["counts"] == names_task.counts()
+    assert card["data"]["counts"] == small_names_task.counts()
     assert len(card["metrics"]["seeds"]["accuracy"]) == 2 and card["decision"]["tau"] == 0.0
-    assert load_model(out).predict(["Nakamura"])[0] in names_task.class_names
+    assert load_model(out).predict(["Nakamura"])[0] in small_names_task.class_names
     # --refit: trained on the training and validation rows together, as a report's recommendation is.
-    refit = export("--trial", "0", "--data", str(NAMES_DIR), "--seeds", "1", "--refit", "--tau", "0.5",
+    refit = export("--trial", "0", "--data", str(small_names_dir), "--seeds", "1", "--refit", "--tau", "0.5",
                    "--out", str(tmp_path / "refit"))
     assert refit.returncode == 0, refit.stderr
     card = json.loads((tmp_path / "refit" / "model.json").read_text())
-    counts = names_task.counts()
+    counts = small_names_task.counts()
     assert card["source"]["trained_on"] == "train+validation" and card["source"]["command"].endswith("--refit")
     assert card["data"]["counts"]["train"] == [t + v for t, v in zip(counts["train"], counts["val"])]
     assert card["decision"]["tau"] == 0.5 and card["metrics"]["tau"] == 0.5

@@ -83,11 +83,12 @@ def har(tmp_path_factory, data_cache, one_torch_thread):
 
 
 @pytest.fixture(scope="module")
-def names(tmp_path_factory, data_cache, one_torch_thread):
+def names(tmp_path_factory, data_cache, one_torch_thread, small_names_dir):
     """A 1-trial surname study (conv1d with an n-gram part, 1 epoch), reported: the imbalance section retrains it
     with each strategy, the n-gram section without its n-gram part."""
     folder = tmp_path_factory.mktemp("names-report")
-    storage = make_study("names", folder, NAMES_DIR, {"family": "conv1d", "epochs": 1, "batch_size": 256, "ngrams": 3},
+    storage = make_study("names", folder, small_names_dir, {"family": "conv1d", "epochs": 1, "batch_size": 256,
+                                                            "ngrams": 3},
                          {"imbalance": ["none"]})
     report.main(["names", "--storage", storage, "--out", str(folder / "reports"), "--seeds", "2",
                  "--baselines", "quick", "--workers", "2"])

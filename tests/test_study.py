@@ -289,16 +289,40 @@ def test_racing_strategy_trains_all_seeds_of_a_competitive_trial(tmp_path, har):
     (["--artifacts", "{tmp}/cache"], "--artifacts"),
 ])
 @pytest.mark.slow
-def test_bad_arguments_get_one_line_and_exit_2(tmp_path, cache, args, message):
+def test_bad_arguments_get_one_line_and_exit_2(tmp_path, cache, args, message, monkeypatch, capsys):
+    """The command's main() in this process (the checks, without a subprocess's imports); the last case also runs
+    as a user runs it, in its own process."""
     if "cuda" in args and torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
     (tmp_path / "cache").write_text("a file where a folder should be")
-    args = [a.format(tmp=tmp_path, closed=closed_port()) for a in args]
-    result = search("--storage", f"sqlite:///{tmp_path / 's.db'}", *args, cache=cache, check=False, cwd=tmp_path)
+    args = ["--storage", f"sqlite:///{tmp_path / 's.db'}"] + [a.format(tmp=tmp_path, closed=closed_port())
+                                                             for a in args]
+    if args[-2:] == ["--artifacts", str(tmp_path / "cache")]:
+        result = search(*args, cache=cache, check=False, cwd=tmp_path)
+    else:
+        result = search_here(*args, cache=cache, monkeypatch=monkeypatch, capsys=capsys, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and message in result.stderr
     assert "Traceback" not in result.stderr and "secret" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # nothing created: no database, no folder
+
+
+def search_here(*args: str, cache: Path, monkeypatch, capsys, cwd: Path) -> subprocess.CompletedProcess:
+    """search.har's main() in this process: returncode, stdout and stderr; its signal handlers are restored."""
+    from search.cli import main
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("DATA_CACHE", str(cache))
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        main("har", ["--data", str(HAR), *args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, captured.out, captured.err)
 
 
 def closed_port() -> int:
@@ -534,7 +558,8 @@ def test_password_never_leaves_the_url(tmp_path, cache):
         outputs += [run.stdout, run.stderr]
         assert "postgres:***@127.0.0.1" in run.stdout
         report = subprocess.run([sys.executable, "-m", "search.report", "har", "--storage", url, "--study-name", name,
-                                 "--seeds", "1", "--top", "1", "--out", str(tmp_path / "reports"), "--data", str(HAR)],
+                                 "--seeds", "1", "--top", "1", "--out", str(tmp_path / "reports"), "--data", str(HAR),
+                                 "--baselines", "none"],
                                 capture_output=True, text=True, env={**os.environ, "DATA_CACHE": str(cache)},
                                 timeout=600)
         outputs += [report.stdout, report.stderr]
