@@ -28,5 +28,6 @@ run: install
 smoke: install
 	$(BIN)/python -m search.smoke
 
+# Two processes, one per core; a test module stays in one (its studies and reports are module fixtures).
 test: install browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope
