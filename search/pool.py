@@ -69,7 +69,9 @@ def _train(spec: TrialSpec, seeds: list[int], device: str, test: bool, keep_mode
            label: str, fold: int = 0, refit: bool = False) -> list[SeedResult]:
     def progress(epoch: int, results) -> bool:
         shown = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
-        print(f"{label}: {shown}, epoch {epoch}/{spec.epochs}", file=sys.stderr, flush=True)
+        # One write per line: the workers share the terminal, and print's separate newline could interleave.
+        sys.stderr.write(f"{label}: {shown}, epoch {epoch}/{spec.epochs}\n")
+        sys.stderr.flush()
         return False
     results = train_seeds(spec, _folds(fold, refit), seeds, device, on_epoch=progress, test=test, keep_models=keep_models)
     for r in results:  # weights travel as a CPU state dict, not as a module

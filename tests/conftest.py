@@ -147,6 +147,13 @@ def command(capsys, monkeypatch):
     return call
 
 
+def foreground() -> None:
+    """Popen's preexec_fn for a command that gets Ctrl-C: a terminal's foreground job, whose SIGINT is not ignored
+    even where pytest runs as a shell's background job (`pytest &`), which would pass it on ignored."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def assert_refused(result: subprocess.CompletedProcess, message: str) -> None:
     """Exit code 2, nothing on stdout, and one line on stderr holding the message."""
     assert result.returncode == 2, result.stderr

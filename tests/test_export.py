@@ -16,6 +16,7 @@ import optuna
 import pytest
 import torch
 
+from conftest import foreground
 from data import Split, Task
 from data.har import read_signals
 from data.names import normalise, split_surnames
@@ -379,7 +380,8 @@ def test_seeds_are_bounded_for_export_and_report(tmp_path):
 def test_ctrl_c_during_training_is_one_line_exit_130_and_writes_nothing(names_study, tmp_path):
     out = tmp_path / "model"
     process = subprocess.Popen(export_command("--storage", names_study, "--trial", "0", "--seeds", "50", "--out",
-                                              str(out)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+                                              str(out)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                               preexec_fn=foreground)
     try:
         first = process.stderr.readline().decode()  # "training trial #0 ...": the checks passed, training started
         assert first.startswith("training trial #0"), first

@@ -19,7 +19,7 @@ import pytest
 
 from data import Split, Task
 from data.har import CHANNELS, read_signals
-from conftest import assert_refused
+from conftest import assert_refused, foreground
 from search.export import final_metrics, load_model, save_model
 from search.predict import main, parse, run
 from search.predictor import InputError
@@ -347,7 +347,7 @@ def test_ctrl_c_is_one_line_and_exit_130_while_importing_and_while_streaming(nam
     for moment in ("importing", "waiting for stdin"):
         process = subprocess.Popen([sys.executable, "-m", "search.predict", "names", "--model", str(names_model),
                                     "--batch-size", "1", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, cwd=ROOT, bufsize=0)
+                                   stderr=subprocess.PIPE, cwd=ROOT, bufsize=0, preexec_fn=foreground)
         try:
             if moment == "importing":
                 time.sleep(0.5)  # torch takes seconds to import

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HAR_ZIP, NAMES_DIR
+from conftest import HAR_ZIP
 from models import FAMILIES, ModelSpec, param_count
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,9 +25,9 @@ def smoke(*args: str, cache: Path, timeout: float = 600) -> subprocess.Completed
 
 
 @pytest.mark.slow
-def test_every_family_on_both_real_tasks(har_task, names_task, har_cache):
+def test_every_family_on_both_real_tasks(har_task, small_names_task, small_names_dir, har_cache):
     # The session's HAR cache already holds the parsed archive, so the subprocess skips the parse.
-    done = smoke("--har", str(HAR_ZIP), "--names", str(NAMES_DIR), "--epochs", "1", cache=har_cache)
+    done = smoke("--har", str(HAR_ZIP), "--names", str(small_names_dir), "--epochs", "1", cache=har_cache)
     print(done.stdout)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
@@ -35,7 +35,7 @@ def test_every_family_on_both_real_tasks(har_task, names_task, har_cache):
     assert len(found) == len(lines) == 2 * len(FAMILIES)
     assert set(found) == {(task, family) for task in ("har", "names") for family in FAMILIES}
     for (task_name, family), match in found.items():
-        task = har_task if task_name == "har" else names_task
+        task = har_task if task_name == "har" else small_names_task
         spec = ModelSpec(family)
         assert int(match["params"].replace(",", "")) == param_count(spec, task.input_size, task.num_classes,
                                                                      task.seq_len)

@@ -19,7 +19,7 @@ import pytest
 import sqlite3
 import torch
 
-from conftest import head
+from conftest import foreground, head
 from data import Split, Task
 from search.study import StudyConfig, StudyError, create_study, fail_dead_trials, run_study
 
@@ -378,10 +378,9 @@ def test_interrupted_run_loses_no_finished_trial(tmp_path, cache, sig):
     args = [sys.executable, "-m", "search.har", "--data", str(HAR), "--storage", f"sqlite:///{db}", "--trials", "50",
             "--family", "dense", "--width", "16", "--epochs", "3", "--seeds", "1"]
     with open(log, "w") as stderr:
-        # As from a terminal: a shell's background job (`pytest &`) would otherwise pass SIGINT on as ignored.
         process = subprocess.Popen(args, env={**os.environ, "DATA_CACHE": str(cache)},
                                    stdout=subprocess.DEVNULL, stderr=stderr, text=True,
-                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                   preexec_fn=foreground)
     finished = _wait_for(db, lambda ts: sum(t.state == optuna.trial.TrialState.COMPLETE for t in ts) >= 2
                          and ts[-1].state == optuna.trial.TrialState.RUNNING, process, log)
     process.send_signal(sig)
