@@ -46,7 +46,7 @@ CONFIGURATIONS = {
     "minirocket 32": replace(DEEP, family="minirocket", width=32, weight_decay=1e-2),
     "minirocket 119": replace(DEEP, family="minirocket", width=119, weight_decay=1e-2),
     # The search's MiniRocket corner (search/tasks.py): 20 epochs at a cosine rate, then it stops.
-    "minirocket corner": replace(DEEP, family="minirocket", width=119, weight_decay=1e-2, lr=3e-4, epochs=20,
+    "minirocket cos20": replace(DEEP, family="minirocket", width=119, weight_decay=1e-2, lr=3e-4, epochs=20,
                                  schedule="cosine"),
 }
 
