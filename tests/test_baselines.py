@@ -85,15 +85,15 @@ def test_a_character_outside_the_alphabet_decodes_to_the_unknown_character(names
 
 
 @pytest.mark.slow
-def test_names_logreg_beats_the_majority_class_and_returns_log_probabilities(names_task):
-    results = run_baselines(names_task, quick=True, metric="balanced_accuracy")
+def test_names_logreg_beats_the_majority_class_and_returns_log_probabilities(small_names_task):
+    results = run_baselines(small_names_task, quick=True, metric="balanced_accuracy")
     assert [r.name for r in results] == ["char-ngram-logreg", "char-ngram-logreg-balanced"]
-    y_val = names_task.val.y.numpy()
-    majority = np.full_like(y_val, np.bincount(names_task.train.y.numpy()).argmax())
+    y_val = small_names_task.val.y.numpy()
+    majority = np.full_like(y_val, np.bincount(small_names_task.train.y.numpy()).argmax())
     majority_balanced = scores(y_val, majority, 18)["balanced_accuracy"]  # 1/18
     for result in results:
-        assert result.val_logprob.shape == (len(names_task.val), 18)
-        assert result.test_logprob.shape == (len(names_task.test), 18)
+        assert result.val_logprob.shape == (len(small_names_task.val), 18)
+        assert result.test_logprob.shape == (len(small_names_task.test), 18)
         for logprob in (result.val_logprob, result.test_logprob):
             np.testing.assert_allclose(np.exp(logprob).sum(1), 1, atol=1e-6)
         assert result.chosen["C"] in (1, 10) and f"C={result.chosen['C']}" in result.description

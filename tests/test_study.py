@@ -32,10 +32,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # in-process studies t
 CURVE_KEYS = {"train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1", "grad_norm"}
 
 
+TINY = {}  # the tiny HAR folder of the module's command-line studies, whose subject is the study, not the model
+
+
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
+def cache(tmp_path_factory, tiny_har_dir):
     folder = tmp_path_factory.mktemp("cache")
     os.environ["DATA_CACHE"] = str(folder)
+    TINY["har"] = tiny_har_dir
     yield folder
     os.environ.pop("DATA_CACHE", None)
 
@@ -48,7 +52,7 @@ def har(small_har):
 
 def search(*args: str, cache: Path, task: str = "har", check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     """Run `python -m search.<task>` the way a user does."""
-    data = HAR if task == "har" else NAMES
+    data = TINY["har"] if task == "har" else NAMES
     env = {**os.environ, "DATA_CACHE": str(cache)}
     result = subprocess.run([sys.executable, "-m", f"search.{task}", "--data", str(data), *args],
                             capture_output=True, text=True, env=env, timeout=600, **kwargs)
@@ -314,7 +318,7 @@ def search_here(*args: str, cache: Path, monkeypatch, capsys, cwd: Path) -> subp
     monkeypatch.setenv("DATA_CACHE", str(cache))
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        main("har", ["--data", str(HAR), *args])
+        main("har", ["--data", str(TINY["har"]), *args])
         code = 0
     except SystemExit as exc:
         code = exc.code
@@ -375,7 +379,7 @@ def _wait_for(db: Path, condition, process: subprocess.Popen, log: Path, timeout
 def test_interrupted_run_loses_no_finished_trial(tmp_path, cache, sig):
     db, log = tmp_path / "studies.db", tmp_path / "stderr.txt"
     # The default heartbeat (30 s): a killed run's trials must be failed by the next run at once, not after 120 s.
-    args = [sys.executable, "-m", "search.har", "--data", str(HAR), "--storage", f"sqlite:///{db}", "--trials", "50",
+    args = [sys.executable, "-m", "search.har", "--data", str(TINY["har"]), "--storage", f"sqlite:///{db}", "--trials", "50",
             "--family", "dense", "--width", "16", "--epochs", "3", "--seeds", "1"]
     with open(log, "w") as stderr:
         process = subprocess.Popen(args, env={**os.environ, "DATA_CACHE": str(cache)},
@@ -521,7 +525,7 @@ def test_progress_through_a_pipe_is_plain_lines(tmp_path, cache):
 @pytest.mark.slow
 def test_progress_on_a_terminal_updates_one_line_in_place(tmp_path, cache):
     controller, terminal = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "search.har", "--data", str(HAR), "--storage",
+    process = subprocess.Popen([sys.executable, "-m", "search.har", "--data", str(TINY["har"]), "--storage",
                                 f"sqlite:///{tmp_path / 's.db'}", *PROGRESS_ARGS],
                                stdout=terminal, stderr=subprocess.PIPE, env={**os.environ, "DATA_CACHE": str(cache)})
     os.close(terminal)
@@ -557,7 +561,7 @@ def test_password_never_leaves_the_url(tmp_path, cache):
         outputs += [run.stdout, run.stderr]
         assert "postgres:***@127.0.0.1" in run.stdout
         report = subprocess.run([sys.executable, "-m", "search.report", "har", "--storage", url, "--study-name", name,
-                                 "--seeds", "1", "--top", "1", "--out", str(tmp_path / "reports"), "--data", str(HAR),
+                                 "--seeds", "1", "--top", "1", "--out", str(tmp_path / "reports"), "--data", str(TINY["har"]),
                                  "--baselines", "none"],
                                 capture_output=True, text=True, env={**os.environ, "DATA_CACHE": str(cache)},
                                 timeout=600)
