@@ -119,15 +119,14 @@ class MiniRocketClassifier(nn.Module):
         keys = [hashlib.blake2b(row.numpy().tobytes() + int(n).to_bytes(8, "little"), digest_size=16).digest()
                 for row, n in zip(x, lengths)]
         missing = [i for i, key in enumerate(keys) if key not in self.cache]
+        fresh = {}
         if missing:
-            index = torch.tensor(missing)
-            fresh = self.transform(x[index], lengths[index], fit=False)
-            room = CACHE_BYTES // max(fresh.shape[1] * fresh.element_size(), 1) - len(self.cache)
-            if len(missing) > room:
-                return self.transform(x, lengths) if len(missing) < len(keys) else fresh
-            with torch.inference_mode(False):  # kept rows may meet a training step later
-                self.cache.update(zip((keys[i] for i in missing), fresh.clone()))
-        return torch.stack([self.cache[key] for key in keys])
+            rows = self.transform(x[torch.tensor(missing)], lengths[torch.tensor(missing)], fit=False)
+            fresh = dict(zip((keys[i] for i in missing), rows))
+            if len(self.cache) + len(fresh) <= CACHE_BYTES // max(rows[0].nbytes, 1):
+                with torch.inference_mode(False):  # kept rows may meet a training step later
+                    self.cache.update((key, row.clone()) for key, row in fresh.items())
+        return torch.stack([fresh[key] if key in fresh else self.cache[key] for key in keys])
 
     @torch.no_grad()
     def transform(self, x: torch.Tensor, lengths: torch.Tensor, fit: bool = True) -> torch.Tensor:

@@ -114,13 +114,11 @@ def decided_metrics(logits: torch.Tensor, y: torch.Tensor, prior: torch.Tensor, 
 
 def evaluate_spec(spec: TrialSpec, task: Task, seeds: list[int], metric: str, device: str = defaults.DEVICE,
                   keep_models: bool = False, on_epoch: Callable | None = None,
-                  tau: float | None = None, should_stop: Callable[[], bool] = lambda: False
-                  ) -> tuple[dict, list[dict] | None]:
+                  tau: float | None = None) -> tuple[dict, list[dict] | None]:
     """Train spec on the final seeds, decide tau on validation (unless given: a refit), measure the test split once.
 
     Returns the cache entry (without data/fingerprint) and, with keep_models, the seeds' state dicts."""
-    results = train_seeds(spec, task, seeds, device, on_epoch=on_epoch, test=True, keep_models=keep_models,
-                          should_stop=should_stop)
+    results = train_seeds(spec, task, seeds, device, on_epoch=on_epoch, test=True, keep_models=keep_models)
     states = [{k: v.detach().cpu() for k, v in r.model.state_dict().items()} for r in results] if keep_models else None
     return final_entry(spec, task, results, metric, tau), states
 

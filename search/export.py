@@ -63,17 +63,16 @@ def parser() -> argparse.ArgumentParser:
 
 def evaluate_refit(spec: TrialSpec, task: Task, seeds: list[int], metric: str, device: str = defaults.DEVICE,
                    tau: float | None = None, on_epoch=None, keep_models: bool = False,
-                   write=lambda line: None, should_stop=lambda: False) -> tuple[dict, list]:
+                   write=lambda line: None) -> tuple[dict, list]:
     """evaluate_spec of spec refitted on train + validation, as the report deploys it, decided with tau, or
     (None) with the tau its training-split seeds choose on validation first (argmax: 0, nothing to choose)."""
     if tau is None:
         tau = 0.0
         if spec.decision == "logit_adjust":
             write("choosing tau on validation: the training split first")
-            tau = evaluate_spec(spec, task, seeds, metric, device, on_epoch=on_epoch,
-                                should_stop=should_stop)[0]["decision"]["tau"]
+            tau = evaluate_spec(spec, task, seeds, metric, device, on_epoch=on_epoch)[0]["decision"]["tau"]
     return evaluate_spec(spec, task.refit(), seeds, metric, device, keep_models=keep_models, on_epoch=on_epoch,
-                         tau=tau, should_stop=should_stop)
+                         tau=tau)
 
 
 def export(args: argparse.Namespace, write=lambda line: print(line, file=sys.stderr, flush=True)) -> Path:
@@ -119,11 +118,10 @@ def export(args: argparse.Namespace, write=lambda line: print(line, file=sys.std
     metric = attrs.get("metric") or entry_of(task).metric
     if args.refit:
         entry, states = evaluate_refit(spec, task, seeds, metric, args.device, tau=args.tau, on_epoch=on_epoch,
-                                       keep_models=True, write=write, should_stop=signals.interrupted)
+                                       keep_models=True, write=write)
         task = task.refit()
     else:
-        entry, states = evaluate_spec(spec, task, seeds, metric, args.device, keep_models=True, on_epoch=on_epoch,
-                                      should_stop=signals.interrupted)
+        entry, states = evaluate_spec(spec, task, seeds, metric, args.device, keep_models=True, on_epoch=on_epoch)
     failed = [f"seed {r['seed']} {r['status']}" for r in entry["runs"] if r["status"] != "finished"]
     if failed:
         raise RuntimeError(f"trial #{trial.number} did not train: {'; '.join(failed)}; nothing written")

@@ -137,8 +137,6 @@ def predict_texts(predictor: Predictor, texts: Iterator[str], args, write, warn)
         return [row[noun]] + [v for t in row["top"] for v in (t[label], f"{t['probability']:.6f}")]
 
     for batch in batches(texts, args.batch_size):
-        if signals.interrupted():
-            raise KeyboardInterrupt
         normalised = [normalise(item) for item in batch]
         notes.add(normalised)
         proba = predictor.batch_proba(normalised, adjust=True).double().numpy()
@@ -243,8 +241,6 @@ def main(argv: list[str] | None = None) -> None:
 
         run(args, write=write)
     except (InputError, ModelError, DataError) as exc:
-        if signals.interrupted():  # Ctrl-C came first, and a library's bare `except:` swallowed it
-            signals.exit_interrupted()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except BrokenPipeError:  # `| head`: the reader left; say nothing more

@@ -60,24 +60,9 @@ def _set_sigint(handler) -> None:
         pass
 
 
-_interrupted = False
-
-
-def _interrupt(signum, frame) -> None:
-    global _interrupted
-    _interrupted = True
-    raise KeyboardInterrupt
-
-
 def ctrl_c_raises() -> None:
-    """From here on Ctrl-C raises KeyboardInterrupt (main() catches it and says what was kept), and is
-    remembered: `interrupted()` stays True where a library's bare `except:` swallowed the exception."""
-    _set_sigint(_interrupt)
-
-
-def interrupted() -> bool:
-    """Whether Ctrl-C came since ctrl_c_raises(); long loops ask it between steps."""
-    return _interrupted
+    """From here on Ctrl-C raises KeyboardInterrupt (main() catches it and says what was kept)."""
+    _set_sigint(signal.default_int_handler)
 
 
 def die_with_parent(signum: int = signal.SIGTERM) -> bool:

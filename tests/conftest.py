@@ -70,12 +70,17 @@ def har_task(shared_data, har_cache) -> Task:
     return task
 
 
-@pytest.fixture(scope="session")
-def names_task(shared_data, tmp_path_factory) -> Task:
-    """The full surname task from the folder of <Language>.txt files, split seed 0."""
+def names_from(folder: Path, tmp_path_factory) -> Task:
+    """The surname task of a folder of <Language>.txt files, split seed 0, cached in a folder of its own."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DATA_CACHE", str(tmp_path_factory.mktemp("names-cache")))
-        return load_names(NAMES_DIR)
+        return load_names(folder)
+
+
+@pytest.fixture(scope="session")
+def names_task(shared_data, tmp_path_factory) -> Task:
+    """The full surname task from the folder of <Language>.txt files."""
+    return names_from(NAMES_DIR, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -91,10 +96,8 @@ def small_names_dir(shared_data, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_names_task(small_names_dir, tmp_path_factory) -> Task:
-    """The surname task of small_names_dir, split seed 0."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DATA_CACHE", str(tmp_path_factory.mktemp("small-names-cache")))
-        return load_names(small_names_dir)
+    """The surname task of small_names_dir."""
+    return names_from(small_names_dir, tmp_path_factory)
 
 
 def head(split: Split, n: int) -> Split:
