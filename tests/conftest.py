@@ -133,21 +133,31 @@ def tiny_har_dir(shared_data, tmp_path_factory) -> Path:
     return root
 
 
+def call_main(main, args, capsys, monkeypatch, stdin: str = "") -> subprocess.CompletedProcess:
+    """A command's main(args) in this process (no interpreter start, no imports again): its exit code, stdout, stderr."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+
 @pytest.fixture
 def command(capsys, monkeypatch):
-    """search.predict's main() in this process (faster than a subprocess): returncode, stdout and stderr."""
+    """search.predict's main() in this process: command(*args, stdin="") -> returncode, stdout and stderr."""
     from search.predict import main
+    return lambda *args, stdin="": call_main(main, args, capsys, monkeypatch, stdin)
 
-    def call(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
-    return call
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Any command's main() in this process: cli("search.export", *args) -> returncode, stdout and stderr."""
+    import importlib
+    return lambda module, *args, stdin="": call_main(importlib.import_module(module).main, args, capsys, monkeypatch,
+                                                     stdin)
 
 
 def foreground() -> None:

@@ -274,16 +274,17 @@ def test_bad_inputs_raise_input_errors_naming_the_input(names_folder, har_small,
 
 
 @pytest.mark.slow
-def test_export_command_retrains_a_trial_of_a_sqlite_study(small_names_task, small_names_dir, tmp_path):
+def test_export_command_retrains_a_trial_of_a_sqlite_study(small_names_task, small_names_dir, tmp_path, cli,
+                                                            monkeypatch):
+    monkeypatch.chdir(ROOT)  # the recorded command is relative to the folder it ran in
     storage = f"sqlite:///{tmp_path / 's.db'}"
     config = StudyConfig(task="names", trials=1, storage=storage, seeds=1, sampler_seed=0,
                          fixed={"family": "linear", "epochs": 1, "decision": "argmax"})
     trial = run_study(config, small_names_task, write=lambda line: None).trials[0]
     out = tmp_path / "exported"
 
-    def export(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "search.export", "names", "--storage", storage, *args],
-                              capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=600)
+    def export(*args: str) -> subprocess.CompletedProcess:  # in this process; the last check starts a real one
+        return cli("search.export", "names", "--storage", storage, *args)
 
     result = export("--trial", "0", "--data", str(small_names_dir), "--seeds", "2", "--out", str(out))
     assert result.returncode == 0, result.stderr
@@ -296,8 +297,8 @@ def test_export_command_retrains_a_trial_of_a_sqlite_study(small_names_task, sma
     # No absolute path in the folder, and the recorded command runs again as written from the working folder.
     assert not os.path.isabs(card["source"]["storage"].removeprefix("sqlite:///"))
     assert not any(os.path.isabs(word) for word in shlex.split(card["source"]["command"]))
-    again = subprocess.run([sys.executable] + shlex.split(card["source"]["command"])[1:], capture_output=True,
-                           text=True, cwd=ROOT, timeout=600)
+    python, dash_m, module, *args = shlex.split(card["source"]["command"])
+    again = cli(module, *args)
     assert again.returncode == 0, again.stderr
     assert json.loads((out / "model.json").read_text())["weights"] == card["weights"]  # the same model, replaced
     assert card["data"]["counts"] == small_names_task.counts()
@@ -336,8 +337,12 @@ def names_study(names_task, tmp_path_factory) -> str:
     return storage
 
 
-def export_command(*args: str, **popen) -> list[str]:
-    return [sys.executable, "-m", "search.export", "names", "--data", str(NAMES_DIR), *args]
+def export_args(*args: str) -> list[str]:
+    return ["names", "--data", str(NAMES_DIR), *args]
+
+
+def export_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "search.export", *export_args(*args)]
 
 
 def refused_in_one_line(result: subprocess.CompletedProcess, message: str) -> None:
@@ -348,7 +353,7 @@ def refused_in_one_line(result: subprocess.CompletedProcess, message: str) -> No
 
 
 @pytest.mark.slow
-def test_export_refuses_an_out_folder_it_did_not_write_before_training(names_study, tmp_path):
+def test_export_refuses_an_out_folder_it_did_not_write_before_training(names_study, tmp_path, cli):
     mydocs = tmp_path / "mydocs"
     mydocs.mkdir()
     (mydocs / "thesis.txt").write_text("draft\n")
@@ -357,21 +362,18 @@ def test_export_refuses_an_out_folder_it_did_not_write_before_training(names_stu
                                   "search.export (it holds thesis.txt, no model.json)"),
                          (tmp_path / "file" / "model", "file/model: cannot write in"),
                          (Path("/proc/model"), "--out /proc/model: cannot write in /proc")):
-        result = subprocess.run(export_command("--storage", names_study, "--trial", "0", "--out", str(out)),
-                                capture_output=True, text=True, cwd=ROOT, timeout=300)
+        result = cli("search.export", *export_args("--storage", names_study, "--trial", "0", "--out", str(out)))
         refused_in_one_line(result, message)
     assert [p.name for p in mydocs.iterdir()] == ["thesis.txt"] and (mydocs / "thesis.txt").read_text() == "draft\n"
 
 
 @pytest.mark.slow
-def test_seeds_are_bounded_for_export_and_report(tmp_path):
+def test_seeds_are_bounded_for_export_and_report(tmp_path, cli):
     storage = f"sqlite:///{tmp_path / 'none.db'}"
-    result = subprocess.run(export_command("--storage", storage, "--trial", "0", "--seeds", "100000"),
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = cli("search.export", *export_args("--storage", storage, "--trial", "0", "--seeds", "100000"))
     refused_in_one_line(result, "--seeds must be an int from 1 to 50, got 100000")
     assert not (tmp_path / "none.db").exists()  # refused before the storage was opened
-    report = subprocess.run([sys.executable, "-m", "search.report", "names", "--storage", storage, "--seeds", "1000",
-                             "--out", str(tmp_path / "reports")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    report = cli("search.report.cli", "names", "--storage", storage, "--seeds", "1000", "--out", str(tmp_path / "reports"))
     refused_in_one_line(report, "--seeds must be an int from 1 to 50, got 1000")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
