@@ -15,11 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_spread_tests_the_model_the_report_recommends(tmp_path):
+def test_spread_tests_the_model_the_report_recommends(tmp_path, tiny_har_dir):
     """bench/spread.py runs a study, then chooses and tests its recommendation exactly as search.report does."""
     spread = subprocess.run(
         [sys.executable, "bench/spread.py", "har", "--runs", "1", "--trials", "3", "--workers", "1", "--device", "cpu",
-         "--dir", str(tmp_path), "--data", str(HAR_ZIP), "--final-seeds", "2", "--rerank-seeds", "2",
+         "--dir", str(tmp_path), "--data", str(tiny_har_dir), "--final-seeds", "2", "--rerank-seeds", "2",
          "--extra", "--family linear --epochs 1 --seeds 2 --width 16"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert spread.returncode == 0, spread.stderr
@@ -28,7 +28,7 @@ def test_spread_tests_the_model_the_report_recommends(tmp_path):
     report = subprocess.run(
         [sys.executable, "-m", "search.report", "har", "--storage", f"sqlite:///{tmp_path / 'har-0.db'}",
          "--out", str(tmp_path / "reports"), "--seeds", "2", "--rerank-seeds", "2", "--baselines", "none",
-         "--workers", "1", "--device", "cpu", "--data", str(HAR_ZIP)],
+         "--workers", "1", "--device", "cpu", "--data", str(tiny_har_dir)],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert report.returncode == 0, report.stderr
     rec = json.loads((tmp_path / "reports" / "har" / "summary.json").read_text())["recommended"]

@@ -50,9 +50,10 @@ def har(small_har):
     return small_har
 
 
-def search(*args: str, cache: Path, task: str = "har", check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+def search(*args: str, cache: Path, task: str = "har", data: Path | None = None, check: bool = True, **kwargs
+           ) -> subprocess.CompletedProcess:
     """Run `python -m search.<task>` the way a user does."""
-    data = TINY["har"] if task == "har" else NAMES
+    data = data or (TINY["har"] if task == "har" else NAMES)
     env = {**os.environ, "DATA_CACHE": str(cache)}
     result = subprocess.run([sys.executable, "-m", f"search.{task}", "--data", str(data), *args],
                             capture_output=True, text=True, env=env, timeout=600, **kwargs)
@@ -62,7 +63,7 @@ def search(*args: str, cache: Path, task: str = "har", check: bool = True, **kwa
 
 
 @pytest.mark.slow
-def test_study_file_keeps_complete_trials_and_a_second_run_continues(tmp_path, cache):
+def test_study_file_keeps_complete_trials_and_a_second_run_continues(tmp_path, cache, monkeypatch, capsys):
     db = tmp_path / "studies.db"
     common = ["--storage", f"sqlite:///{db}", "--seeds", "2", "--epochs", "2", "--width", "16", "--pruner", "none",
               "--grid", "family=dense,linear"]
@@ -85,14 +86,15 @@ def test_study_file_keeps_complete_trials_and_a_second_run_continues(tmp_path, c
 
     assert study.metric_names == ["val accuracy, mean of 2 seeds"]  # the dashboard's name for the objective
 
-    second = search("--trials", "1", *common, cache=cache)  # the grid has run every point: nothing more
+    here = dict(cache=cache, monkeypatch=monkeypatch, capsys=capsys)  # the runs after the first: in this process
+    second = search_here("--trials", "1", *common, **here)  # the grid has run every point: nothing more
     assert "has run every point; nothing to do" in second.stdout
     again = optuna.load_study(study_name="har", storage=f"sqlite:///{db}")
     assert len(again.trials) == 2 and again._study_id == study._study_id
     assert again.trials == first_trials  # the first run's trials are kept as they were
     assert len(again.user_attrs["commands"]) == 2
 
-    changed = search("--trials", "1", *common[:-1], "family=dense,conv1d", cache=cache, check=False)
+    changed = search_here("--trials", "1", *common[:-1], "family=dense,conv1d", **here)
     assert changed.returncode == 2 and "was started with family in ['dense', 'linear']" in changed.stderr
     assert changed.stderr.count("\n") == 1
 
@@ -114,7 +116,7 @@ def test_workers_share_one_study_and_its_trial_count(tmp_path, cache):
 
 
 @pytest.mark.slow
-def test_a_search_stops_starting_trials_at_its_time_limit(tmp_path, cache):
+def test_a_search_stops_starting_trials_at_its_time_limit(tmp_path, cache, small_names_dir):
     # By default a search keeps to its task's budget whatever path the sampler takes (names with sampler
     # seed 1 once took 105 min for 100 trials); a trial that has started still finishes.
     from search.cli import config_from_args, parser
@@ -129,7 +131,8 @@ def test_a_search_stops_starting_trials_at_its_time_limit(tmp_path, cache):
     assert config("--family", "linear", "--grid", "lr=0.01,0.1").timeout is None  # a grid runs every point
     db = tmp_path / "studies.db"
     result = search("--storage", f"sqlite:///{db}", "--trials", "5", "--timeout", "0.2", "--workers", "1",
-                    "--family", "linear", "--epochs", "3", "--seeds", "2", task="names", cache=cache)
+                    "--family", "linear", "--epochs", "3", "--seeds", "2", task="names", data=small_names_dir,
+                    cache=cache)
     assert "new trials stop after 0.2 s" in result.stdout
     assert "time limit: 1 of 5 trials ran before --timeout 0.2 s stopped new ones" in result.stdout
     trials = optuna.load_study(study_name="names", storage=f"sqlite:///{db}").trials
@@ -137,7 +140,7 @@ def test_a_search_stops_starting_trials_at_its_time_limit(tmp_path, cache):
 
 
 @pytest.mark.slow
-def test_grid_with_two_workers_runs_every_point_once(tmp_path, cache):
+def test_grid_with_two_workers_runs_every_point_once(tmp_path, cache, monkeypatch, capsys):
     # Queued trials popped by two processes at once from SQLite (no SELECT ... FOR UPDATE) once ran twice and
     # the second tell failed ("Cannot tell a COMPLETE trial"); short trials make such collisions likely.
     db = tmp_path / "studies.db"
@@ -148,7 +151,7 @@ def test_grid_with_two_workers_runs_every_point_once(tmp_path, cache):
     trials = optuna.load_study(study_name="har", storage=f"sqlite:///{db}").trials
     assert sorted(t.params["lr"] for t in trials) == lrs
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    again = search(*args, cache=cache)
+    again = search_here(*args, cache=cache, monkeypatch=monkeypatch, capsys=capsys)
     assert "nothing to do" in again.stdout
     assert len(optuna.load_study(study_name="har", storage=f"sqlite:///{db}").trials) == 8
 
@@ -311,14 +314,17 @@ def test_bad_arguments_get_one_line_and_exit_2(tmp_path, cache, args, message, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # nothing created: no database, no folder
 
 
-def search_here(*args: str, cache: Path, monkeypatch, capsys, cwd: Path) -> subprocess.CompletedProcess:
-    """search.har's main() in this process: returncode, stdout and stderr; its signal handlers are restored."""
+def search_here(*args: str, cache: Path, monkeypatch, capsys, cwd: Path | None = None, task: str = "har",
+                data: Path | None = None) -> subprocess.CompletedProcess:
+    """search.<task>'s main() in this process (no interpreter start): returncode, stdout and stderr; its signal
+    handlers are restored."""
     from search.cli import main
-    monkeypatch.chdir(cwd)
+    if cwd is not None:
+        monkeypatch.chdir(cwd)
     monkeypatch.setenv("DATA_CACHE", str(cache))
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        main("har", ["--data", str(TINY["har"]), *args])
+        main(task, ["--data", str(data or TINY["har"]), *args])
         code = 0
     except SystemExit as exc:
         code = exc.code
@@ -376,7 +382,7 @@ def _wait_for(db: Path, condition, process: subprocess.Popen, log: Path, timeout
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 @pytest.mark.slow
-def test_interrupted_run_loses_no_finished_trial(tmp_path, cache, sig):
+def test_interrupted_run_loses_no_finished_trial(tmp_path, cache, sig, monkeypatch, capsys):
     db, log = tmp_path / "studies.db", tmp_path / "stderr.txt"
     # The default heartbeat (30 s): a killed run's trials must be failed by the next run at once, not after 120 s.
     args = [sys.executable, "-m", "search.har", "--data", str(TINY["har"]), "--storage", f"sqlite:///{db}", "--trials", "50",
@@ -398,7 +404,9 @@ def test_interrupted_run_loses_no_finished_trial(tmp_path, cache, sig):
         assert process.returncode == 130, log.read_text()[-2000:]
         assert log.read_text() == "interrupted: finished trials are saved; the running ones are marked FAIL\n"
     else:
-        search(*args[5:7], "--trials", "1", *args[9:], cache=cache)  # at once: no waiting for a heartbeat
+        after = search_here(*args[5:7], "--trials", "1", *args[9:], cache=cache, monkeypatch=monkeypatch,
+                            capsys=capsys)  # at once: no waiting for a heartbeat
+        assert after.returncode == 0, after.stderr
     trials = optuna.load_study(study_name="har", storage=f"sqlite:///{db}").trials
     complete = {t.number for t in trials if t.state == optuna.trial.TrialState.COMPLETE}
     assert done_before <= complete
@@ -439,16 +447,15 @@ def test_continuation_on_other_data_seeds_or_pins_is_refused(tmp_path, har):
     ({"English.txt": None, "Czech.txt": "Novak\nSvoboda\nDvorak\n"}, "no test example of class Czech"),
 ])
 @pytest.mark.slow
-def test_too_little_data_is_refused_before_anything_is_created(tmp_path, cache, files, message):
+def test_too_little_data_is_refused_before_anything_is_created(tmp_path, cache, files, message, monkeypatch, capsys):
     folder = tmp_path / "names"
     folder.mkdir()
     for name, text in files.items():
         (folder / name).write_text(text if text is not None else (NAMES / name).read_text())
     work = tmp_path / "work"
     work.mkdir()
-    result = subprocess.run([sys.executable, "-m", "search.names", "--data", str(folder), "--trials", "1"],
-                            capture_output=True, text=True, env={**os.environ, "DATA_CACHE": str(cache)},
-                            cwd=work, timeout=300)
+    result = search_here("--trials", "1", task="names", data=folder, cache=cache, monkeypatch=monkeypatch,
+                         capsys=capsys, cwd=work)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert list(work.iterdir()) == []  # no studies.db, no artifacts/
 
@@ -489,7 +496,8 @@ def test_trials_of_a_killed_process_are_failed_by_the_next_run(tmp_path, har):
 
 
 @pytest.mark.slow
-def test_in_memory_storage_runs_quietly_in_one_process_and_leaves_nothing_behind(tmp_path, cache):
+def test_in_memory_storage_runs_quietly_in_one_process_and_leaves_nothing_behind(tmp_path, cache, monkeypatch,
+                                                                                 capsys):
     args = ["--storage", "sqlite://", "--trials", "2", "--family", "linear", "--epochs", "1", "--seeds", "1"]
     result = search(*args, cache=cache, cwd=tmp_path)  # the default --workers: one per core, here 1
     assert result.stderr == ""  # no heartbeat tracebacks ("no such table: trial_heartbeats")
@@ -499,7 +507,8 @@ def test_in_memory_storage_runs_quietly_in_one_process_and_leaves_nothing_behind
     assert result.stdout.splitlines()[-1] == \
         "in-memory storage: the study ends with this run (--storage sqlite:///FILE keeps it)"
     assert "dashboard" not in result.stdout
-    two = search(*args, "--workers", "2", cache=cache, cwd=tmp_path, check=False)  # asked for: refused, not ignored
+    two = search_here(*args, "--workers", "2", cache=cache, monkeypatch=monkeypatch, capsys=capsys,
+                      cwd=tmp_path)  # asked for: refused, not ignored
     assert two.returncode == 2 and two.stdout == "" and two.stderr == (
         "error: --workers 2: the in-memory storage 'sqlite://' exists in one process only; use --workers 1, or a "
         "SQLite file (--storage sqlite:///studies.db) for several\n")
@@ -581,13 +590,13 @@ def test_password_never_leaves_the_url(tmp_path, cache):
 
 
 @pytest.mark.slow
-def test_read_only_database_is_one_line(tmp_path, cache):
+def test_read_only_database_is_one_line(tmp_path, cache, monkeypatch, capsys):
     db = tmp_path / "s.db"
     optuna.create_study(storage=f"sqlite:///{db}", study_name="har")
     before = db.read_bytes()
     # mode=ro: SQLite refuses every write, even root's (chmod would not stop root).
-    result = search("--storage", f"sqlite:///file:{db}?mode=ro&uri=true", "--family", "linear", "--trials", "1",
-                    cache=cache, check=False, cwd=tmp_path)
+    result = search_here("--storage", f"sqlite:///file:{db}?mode=ro&uri=true", "--family", "linear", "--trials", "1",
+                         cache=cache, monkeypatch=monkeypatch, capsys=capsys, cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "the database is read-only" in result.stderr and "Traceback" not in result.stderr
     assert db.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["s.db"]
