@@ -284,32 +284,37 @@ def test_a_text_folder_predicts_arguments_stdin_and_a_csv_column_as_trained(text
 # The commands end to end: search.fit, search.export, search.predict
 
 
-def fit_and_export(path: Path, tmp_path: Path, *options: str) -> tuple[Path, str]:
+def in_subprocess(module: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m module args` as a user runs it."""
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+def fit_and_export(run, path: Path, tmp_path: Path, *options: str) -> tuple[Path, str]:
+    """run(module, *args): in_subprocess, or the cli fixture (the same main() in this process)."""
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    fit = subprocess.run([sys.executable, "-m", "search.fit", str(path), "--trials", "1", "--storage", storage,
-                          "--workers", "1", "--seeds", "1", "--sampler-seed", "0", *options],
-                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    fit = run("search.fit", str(path), "--trials", "1", "--storage", storage, "--workers", "1", "--seeds", "1",
+              "--sampler-seed", "0", *options)
     assert fit.returncode == 0, fit.stderr
     study = re.sub(r"_TRAIN$", "", path.name.split(".")[0])
     out = tmp_path / "model"
-    export = subprocess.run([sys.executable, "-m", "search.export", study, "--trial", "0", "--storage", storage,
-                             "--seeds", "2", "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    export = run("search.export", study, "--trial", "0", "--storage", storage, "--seeds", "2", "--out", str(out))
     assert export.returncode == 0, export.stderr
     assert f"predict: python -m search.predict --model {out} " in export.stdout
     return out, export.stdout
 
 
-def predicted(*args: str) -> list[dict]:
-    result = subprocess.run([sys.executable, "-m", "search.predict", "--format", "json", *args], capture_output=True,
-                            text=True, cwd=ROOT, timeout=300)
+def predicted(run, *args: str) -> list[dict]:
+    result = run("search.predict", "--format", "json", *args)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("problem", ["GunPoint", "JapaneseVowels"])
-def test_a_ts_study_is_fitted_exported_and_predicted_by_the_commands(problem, tmp_path):
-    out, _ = fit_and_export(ts_file(problem), tmp_path, "--family", "conv1d", "--epochs", "2")
+def test_a_ts_study_is_fitted_exported_and_predicted_by_the_commands(problem, tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    run = in_subprocess if problem == "GunPoint" else cli  # one as a user runs it; the other in this process
+    out, _ = fit_and_export(run, ts_file(problem), tmp_path, "--family", "conv1d", "--epochs", "2")
     predictor = load_model(out)
     task = load_file(ts_file(problem))  # the study's data, read as the study read it
     expected = in_memory(predictor.models, task.test.x, task.test.lengths)
@@ -318,7 +323,7 @@ def test_a_ts_study_is_fitted_exported_and_predicted_by_the_commands(problem, tm
              np.stack([np.pad(s, ((0, max(map(len, series)) - len(s)), (0, 0)), constant_values=np.nan)
                        for s in series]))
     for path in (ts_file(problem, "TEST"), tmp_path / "x.npz"):
-        rows = predicted("--model", str(out), str(path))
+        rows = predicted(run, "--model", str(out), str(path))
         proba = np.array([[row["probabilities"][n] for n in predictor.class_names] for row in rows])
         np.testing.assert_allclose(proba, expected, rtol=0, atol=1e-6, err_msg=str(path))
         np.testing.assert_allclose(proba, predictor.predict_proba(series), rtol=0, atol=1e-6)
@@ -327,14 +332,15 @@ def test_a_ts_study_is_fitted_exported_and_predicted_by_the_commands(problem, tm
 
 
 @pytest.mark.slow
-def test_a_text_csv_study_is_fitted_exported_and_predicted_by_the_commands(tmp_path):
+def test_a_text_csv_study_is_fitted_exported_and_predicted_by_the_commands(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(ROOT)
     table = surnames_csv(tmp_path / "surnames.csv")
-    out, stdout = fit_and_export(table, tmp_path, "--family", "gru", "--epochs", "1")
+    out, stdout = fit_and_export(cli, table, tmp_path, "--family", "gru", "--epochs", "1")
     assert stdout.rstrip().endswith("--text-column surname surnames.csv")
     predictor = load_model(out)
     top = str(len(predictor.class_names))
     for args in (["Nakamura", "Rossi", "Kowalski"], [str(table), "--text-column", "surname"]):
-        rows = predicted("--model", str(out), "--top", top, *args)
+        rows = predicted(cli, "--model", str(out), "--top", top, *args)
         texts = [row["text"] for row in rows]
         expected = predictor.predict_proba(texts, adjust=True)
         proba = np.array([[next(t["probability"] for t in row["top"] if t["label"] == n)
