@@ -16,7 +16,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from .task import DataError, check_fold
 
@@ -27,6 +26,7 @@ MANY_GROUPS = 1000  # StratifiedGroupKFold loops over the groups in Python: slow
 
 def parts(y: np.ndarray, groups: np.ndarray, n_parts: int, seed: int) -> list[np.ndarray]:
     """The row indices of n_parts stratified, group-aware parts of (y, groups), shuffled with seed."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold  # here: seconds at every command's start
     found, row_group = np.unique(groups, return_inverse=True)
     with warnings.catch_warnings():  # a class with fewer groups than parts: some parts lack it, as intended
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)

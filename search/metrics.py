@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import torch
-from sklearn.utils.class_weight import compute_class_weight
 
 from data import Split
 
@@ -59,5 +58,6 @@ def log_prior(split: Split, num_classes: int) -> torch.Tensor:
 
 def class_weights(split: Split, num_classes: int) -> torch.Tensor:
     """Inverse class frequency of the training split ("balanced": a balanced set gets weight 1)."""
+    from sklearn.utils.class_weight import compute_class_weight  # here: seconds at every command's start
     y = split.y.numpy()
     return torch.tensor(compute_class_weight("balanced", classes=np.arange(num_classes), y=y), dtype=torch.float32)
