@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import DATA_ENV, HAR_ZIP, NAMES_DIR
+from conftest import DATA_ENV, NAMES_DIR
 from search.tasks import load as load_task
 from search import report
 from search.study import StudyConfig, run_study
@@ -64,11 +64,11 @@ def data_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def har(tmp_path_factory, data_cache, one_torch_thread):
-    """A 3-trial HAR grid (dense, linear, conv1d) and a pruned rnn trial, the trials before the report, and one
-    report run (without the refit: the names report has it)."""
+def har(tmp_path_factory, data_cache, one_torch_thread, tiny_har_dir):
+    """A 3-trial HAR grid (dense, linear, conv1d) on the tiny HAR folder and a pruned rnn trial, the trials before
+    the report, and one report run (without the refit: the names report has it)."""
     folder = tmp_path_factory.mktemp("har-report")
-    storage = make_study("har", folder, HAR_ZIP, {"epochs": 2, "batch_size": 128}, {"family": HAR_FAMILIES})
+    storage = make_study("har", folder, tiny_har_dir, {"epochs": 2, "batch_size": 32}, {"family": HAR_FAMILIES})
     add_pruned_trial(storage, "har", "rnn")
     before = trial_attrs(storage, "har")
     # The command line itself, in its own process.
@@ -499,7 +499,7 @@ def test_baselines_written_by_other_code_are_recomputed(names, capsys):
 
 
 @pytest.mark.slow
-def test_unwritable_output_and_other_data_exit_2_before_training(har, tmp_path, capsys):
+def test_unwritable_output_and_other_data_exit_2_before_training(har, tmp_path, capsys, small_names_dir):
     in_the_way = tmp_path / "a-file"
     in_the_way.write_text("not a folder")
     err = error_line(["har", "--storage", har["storage"], "--out", str(in_the_way)], capsys)
@@ -508,7 +508,7 @@ def test_unwritable_output_and_other_data_exit_2_before_training(har, tmp_path, 
     other.mkdir()
     for language in ("English", "Scottish"):
         (other / f"{language}.txt").write_text((NAMES_DIR / f"{language}.txt").read_text())
-    make_study("names", tmp_path, NAMES_DIR, {"family": "linear", "epochs": 1}, {})
+    make_study("names", tmp_path, small_names_dir, {"family": "linear", "epochs": 1}, {})
     err = error_line(["names", "--storage", f"sqlite:///{tmp_path / 'studies.db'}", "--data", str(other),
                       "--out", str(tmp_path / "out")], capsys)
     assert "differ from those the study recorded" in err and not (tmp_path / "out").exists()
