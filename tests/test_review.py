@@ -167,8 +167,9 @@ def test_seeds_fix_the_numbers():
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])
 @pytest.mark.slow
-def test_bad_arguments_give_one_line_and_exit_2(tmp_path, args, message):
-    done = review("--quick", "--out", str(tmp_path), *args)
+def test_bad_arguments_give_one_line_and_exit_2(tmp_path, args, message, cli):
+    done = cli("search.review.__main__", "--quick", "--out", str(tmp_path), *args)  # in this process; the next test
+    # runs the command as a user does
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"error: {message}"]
     assert not (tmp_path / "review").exists()
