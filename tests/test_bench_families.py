@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HAR_ZIP
 from models import FAMILIES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,19 +33,21 @@ def test_configurations_compare_every_new_family_with_conv1d():
     (["--budget", "0"], "--budget must be > 0 and --threads an int >= 1, got 0.0 and 1"),
 ])
 @pytest.mark.slow
-def test_bad_arguments_exit_2_with_one_line(args, message):
-    done = run(*args, "--data", str(HAR_ZIP), timeout=120)
+def test_bad_arguments_exit_2_with_one_line(args, message, tiny_har_dir, cli):
+    done = cli("families", *args, "--data", str(tiny_har_dir))  # bench/families.py's main() in this process
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"error: {message}; known: {list(families.CONFIGURATIONS)}"
                                                 if "--only" in message else f"error: {message}"]
 
 
 @pytest.mark.slow
-def test_a_short_run_prints_one_row_per_configuration():
-    done = run("--budget", "1", "--only", "fcn 32,minirocket 32", "--no-aeon", "--data", str(HAR_ZIP))
+def test_a_short_run_prints_one_row_per_configuration(tiny_har_dir):
+    done = run("--budget", "1", "--only", "fcn 32,minirocket 32", "--no-aeon", "--data", str(tiny_har_dir))
     assert done.returncode == 0, done.stderr
-    rows = {m[1]: m for m in re.finditer(r"^(fcn 32|minirocket 32) +(\d+) +1 +([\d.]+) +([\d.]+)  (0\.\d{4})",
+    rows = {m[1]: m for m in re.finditer(r"^(fcn 32|minirocket 32) +(\d+) +(\d+) +([\d.]+) +([\d.]+)  (0\.\d{4})",
                                          done.stdout, flags=re.M)}
     assert set(rows) == {"fcn 32", "minirocket 32"}, done.stdout
     assert int(rows["minirocket 32"][2]) == 84 * 32 * 6 + 6
-    assert all(float(m[5]) > 0.5 for m in rows.values())  # one epoch on all training windows: well above chance
+    assert all(int(m[3]) >= 1 for m in rows.values())  # one epoch at least, whatever the budget
+    # The random-kernel head learns the tiny folder's windows (every 50th) within its second: far above chance.
+    assert float(rows["minirocket 32"][6]) > 0.5
