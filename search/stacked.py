@@ -55,7 +55,8 @@ class StackedRun(Run):
         self.runs = [SeedRun(spec, task, seed, device, data) for seed in seeds]  # init, generators, results
         self.params, self.buffers = stack_module_state([run.model for run in self.runs])
         self.base = copy.deepcopy(self.runs[0].model).to("meta")  # the structure; tensors come from the stack
-        self.optimizer = torch.optim.AdamW(self.params.values(), lr=spec.lr, weight_decay=spec.weight_decay)
+        self.optimizer = torch.optim.AdamW(self.params.values(), lr=spec.lr, weight_decay=spec.weight_decay,
+                                           fused=True)  # as SeedRun's
         self.by_width = counts_padding(self.base)
         self.weights, self.shift = self.runs[0].weights, self.runs[0].shift
         self.losses = vmap(self._loss, randomness="different")

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_spread_tests_the_model_the_report_recommends(tmp_path, tiny_har_dir):
+def test_spread_tests_the_model_the_report_recommends(tmp_path, tiny_har_dir, cli):
     """bench/spread.py runs a study, then chooses and tests its recommendation exactly as search.report does."""
     spread = subprocess.run(
         [sys.executable, "bench/spread.py", "har", "--runs", "1", "--trials", "3", "--workers", "1", "--device", "cpu",
@@ -25,11 +25,9 @@ def test_spread_tests_the_model_the_report_recommends(tmp_path, tiny_har_dir):
     assert spread.returncode == 0, spread.stderr
     row = re.search(r"^\s+0 .* #(\d+) linear (\S+) (\S+)±(\S+) (\S+)±\S+ +(\S+) +(\S+)$", spread.stdout, flags=re.M)
     assert row, spread.stdout
-    report = subprocess.run(
-        [sys.executable, "-m", "search.report", "har", "--storage", f"sqlite:///{tmp_path / 'har-0.db'}",
-         "--out", str(tmp_path / "reports"), "--seeds", "2", "--rerank-seeds", "2", "--baselines", "none",
-         "--workers", "1", "--device", "cpu", "--data", str(tiny_har_dir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    report = cli("search.report.cli", "har", "--storage", f"sqlite:///{tmp_path / 'har-0.db'}",  # in this process
+                 "--out", str(tmp_path / "reports"), "--seeds", "2", "--rerank-seeds", "2", "--baselines", "none",
+                 "--workers", "1", "--device", "cpu", "--data", str(tiny_har_dir))
     assert report.returncode == 0, report.stderr
     rec = json.loads((tmp_path / "reports" / "har" / "summary.json").read_text())["recommended"]
     assert int(row[1]) == rec["trial"]
