@@ -49,6 +49,14 @@ def minirocket_corner(batch_size: int, epochs: int) -> dict:
                 epochs=epochs, schedule="cosine", weight_decay=1e-2, imbalance="none", decision="argmax")
 
 
+def ngram_corner(batch_size: int, epochs: int, decision: str) -> dict:
+    """The field's first try for text as a trial: a linear model over the characters' 1-3-grams (the n-gram part,
+    models/ngrams.py), learnt beside a one-layer character CNN."""
+    return dict(family="conv1d", layers=1, width=64, dropout=0.0, kernel_size=5, pool=1, norm=False, ngrams=3,
+                clipnorm=0.0, lr=5e-3, batch_size=batch_size, epochs=epochs, schedule="cosine", weight_decay=1e-6,
+                imbalance="none", decision=decision)
+
+
 HAR = TaskEntry(
     name="har", kind=SERIES, load=har.load_har, folds=har.FOLDS, metric="accuracy", time_limit=40 * 60,
     # Width 64 at most: wider models cost several times more per trial for the same validation value.
@@ -128,10 +136,10 @@ def entry_of(task: Task) -> TaskEntry:
     return for_data(task)
 
 
-def epochs_for(series: int) -> tuple[int, int]:
-    """Two epoch budgets giving about 3,000 examples seen at the longer one, between 20 and 200 epochs:
+def epochs_for(series: int, least: int = 20) -> tuple[int, int]:
+    """Two epoch budgets giving about 3,000 examples seen at the longer one, between `least` and 200 epochs:
     a 40-series set trains for 40 or 80 short epochs, a 7,000-window set for 10 or 20."""
-    longest = min(200, max(20, int(round(3_000 / max(series, 1), -1))))
+    longest = min(200, max(least, int(round(3_000 / max(series, 1), -1))))
     return longest // 2, longest
 
 
@@ -142,18 +150,20 @@ def batch_sizes_for(series: int) -> tuple[int, ...]:
 
 
 def for_data(task: Task) -> TaskEntry:
-    """An entry for data nobody has configured: the space and epochs follow its size; for series, MiniRocket's
-    corner is the one warm start (no configuration found on other data)."""
+    """An entry for data nobody has configured: the space and epochs follow its size; its one warm start is the
+    field's first try, MiniRocket's corner for series and the character n-gram corner for text (no configuration
+    found on other data)."""
     counts = [c for c in task.train.class_counts(task.num_classes) if c > 0]
     imbalanced = max(counts) > 3 * min(counts)
     kind = task.info.get("kind", SERIES)
     n = len(task.train)
     if kind == TEXT:
-        space = Space(families=("gru", "lstm", "conv1d"), max_layers=2, max_width=96, ngrams=(0, 3, 5),
-                      epochs=epochs_for(n), batch_sizes=batch_sizes_for(n),
+        # Strings are short and the n-gram part learns in a few passes: half the epochs of series, one layer.
+        epochs = epochs_for(n, least=10)
+        space = Space(families=("conv1d", "gru"), max_layers=1, max_width=64, ngrams=(0, 3, 5),
+                      epochs=epochs, batch_sizes=batch_sizes_for(n),
                       imbalance=("none", "class_weights", "oversample", "logit_adjust"),
                       decisions=("argmax", "logit_adjust") if imbalanced else ("argmax",))
-        warm_starts = ()
     else:
         # Recurrences step through every time step: over long series only behind a pooling conv front-end.
         long = task.seq_len > 100
@@ -164,8 +174,9 @@ def for_data(task: Task) -> TaskEntry:
                       imbalance=("none", "class_weights", "oversample"),
                       decisions=("argmax", "logit_adjust") if imbalanced else ("argmax",),
                       overrides={"minirocket": {**RANDOM_KERNELS, "epochs": epochs}})
-        batch = min(space.batch_sizes, key=lambda b: abs(b - 64))  # HAR's: enough steps in few epochs
-        warm_starts = (minirocket_corner(batch_size=batch, epochs=epochs[-1]),)
+    batch = min(space.batch_sizes, key=lambda b: abs(b - 64))  # HAR's and names': enough steps in few epochs
+    warm_starts = (ngram_corner(batch, epochs[0], space.decisions[-1]) if kind == TEXT else
+                   minirocket_corner(batch_size=batch, epochs=epochs[-1]),)
     unit = "strings" if kind == TEXT else "series"
     return TaskEntry(
         name=task.name, kind=kind, load=load_file, folds=FOLDS, metric="acc_bal_hmean" if imbalanced else "accuracy",

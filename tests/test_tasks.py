@@ -47,3 +47,27 @@ def test_registered_tasks_are_their_entries_and_a_file_gets_one_sized_to_it():
     assert REGISTRY == {"har": HAR, "names": NAMES}
     task = load_file(AEON / "GunPoint" / "GunPoint_TRAIN.ts")
     assert for_data(task).name == "GunPoint" and entry_of(task).space.overrides["minirocket"]["max_width"] == 119
+
+
+def test_a_text_file_gets_the_ngram_corner_inside_a_space_sized_to_it(small_names_dir, tmp_path):
+    """A surname,language CSV: half the epochs of series (strings are short), and the character n-gram corner,
+    the field's first try for text, as its one warm start."""
+    import optuna
+    table = tmp_path / "surnames.csv"
+    rows = [f"{line},{file.stem}" for file in sorted(small_names_dir.glob("*.txt"))
+            for line in file.read_text(encoding="utf-8").splitlines() if line and "," not in line]
+    table.write_text("surname,language\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    task = load_file(table)
+    entry = entry_of(task)
+    assert entry.kind == "text" and entry.metric == "acc_bal_hmean"  # 18 languages, strongly imbalanced
+    assert entry.space.epochs == epochs_for(len(task.train), least=10) == (5, 10)
+    (warm,) = entry.warm_starts
+    assert warm["family"] == "conv1d" and warm["ngrams"] == 3 and warm["decision"] == "logit_adjust"
+    study = optuna.create_study()
+    study.enqueue_trial(entry.space.as_params(warm))
+    trial = study.ask()
+    suggest = Suggest(trial)
+    entry.space(suggest)
+    assert suggest.values == warm
+    for name, distribution in trial.distributions.items():
+        assert distribution._contains(distribution.to_internal_repr(trial.params[name])), name
