@@ -264,3 +264,27 @@ def test_cli_on_one_class_data_gives_the_studies_data_check(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.err == f"error: data {one}: 1 class (English); a classifier needs at least 2\n"  # not scikit-learn's
     assert captured.out == ""
+
+
+def test_a_warm_path_fits_each_value_from_the_last_optimum_to_the_same_optima(small_names_task):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from search.baselines import chosen_by_validation, surnames, warm_path
+    alphabet = small_names_task.info["alphabet"]
+    vectoriser = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3))
+    x = {"train": vectoriser.fit_transform(surnames(small_names_task.train, alphabet)),
+         "val": vectoriser.transform(surnames(small_names_task.val, alphabet))}
+    grid = [0.1, 1, 10]
+    cold = [LogisticRegression(C=c, solver="newton-cg", max_iter=1000).fit(x["train"], small_names_task.train.y.numpy())
+            for c in grid]
+    make = warm_path(LogisticRegression(solver="newton-cg", max_iter=1000, warm_start=True))
+    warm = [make(c) for c in grid]
+    assert len({id(m) for m in warm}) == 3 and [m.C for m in warm] == grid  # a copy per value
+    best, model, _ = chosen_by_validation(warm_path(LogisticRegression(solver="newton-cg", max_iter=1000,
+                                                                       warm_start=True)),
+                                          grid, x, small_names_task, "accuracy")
+    cold_best, _, _ = chosen_by_validation(lambda c: LogisticRegression(C=c, solver="newton-cg", max_iter=1000),
+                                           grid, x, small_names_task, "accuracy")
+    assert best == cold_best and model.C == grid[best]
+    # The same optimum up to the solver's tolerance: the same validation predictions but for a rare near-tie.
+    assert np.mean(model.predict(x["val"]) == cold[best].predict(x["val"])) > 0.99
