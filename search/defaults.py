@@ -6,6 +6,9 @@ SEEDS = 3  # seeds per trial during the search: 0, 1, ..., SEEDS - 1 (at most RE
 RERANK_SEED_BASE = 50  # a report re-ranks its top trials on seeds 50, 51, ... (search/rerank.py)
 FINAL_SEED_BASE = 100  # final evaluations train on seeds 100, 101, ...: never a search or re-ranking seed
 FINAL_SEEDS = 5
+# A user's file with more training examples than LARGE_FILE gets fewer final seeds, so that its study and
+# report fit their ten minutes (bench/README.md, "A user's file").
+LARGE_FILE, LARGE_FILE_SEEDS = 5_000, 3
 MAX_FINAL_SEEDS = 50  # --seeds of export and report: each seed is a model trained and held in memory
 # A family's best trial that is not among the top trials (so never the recommendation) only compares families:
 # fewer final seeds keep the report inside its budget (bench/README.md, "Report time").

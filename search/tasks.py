@@ -12,6 +12,7 @@ from typing import Callable
 
 from data import DataError, Task, har, load_file, names
 from data.splits import FOLDS
+from . import defaults
 from .space import Space
 
 SERIES, TEXT = "series", "text"
@@ -30,6 +31,7 @@ class TaskEntry:
     time_limit: int
     space: Space
     warm_starts: tuple[dict, ...] = ()  # known-good configurations a new default study trains first
+    final_seeds: int = defaults.FINAL_SEEDS  # the report's seeds per final evaluation
     held_out: str = "groups"  # what a validation fold holds out, for the report's text
     meant_for: str = ""  # the model card's "Meant for" and "Not meant for"
     not_meant_for: tuple[str, ...] = ()
@@ -181,6 +183,7 @@ def for_data(task: Task) -> TaskEntry:
     return TaskEntry(
         name=task.name, kind=kind, load=load_file, folds=FOLDS, metric="acc_bal_hmean" if imbalanced else "accuracy",
         time_limit=FILE_TIME_LIMIT, space=space, warm_starts=warm_starts,
+        final_seeds=defaults.LARGE_FILE_SEEDS if n > defaults.LARGE_FILE else defaults.FINAL_SEEDS,
         held_out=task.info.get("group_noun", "groups"),
         meant_for=f"Labelling {unit} like those of `{task.info.get('source', task.name)}` with one of its "
                   f"{task.num_classes} classes.",

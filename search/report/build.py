@@ -56,7 +56,7 @@ class ReportConfig:
     storage: str = defaults.STORAGE
     study_name: str | None = None
     data: str | None = None
-    seeds: int = defaults.FINAL_SEEDS
+    seeds: int | None = None  # final seeds per evaluation (None: the task entry's, search/tasks.py)
     family_seeds: int = defaults.FAMILY_SEEDS  # for a family's best that is not a top trial (at most `seeds`)
     pruned_seeds: int = defaults.PRUNED_SEEDS  # for a family represented by a pruned trial (at most `family_seeds`)
     top: int = 3
@@ -75,6 +75,8 @@ class ReportConfig:
             raise ReportError(f"--baselines must be one of {list(BASELINES)}, got {self.baselines!r}")
         for name in ("seeds", "family_seeds", "pruned_seeds", "top", "workers"):
             value = getattr(self, name)
+            if name == "seeds" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ReportError(f"--{name.replace('_', '-')} must be an int >= 1, got {value!r}")
         span = defaults.FINAL_SEED_BASE - defaults.RERANK_SEED_BASE
@@ -325,6 +327,7 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     check_out(out)
     task, source = load_checked(config.task, config.data, attrs)
     metric = attrs.get("metric") or complete[0].user_attrs.get("metric", "accuracy")
+    config.seeds = config.seeds or entry_of(task).final_seeds
     out.mkdir(parents=True, exist_ok=True)
     data = {"task": config.task, "split": (attrs.get("data") or {}).get("split"), "counts": attrs.get("counts")}
     evaluations = Evaluations(out / "evaluations.json", data, defaults.final_seeds(config.seeds), metric,

@@ -23,9 +23,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=defaults.STORAGE, help="the study's SQLAlchemy URL (default %(default)s)")
     p.add_argument("--study-name", default=None, help="default: the task name")
     p.add_argument("--data", default=None, help="data folder or archive (default: the source the study recorded)")
-    p.add_argument("--seeds", type=int, default=defaults.FINAL_SEEDS,
+    p.add_argument("--seeds", type=int, default=None,
                    help=f"final seeds per evaluation: {defaults.FINAL_SEED_BASE}, {defaults.FINAL_SEED_BASE + 1}, ... "
-                        f"(never a search seed; 1 to {defaults.MAX_FINAL_SEEDS}; default %(default)s)")
+                        f"(never a search seed; 1 to {defaults.MAX_FINAL_SEEDS}; default {defaults.FINAL_SEEDS}, "
+                        f"{defaults.LARGE_FILE_SEEDS} for a user's file of more than {defaults.LARGE_FILE:,} "
+                        "training examples)")
     p.add_argument("--family-seeds", type=int, default=defaults.FAMILY_SEEDS,
                    help="final seeds of a family's best trial that is not a top trial, the first of --seeds "
                         "(default %(default)s)")
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     from ..workers import default_workers
     try:
         torch.set_num_threads(defaults.THREADS)
-        if args.seeds > defaults.MAX_FINAL_SEEDS:  # each final seed is a model trained per evaluated configuration
+        if args.seeds is not None and args.seeds > defaults.MAX_FINAL_SEEDS:  # each final seed is a model trained per evaluated configuration
             raise ReportError(f"--seeds must be an int from 1 to {defaults.MAX_FINAL_SEEDS}, got {args.seeds}")
         config = ReportConfig(task=args.task, storage=args.storage, study_name=args.study_name, data=args.data,
                               seeds=args.seeds, family_seeds=args.family_seeds,
