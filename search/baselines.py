@@ -39,7 +39,7 @@ from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
 from data import DataError, Split, Task
-from .defaults import THREADS
+from .options import common
 from .objective import METRICS
 from .checks import check_data
 from .studyconfig import StudyError
@@ -333,17 +333,14 @@ def run_baselines(task: Task, quick: bool = False, metric: str = "accuracy", ref
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m search.baselines", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m search.baselines", description=__doc__.splitlines()[0],
+                                     parents=[common("task_data", "threads")])
     parser.add_argument("task", choices=sorted(REGISTRY))
-    parser.add_argument("--data", default=None, help="data folder or archive (else $HAR_DATA/$NAMES_DATA, cache, download)")
     parser.add_argument("--metric", choices=METRICS, default=None,
                         help="validation metric that chooses the hyper-parameters (default: the task's)")
     parser.add_argument("--quick", action="store_true", help="tiny grids (for tests)")
     parser.add_argument("--refit", action="store_true",
                         help="also refit each chosen model on train + validation and score it on test")
-    parser.add_argument("--threads", type=int, default=THREADS,
-                        help="OpenMP/BLAS threads (default %(default)s: two threads on the shared cores made "
-                             "HistGradientBoosting 10x slower)")
     args = parser.parse_args(argv)
     metric = args.metric or REGISTRY[args.task].metric
     if args.threads < 1:

@@ -11,6 +11,7 @@ import torch
 from data import DataError
 from . import defaults, signals
 from .objective import STRATEGIES
+from .options import common
 from .space import FIELDS, parse_value
 from .storage import StorageError, can_share, check_reachable, hide_password
 from .stopping import raise_interrupt
@@ -23,13 +24,10 @@ from .workers import default_workers, exit_now, run_workers
 
 def parser(task: str, prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
     entry = REGISTRY.get(task)
-    p = argparse.ArgumentParser(prog=prog or f"python -m search.{task}",
+    shared = ["storage", "artifacts", "study_name", "device", "threads", "workers"] + (["task_data"] if entry else [])
+    p = argparse.ArgumentParser(prog=prog or f"python -m search.{task}", parents=[common(*shared)],
                                 description=description or f"Run (or continue) an Optuna study on the {task} task.")
     p.add_argument("--trials", type=int, default=100, help="trials to ADD to the study in this run (default 100)")
-    p.add_argument("--storage", default=defaults.STORAGE, help="any SQLAlchemy URL (default %(default)s)")
-    p.add_argument("--artifacts", default=None, metavar="DIR",
-                   help="folder for the dashboard's figures (default: artifacts/ beside a SQLite file, else ./artifacts)")
-    p.add_argument("--study-name", default=None, help=f"default: {task}")
     p.add_argument("--seeds", type=int, default=defaults.SEEDS, help="seeds per trial (default %(default)s)")
     p.add_argument("--metric", choices=METRICS, default=None,
                    help=f"default {entry.metric if entry else 'accuracy, or acc_bal_hmean for imbalanced classes'}")
@@ -37,26 +35,19 @@ def parser(task: str, prog: str | None = None, description: str | None = None) -
                    help="how a trial spends seed-epochs (default %(default)s)")
     p.add_argument("--pruner", choices=PRUNERS, default=defaults.PRUNER,
                    help="racing + hyperband spent the fewest seed-epochs in bench/strategies.py (default %(default)s)")
-    p.add_argument("--sampler-seed", type=int, default=None, help="makes the sampled parameters reproducible")
+    p.add_argument("--sampler-seed", type=int, default=None,
+                   help="makes the sampled parameters reproducible (worker i samples with seed S+i)")
     p.add_argument("--timeout", type=float, default=None,
                    help="stop starting trials after this many seconds; 0: no limit (default for a search: "
                         f"{entry.time_limit if entry else 'the task entry'}'s, so that 100 trials end inside the "
                         "task's budget on 2 cores; "
                         "for a grid: none)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.DEVICE)
-    p.add_argument("--threads", type=int, default=defaults.THREADS,
-                   help="torch threads (default 1: faster than 2 here, see bench/README.md; use more processes instead)")
-    p.add_argument("--workers", type=int, default=None,
-                   help=f"processes sharing the study (default: one per core, here {default_workers()}; 1 for an "
-                        "in-memory storage); --sampler-seed S gives worker i the seed S+i")
     p.add_argument("--heartbeat", type=int, default=defaults.HEARTBEAT,
                    help="seconds between trial heartbeats; a trial of a run killed on another machine is failed "
                         "after 4 (default %(default)s)")
     p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
                    help="a new study without --grid or fixed parameters first trains the known-good "
                         "configurations of its entry in search/tasks.py (default: on)")
-    if entry:
-        p.add_argument("--data", default=None, help="data folder or archive (else $HAR_DATA/$NAMES_DATA, cache, download)")
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="run a plain grid over these values (repeatable); other parameters fixed or default")
     fixed = p.add_argument_group("fix a parameter (the search runs over the rest)")

@@ -12,19 +12,16 @@ import sys
 
 from optuna_dashboard import run_server
 
-from . import defaults
 from .artifacts import AtomicFileStore, check_dir
+from .options import common
 from .storage import StorageError, artifact_dir, hide_password, is_memory, open_storage
 from .study import quiet_optuna
 from .studyconfig import StudyError
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m search.dashboard",
+    p = argparse.ArgumentParser(prog="python -m search.dashboard", parents=[common("storage", "artifacts")],
                                 description="Browse the studies in optuna-dashboard, trial figures included.")
-    p.add_argument("--storage", default=defaults.STORAGE, help="the studies' SQLAlchemy URL (default %(default)s)")
-    p.add_argument("--artifacts", default=None, metavar="DIR",
-                   help="the studies' figure folder (default: artifacts/ beside a SQLite file, else ./artifacts)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default %(default)s)")
     return p

@@ -30,6 +30,7 @@ from .modelfolder import WEIGHTS, check_out, load_model, save_model, sha256  # n
 from .modelschema import FORMAT, TAU_LIMIT, ModelError  # noqa: F401  (re-exported)
 from .predictor import (BATCH, InputError, Predictor, Series, ensemble_proba,  # noqa: F401
                         log_proba, preprocessing_of, prior_of)
+from .options import common
 from .storage import hide_password
 from .tasks import entry_of
 from .train import TrialSpec
@@ -38,15 +39,13 @@ from .util import shown_path, shown_paths
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m search.export",
+                                parents=[common("storage", "study_name", "study_data", "device", "threads")],
                                 description="Retrain one trial's configuration on the final seeds and write a model "
                                             "folder (model.json, model.md, weights/) for search.predict.")
     p.add_argument("study", metavar="STUDY",
                    help="the study: a registered task's (har, names) or a user's file's (search.fit names it after the "
                         "file, e.g. GunPoint); with --study-name, the task of that study")
     p.add_argument("--trial", type=int, required=True, help="the trial number in the study")
-    p.add_argument("--storage", default=defaults.STORAGE, help="the study's SQLAlchemy URL (default %(default)s)")
-    p.add_argument("--study-name", default=None, help="default: STUDY")
-    p.add_argument("--data", default=None, help="data folder or archive (default: the source the study recorded)")
     p.add_argument("--seeds", type=int, default=defaults.FINAL_SEEDS,
                    help=f"final seeds {defaults.FINAL_SEED_BASE}, {defaults.FINAL_SEED_BASE + 1}, ... (default %(default)s)")
     p.add_argument("--tau", type=float, default=None,
@@ -56,8 +55,6 @@ def parser() -> argparse.ArgumentParser:
                    help="train on the training and validation rows together, as a report's recommendation is (tau: "
                         "--tau, else chosen on validation by a first run on the training split)")
     p.add_argument("--out", default=None, help="the model folder to write (default reports/<study>/model-trial-N)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.DEVICE)
-    p.add_argument("--threads", type=int, default=defaults.THREADS, help="torch threads (default %(default)s)")
     return p
 
 

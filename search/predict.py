@@ -24,6 +24,7 @@ import torch
 from data import DataError
 from . import signals
 from .modelfolder import load_model
+from .options import common
 from .modelschema import ModelError
 from .predictor import BATCH, InputError, Predictor, plural
 from .tasks import REGISTRY, SERIES, TEXT
@@ -33,7 +34,7 @@ from .windowfiles import series_batches
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m search.predict", usage="%(prog)s [TASK] --model DIR [options] INPUT [INPUT ...]",
+        prog="python -m search.predict", parents=[common("threads")], usage="%(prog)s [TASK] --model DIR [options] INPUT [INPUT ...]",
         description="Predict with a model folder written by search.export or search.report. The folder's kind "
                     "decides how INPUT is read. Text models: texts as arguments, - for one text per line on stdin, "
                     "or a .csv/.tsv file (its --text-column). Series models: .npy/.npz arrays (N, T, C) (an .npz's x "
@@ -46,7 +47,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "csv", "json"], default="text", help="output (default text)")
     p.add_argument("--batch-size", type=int, default=BATCH,
                    help="inputs read, predicted and printed at a time (default %(default)s)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default %(default)s)")
     p.add_argument("--top", type=int, default=3, help="text models: classes shown per text (default %(default)s)")
     p.add_argument("--text-column", default=None,
                    help="text models, .csv/.tsv INPUT: the column of texts (default: the column the model was "

@@ -9,7 +9,7 @@ from typing import Iterator
 import pandas as pd
 
 from data.text import normalise
-from .predictor import InputError, plural
+from .predictor import InputError
 
 MAX_LINE = 10_000  # characters in one stdin line: longer is not one text (and is cut at seq_len anyway)
 TABLES = (".csv", ".tsv")

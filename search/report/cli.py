@@ -10,6 +10,7 @@ import torch
 
 from data import DataError
 from .. import defaults
+from ..options import common
 from ..storage import StorageError
 from ..studyconfig import StudyError
 from .build import ReportConfig, ReportError, build
@@ -17,12 +18,10 @@ from .build import ReportConfig, ReportError, build
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m search.report",
+                                parents=[common("storage", "study_name", "study_data", "device", "workers")],
                                 description="Write a Markdown report (with PNG figures, summary.json and the exported "
                                             "recommended model) of a study, with final test-split evaluations.")
     p.add_argument("task", help="a registered task (har, names), or a user's file's study (python -m search.fit PATH)")
-    p.add_argument("--storage", default=defaults.STORAGE, help="the study's SQLAlchemy URL (default %(default)s)")
-    p.add_argument("--study-name", default=None, help="default: the task name")
-    p.add_argument("--data", default=None, help="data folder or archive (default: the source the study recorded)")
     p.add_argument("--seeds", type=int, default=None,
                    help=f"final seeds per evaluation: {defaults.FINAL_SEED_BASE}, {defaults.FINAL_SEED_BASE + 1}, ... "
                         f"(never a search seed; 1 to {defaults.MAX_FINAL_SEEDS}; default {defaults.FINAL_SEEDS}, "
@@ -43,9 +42,6 @@ def parser() -> argparse.ArgumentParser:
                         f"{defaults.RERANK_SEED_BASE + 1}, ... (default: as many as the search used; 0: recommend the "
                         "best search value)")
     p.add_argument("--out", default="reports", help="reports folder; writes OUT/<study>/report.md (default reports)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.DEVICE)
-    p.add_argument("--workers", type=int, default=None,
-                   help="evaluation processes, one torch thread each (default: one per core)")
     p.add_argument("--baselines", choices=["full", "quick", "none"], default="full",
                    help="scikit-learn baselines: full grids (default), quick (small grids, for tests) or none")
     p.add_argument("--no-refit", dest="refit", action="store_false",

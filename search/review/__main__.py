@@ -14,6 +14,7 @@ import torch  # noqa: E402
 
 from .. import signals  # noqa: E402
 from ..artifacts import check_dir  # noqa: E402
+from ..options import common  # noqa: E402
 from . import run_review  # noqa: E402
 
 
@@ -25,12 +26,11 @@ class OneLineParser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> None:
     signals.ctrl_c_raises()  # from here on Ctrl-C raises: files being written are cleaned up first
     argv = sys.argv[1:] if argv is None else argv
-    parser = OneLineParser(prog="python -m search.review",
+    parser = OneLineParser(prog="python -m search.review", parents=[common("threads")],
                            description="Answer the review questions with small experiments.")
     parser.add_argument("--quick", action="store_true", help="tiny budgets (for tests); not the study figures")
     parser.add_argument("--out", default="reports", help="the report goes to OUT/review/ (default reports)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every experiment (default 3)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
     for name in ("seeds", "threads"):
         if getattr(args, name) < 1:
