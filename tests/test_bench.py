@@ -71,3 +71,17 @@ def test_ngrams_compares_a_network_with_and_without_its_ngram_part():
     bad = subprocess.run([sys.executable, "bench/ngrams.py", "--only", "transformer"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown configuration(s) ['transformer']" in bad.stderr
+
+
+def test_names_csv_writes_the_names_task_split_as_a_users_files(small_names_dir, tmp_path):
+    """bench/names_csv.py: the training file holds the names task's training and validation surnames and the test
+    file its test surnames, so that search.fit on them is tested on the names task's own test strings."""
+    from data import load_file, load_names
+    done = subprocess.run([sys.executable, "bench/names_csv.py", str(tmp_path), "--data", str(small_names_dir)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    names = load_names(small_names_dir)
+    task = load_file(tmp_path / "surnames_TRAIN.csv", test=tmp_path / "surnames_TEST.csv")
+    assert task.class_names == names.class_names and len(task.test) == len(names.test)
+    assert len(task.train) + len(task.val) == len(names.train) + len(names.val)
+    assert sorted(task.test.y.tolist()) == sorted(names.test.y.tolist())
