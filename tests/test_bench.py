@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HAR_ZIP, NAMES_DIR
+from conftest import NAMES_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 
