@@ -21,7 +21,7 @@ from data import Split, Task
 from data.har import CHANNELS, read_signals
 from conftest import assert_refused, foreground
 from search.export import final_metrics, load_model, save_model
-from search.predict import main, parse, run
+from search.predict import parse, run
 from search.predictor import InputError
 from search.train import TrialSpec, train_seeds
 

@@ -24,7 +24,7 @@ from data.text import encode, normalise
 from conftest import assert_refused
 from search.modelfolder import load_model, save_model
 from search.modelschema import ModelError
-from search.predict import main, parse, run
+from search.predict import parse, run
 from search.predictor import InputError
 from search.train import TrialSpec, train_seeds
 
