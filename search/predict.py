@@ -34,7 +34,8 @@ from .windowfiles import series_batches
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m search.predict", parents=[common("threads")], usage="%(prog)s [TASK] --model DIR [options] INPUT [INPUT ...]",
+        prog="python -m search.predict", parents=[common("threads")],
+        usage="%(prog)s [TASK] --model DIR [options] INPUT [INPUT ...]",
         description="Predict with a model folder written by search.export or search.report. The folder's kind "
                     "decides how INPUT is read. Text models: texts as arguments, - for one text per line on stdin, "
                     "or a .csv/.tsv file (its --text-column). Series models: .npy/.npz arrays (N, T, C) (an .npz's x "

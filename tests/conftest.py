@@ -5,6 +5,7 @@ no test writes into the repository's data/cache and no developer setting leaks i
 """
 from __future__ import annotations
 
+import csv
 import io
 import subprocess
 import sys
@@ -24,6 +25,25 @@ NAMES_ZIP = SHARED / "names_data.zip"
 HAR_PREFIX = "UCI HAR Dataset/"
 HAR_CHANNELS = [f"{kind}_{axis}" for kind in ("body_acc", "body_gyro", "total_acc") for axis in "xyz"]
 DATA_ENV = ("HAR_DATA", "NAMES_DATA", "HAR_DATA_URL", "NAMES_DATA_URL")
+
+
+def languages(only=None, folder: Path = NAMES_DIR) -> dict[str, list[str]]:
+    """{language: its file's surnames, one per non-empty line, as written} of a names folder."""
+    return {file.stem: [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+            for file in sorted(folder.glob("*.txt")) if only is None or file.stem in only}
+
+
+def names_rows(only=None, folder: Path = NAMES_DIR) -> list[list[str]]:
+    """A names folder as (surname, language) rows, as a user's CSV holds them."""
+    return [[name, language] for language, names in languages(only, folder).items() for name in names]
+
+
+def write_csv(path: Path, rows: list[list[str]], header=("surname", "language"), delimiter=",") -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
 
 
 @pytest.fixture(autouse=True)

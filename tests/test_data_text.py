@@ -1,7 +1,6 @@
 """A user's labelled text: the real names data written as a `surname,language` CSV (and TSV), read by pandas."""
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from pathlib import Path
 
@@ -9,31 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import NAMES_DIR
+from conftest import languages, names_rows, write_csv
 from data import DataError, Task, load_file
 from data.splits import FOLDS
 from data.text import MAX_CHARS, encode, normalise
 
 UNKNOWN = "\N{REPLACEMENT CHARACTER}"
 SOME = ("Czech", "Dutch", "Greek", "Irish", "Polish", "Scottish")  # 6 of the 18 languages, for quick tests
-
-
-def languages(only=None) -> dict[str, list[str]]:
-    """{language: its file's surnames, one per non-empty line, as written}."""
-    return {file.stem: [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-            for file in sorted(NAMES_DIR.glob("*.txt")) if only is None or file.stem in only}
-
-
-def write_csv(path: Path, rows: list[list[str]], header=("surname", "language"), delimiter=",") -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file, delimiter=delimiter)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def names_rows(only=None) -> list[list[str]]:
-    return [[name, language] for language, names in languages(only).items() for name in names]
 
 
 def decoded(task: Task, split: str) -> list[tuple[str, str]]:

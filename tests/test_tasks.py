@@ -6,6 +6,7 @@ from pathlib import Path
 import aeon.datasets
 import pytest
 
+from conftest import names_rows, write_csv
 from data import load_file
 from search.defaults import FINAL_SEEDS, LARGE_FILE, LARGE_FILE_SEEDS
 from search.space import Suggest, max_epochs
@@ -50,19 +51,11 @@ def test_registered_tasks_are_their_entries_and_a_file_gets_one_sized_to_it():
     assert for_data(task).name == "GunPoint" and entry_of(task).space.overrides["minirocket"]["max_width"] == 119
 
 
-def surnames_csv(folder: Path, table: Path) -> Path:
-    """A names folder written as a surname,language CSV, as a user would bring it."""
-    rows = [f"{line},{file.stem}" for file in sorted(folder.glob("*.txt"))
-            for line in file.read_text(encoding="utf-8").splitlines() if line and "," not in line]
-    table.write_text("surname,language\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    return table
-
-
 def test_a_text_file_gets_the_ngram_corner_inside_a_space_sized_to_it(small_names_dir, tmp_path):
     """A surname,language CSV: half the epochs of series (strings are short), and the character n-gram corner,
     the field's first try for text, as its one warm start."""
     import optuna
-    task = load_file(surnames_csv(small_names_dir, tmp_path / "surnames.csv"))
+    task = load_file(write_csv(tmp_path / "surnames.csv", names_rows(folder=small_names_dir)))
     entry = entry_of(task)
     assert entry.kind == "text" and entry.metric == "acc_bal_hmean"  # 18 languages, strongly imbalanced
     assert len(task.train) <= LARGE_FILE and entry.final_seeds == FINAL_SEEDS
@@ -81,6 +74,6 @@ def test_a_text_file_gets_the_ngram_corner_inside_a_space_sized_to_it(small_name
 
 def test_a_large_file_gets_fewer_final_seeds_so_its_report_fits_the_budget(shared_data, tmp_path):
     """All the surnames as a CSV: more training strings than LARGE_FILE, so its report trains fewer seeds."""
-    task = load_file(surnames_csv(shared_data / "names", tmp_path / "surnames.csv"))
+    task = load_file(write_csv(tmp_path / "surnames.csv", names_rows(folder=shared_data / "names")))
     assert len(task.train) > LARGE_FILE and entry_of(task).final_seeds == LARGE_FILE_SEEDS < FINAL_SEEDS
     assert NAMES.final_seeds == HAR.final_seeds == FINAL_SEEDS  # the registered tasks keep theirs

@@ -327,7 +327,8 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     check_out(out)
     task, source = load_checked(config.task, config.data, attrs)
     metric = attrs.get("metric") or complete[0].user_attrs.get("metric", "accuracy")
-    config.seeds = config.seeds or entry_of(task).final_seeds
+    if config.seeds is None:  # the task entry's, now that the task is known
+        config = replace(config, seeds=entry_of(task).final_seeds)
     out.mkdir(parents=True, exist_ok=True)
     data = {"task": config.task, "split": (attrs.get("data") or {}).get("split"), "counts": attrs.get("counts")}
     evaluations = Evaluations(out / "evaluations.json", data, defaults.final_seeds(config.seeds), metric,

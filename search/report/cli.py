@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     from ..workers import default_workers
     try:
         torch.set_num_threads(defaults.THREADS)
-        if args.seeds is not None and args.seeds > defaults.MAX_FINAL_SEEDS:  # each final seed is a model trained per evaluated configuration
+        # each final seed is a model trained per evaluated configuration
+        if args.seeds is not None and args.seeds > defaults.MAX_FINAL_SEEDS:
             raise ReportError(f"--seeds must be an int from 1 to {defaults.MAX_FINAL_SEEDS}, got {args.seeds}")
         config = ReportConfig(task=args.task, storage=args.storage, study_name=args.study_name, data=args.data,
                               seeds=args.seeds, family_seeds=args.family_seeds,
