@@ -14,9 +14,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import DATA_ENV, NAMES_DIR
+from conftest import DATA_ENV, NAMES_DIR, names_rows, write_csv
 from search.tasks import load as load_task
-from search import report
+from search import defaults, report
 from search.study import StudyConfig, run_study
 from search.tasks import REGISTRY
 
@@ -566,3 +566,19 @@ def test_the_ngram_effect_compares_trials_with_and_without_the_ngram_part(tmp_pa
     # Where every trial has the same value (HAR: no n-gram part), the effect is not shown.
     har_like = analysis.effects([t for t in ranked(study) if t.params["ngrams"] == 0], "acc_bal_hmean")
     assert "effect_ngrams" not in "\n".join(markdown.effects({"metric": "acc_bal_hmean", "effects": har_like}))
+
+
+@pytest.mark.slow
+def test_a_large_files_report_trains_its_task_entrys_final_seeds(shared_data, tmp_path, cli, one_torch_thread):
+    """All the surnames as a user's CSV: over LARGE_FILE training strings, so without --seeds the report trains
+    LARGE_FILE_SEEDS final seeds (the registered tasks' FINAL_SEEDS otherwise)."""
+    table = write_csv(tmp_path / "surnames.csv", names_rows(folder=shared_data / "names"))
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    fit = cli("search.fit", str(table), "--trials", "1", "--storage", storage, "--workers", "1", "--seeds", "1",
+              "--family", "linear", "--epochs", "1", "--ngrams", "0", "--imbalance", "none", "--decision", "argmax")
+    assert fit.returncode == 0, fit.stderr
+    report = cli("search.report.cli", "surnames", "--storage", storage, "--out", str(tmp_path / "reports"),
+                 "--baselines", "none", "--rerank-seeds", "0", "--workers", "1", "--no-refit")
+    assert report.returncode == 0, report.stderr
+    summary = json.loads((tmp_path / "reports" / "surnames" / "summary.json").read_text())
+    assert summary["recommended"]["seeds"] == defaults.final_seeds(defaults.LARGE_FILE_SEEDS)
