@@ -39,9 +39,11 @@ def ngram_ids(x: torch.Tensor, lengths: torch.Tensor, order: int, buckets: int =
 
     x (B, T, V) one-hot, lengths (B,). Characters are numbered 1..V and the boundary V+1; a gram's number in
     base V+2 is unique (no digit is 0), taken modulo PRIME as it is built; its row is mix(number) % buckets.
-    Returns (B, G) ids and a (B, G) mask (False where the gram runs past the word's closing boundary)."""
+    Returns (B, order, W) ids and mask, W = frame_width(T, order): the n-gram starting at each framed position
+    (False, id 0, where it runs past the word's closing boundary). The first W' positions are the same for
+    any T' <= T, so a split's ids cut to a batch's width are that batch's ids (see cut)."""
     steps, vocab = x.shape[1:]
-    width = max(steps + 2, order)  # a batch of short words (or one word of 1-2 letters) still holds an order-gram
+    width = frame_width(steps, order)
     position = torch.arange(width, device=x.device)[None, :]
     framed = F.pad(x.argmax(-1) + 1, (1, width - steps - 1))  # not in place: seeds train stacked under vmap
     framed = framed.masked_fill(position > lengths[:, None], 0)  # past the word: no character
@@ -49,13 +51,26 @@ def ngram_ids(x: torch.Tensor, lengths: torch.Tensor, order: int, buckets: int =
     framed = framed.masked_fill(boundary, vocab + 1)
     ids, real = [], []
     for n in range(1, order + 1):
-        windows = framed.unfold(1, n, 1)  # (B, width + 1 - n, n)
+        windows = F.pad(framed, (0, n - 1)).unfold(1, n, 1)  # (B, width, n): past the frame, digit 0
         number = windows[..., 0]
         for k in range(1, n):
             number = (number * (vocab + 2) + windows[..., k]) % PRIME
-        ids.append(mix(number) % buckets)
-        real.append((windows > 0).all(-1))
-    return torch.cat(ids, 1), torch.cat(real, 1)
+        found = (windows > 0).all(-1)
+        ids.append((mix(number) % buckets).masked_fill(~found, 0))
+        real.append(found)
+    return torch.stack(ids, 1), torch.stack(real, 1)
+
+
+def frame_width(steps: int, order: int) -> int:
+    """Framed positions of words padded to `steps`: a batch of short words (or one word of 1-2 letters) still
+    holds an order-gram."""
+    return max(steps + 2, order)
+
+
+def cut(grams: tuple[torch.Tensor, torch.Tensor], steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split's (ids, real) cut to a batch padded to `steps`: the ids ngram_ids gives that batch."""
+    width = frame_width(steps, grams[0].shape[-2])
+    return grams[0][..., :width], grams[1][..., :width]
 
 
 class WithNgrams(nn.Module):
@@ -67,10 +82,13 @@ class WithNgrams(nn.Module):
         self.ngrams = nn.Embedding(buckets, num_classes)
         nn.init.zeros_(self.ngrams.weight)  # starts as the network alone, as a logistic regression starts at 0
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        ids, real = ngram_ids(x, lengths, self.order, self.buckets)
-        weights = self.ngrams(ids) * real[..., None]
-        return self.network(x, lengths) + weights.sum(1)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, ids: torch.Tensor | None = None,
+                real: torch.Tensor | None = None) -> torch.Tensor:
+        """ids, real: this batch's ngram_ids, when computed once for its whole split (search/batching.py)."""
+        if ids is None:
+            ids, real = ngram_ids(x, lengths, self.order, self.buckets)
+        weights = self.ngrams(ids.flatten(-2)) * real.flatten(-2)[..., None]
+        return self.network(x, lengths) + weights.sum(-2)
 
     @staticmethod
     def param_count(num_classes: int, buckets: int = BUCKETS) -> int:

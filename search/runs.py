@@ -116,9 +116,9 @@ class SeedRun(Run):
 
     def backward(self, indices: list[torch.Tensor]) -> torch.Tensor:
         (index,) = indices
-        x, y, lengths = self.data["train"].take(index)
+        x, y, lengths, extra = self.data["train"].take(index)
         x = augment(x, lengths, self.spec.augment)
-        logits = self.model(x, lengths)
+        logits = self.model(x, lengths, *extra)
         loss = F.cross_entropy(logits if self.shift is None else logits + self.shift, y, weight=self.weights)
         loss.backward()
         return (loss.detach() * len(index)).reshape(1)

@@ -60,14 +60,17 @@ class StackedRun(Run):
         self.by_width = counts_padding(self.base)
         self.weights, self.shift = self.runs[0].weights, self.runs[0].shift
         self.losses = vmap(self._loss, randomness="different")
-        self.logits = vmap(self._logits, in_dims=(0, 0, None, None))
 
-    def _logits(self, params, buffers, x, lengths):
-        return functional_call(self.base, (params, buffers), (x, lengths))
+    def _logits(self, params, buffers, x, lengths, *extra):
+        return functional_call(self.base, (params, buffers), (x, lengths, *extra))
 
-    def _loss(self, params, buffers, x, y, lengths):
+    def logits(self, params, buffers, x, lengths, *extra):
+        """Every seed's logits on one batch that all seeds share (x, lengths and extra not stacked)."""
+        return vmap(self._logits, in_dims=(0, 0, *[None] * (2 + len(extra))))(params, buffers, x, lengths, *extra)
+
+    def _loss(self, params, buffers, x, y, lengths, *extra):
         """One seed's loss on its batch, exactly as SeedRun computes it."""
-        logits = self._logits(params, buffers, x, lengths)
+        logits = self._logits(params, buffers, x, lengths, *extra)
         return F.cross_entropy(logits if self.shift is None else logits + self.shift, y, weight=self.weights)
 
     def groups(self, indices: list[torch.Tensor]) -> list[list[int]]:
@@ -80,14 +83,14 @@ class StackedRun(Run):
 
     def step(self, seats: list[int], indices: list[torch.Tensor]) -> torch.Tensor:
         """Forward and backward of these seeds' batches (gradients accumulate into their slices); their losses."""
-        x, y, lengths = self.data["train"].take(torch.stack([indices[k] for k in seats]))  # (k, B, ...)
+        x, y, lengths, extra = self.data["train"].take(torch.stack([indices[k] for k in seats]))  # (k, B, ...)
         x = augment(x, lengths, self.spec.augment)  # outside vmap: its draws differ from the seeds' alone
         if len(seats) == len(indices):
-            losses = self.losses(self.params, self.buffers, x, y, lengths)
+            losses = self.losses(self.params, self.buffers, x, y, lengths, *extra)
         else:  # a subset: its slices, and its updated running statistics written back
             rows = torch.tensor(seats, device=self.device)
             buffers = {name: tensor[rows] for name, tensor in self.buffers.items()}
-            losses = self.losses({name: p[rows] for name, p in self.params.items()}, buffers, x, y, lengths)
+            losses = self.losses({name: p[rows] for name, p in self.params.items()}, buffers, x, y, lengths, *extra)
             with torch.no_grad():
                 for name, tensor in buffers.items():
                     self.buffers[name][rows] = tensor
@@ -122,7 +125,7 @@ class StackedRun(Run):
     def predict_all(self, split: DeviceSplit, batch_size: int = 1024) -> torch.Tensor:
         """Every seed's logits (K, N, C) on the CPU, in the split's order (as predict() for one model)."""
         self.base.eval()
-        return predict_with(lambda x, lengths: self.logits(self.params, self.buffers, x, lengths), split,
+        return predict_with(lambda *inputs: self.logits(self.params, self.buffers, *inputs), split,
                             batch_size, dim=1)
 
     def finish(self, test: bool, keep_models: bool) -> None:

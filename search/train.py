@@ -70,7 +70,7 @@ def train_seeds(spec: TrialSpec, task: Task, seeds: list[int], device: str | tor
     """
     device = device if isinstance(device, torch.device) else resolve_device(device)
     splits = ("train", "val", "test") if test else ("train", "val")
-    data = {name: DeviceSplit(getattr(task, name), device) for name in splits}  # one copy per call
+    data = {name: DeviceSplit(getattr(task, name), device, spec.ngrams) for name in splits}  # one copy per call
     if stacks(spec, task, len(seeds), device, stack):
         runs = [StackedRun(spec, task, seeds, device, data)]
     else:

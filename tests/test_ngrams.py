@@ -78,3 +78,28 @@ def test_mix_stays_in_31_bits_and_separates_neighbours():
     assert (mixed >= 0).all() and (mixed < 2 ** 31).all()
     # Neighbouring numbers (grams that differ in their last character) land far apart.
     assert len(torch.unique(mixed[:4096] % BUCKETS)) > 0.9 * 4096
+
+
+def test_a_splits_ids_computed_once_give_every_batch_the_logits_of_the_batch_alone(names_task):
+    """Training computes a split's n-gram ids once (search.batching.DeviceSplit); each batch cut from them, at
+    its own width, holds exactly the ids of that batch, so the model's logits are the same to the bit."""
+    from models import create_model
+    from models.spec import ModelSpec
+    from search.batching import DeviceSplit, batches, epoch_order
+    torch.manual_seed(0)
+    model = create_model(ModelSpec("conv1d", layers=1, width=8, ngrams=ORDER), names_task.input_size,
+                         names_task.num_classes, names_task.seq_len).eval()
+    torch.nn.init.normal_(model.ngrams.weight)  # rows no longer zero: the n-gram part counts
+    split = DeviceSplit(names_task.val, torch.device("cpu"), ngrams=ORDER)
+    generator = torch.Generator().manual_seed(0)
+    widths = set()
+    with torch.no_grad():
+        for index in list(batches(epoch_order(names_task.val, names_task.num_classes, False, generator),
+                                  split.cpu_lengths, 64, generator))[:20]:
+            x, _, lengths, extra = split.take(index)
+            widths.add(x.shape[1])
+            assert torch.equal(extra[0], ngram_ids(x, lengths, ORDER)[0])
+            assert torch.equal(model(x, lengths, *extra), model(x, lengths))
+    assert len(widths) > 3  # batches of many widths, each cut from the one split's ids
+    # A model without an n-gram part gets no extra inputs.
+    assert DeviceSplit(names_task.val, torch.device("cpu")).take(torch.arange(4))[3] == ()
