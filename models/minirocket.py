@@ -5,9 +5,10 @@ of the nine taps), each at the dilations MiniRocket chooses for the sequence len
 dilation summing a random subset of 1..min(channels, 9) channels (its multivariate form). A feature is
 the proportion of positive values (PPV) of one convolution output minus one bias; its biases are
 quantiles (MiniRocket's low-discrepancy sequence) of that convolution's output on one training example.
-Nothing in the transform is learnt: the biases are fitted on the first training batch the model sees (in
-training mode; one example per kernel and dilation, as MiniRocket draws one training example for each),
-then kept in a buffer with the random channel choices, so an exported model predicts as trained.
+Nothing in the transform is learnt: `fit_features`, which the training loop calls once before the first epoch,
+fits the biases on the whole training split as MiniRocket does (one training example drawn at random for each
+kernel and dilation, whatever the batch size), and they are kept in a buffer with the random channel choices,
+so an exported model predicts as trained.
 As in MiniRocket, every other kernel/dilation pair counts PPV over the 'valid' steps only.
 
 `width` is the number of features per kernel (84 * width features; MiniRocket's default 10,000 is
@@ -121,7 +122,7 @@ class MiniRocketClassifier(nn.Module):
         missing = [i for i, key in enumerate(keys) if key not in self.cache]
         fresh = {}
         if missing:
-            rows = self.transform(x[torch.tensor(missing)], lengths[torch.tensor(missing)], fit=False)
+            rows = self.transform(x[torch.tensor(missing)], lengths[torch.tensor(missing)])
             fresh = dict(zip((keys[i] for i in missing), rows))
             if len(self.cache) + len(fresh) <= CACHE_BYTES // max(rows[0].nbytes, 1):
                 with torch.inference_mode(False):  # kept rows may meet a training step later
@@ -129,24 +130,37 @@ class MiniRocketClassifier(nn.Module):
         return torch.stack([fresh[key] if key in fresh else self.cache[key] for key in keys])
 
     @torch.no_grad()
-    def transform(self, x: torch.Tensor, lengths: torch.Tensor, fit: bool = True) -> torch.Tensor:
-        """(B, T, C) -> (B, 84 * width) PPV features; in training mode, fits the biases once (see the module)."""
-        fit = fit and self.training
+    def fit_features(self, x: torch.Tensor, lengths: torch.Tensor) -> None:
+        """Fit the biases to the training split (x, lengths): kernel k at each dilation takes its quantiles of its
+        output on one training example drawn at random (torch's generator: the seed), as MiniRocket draws one."""
+        start = 0
+        for i, count in enumerate(self.counts):
+            pick = torch.randint(len(x), (KERNELS,), device="cpu").to(x.device)
+            size = KERNELS * count
+            conv = self.convolve(x[pick], lengths[pick], i)  # (84, 84, T): example k for kernel k
+            fresh = example_quantiles(conv, lengths[pick], self.quantiles[start:start + size].view(KERNELS, count), 0)
+            self.biases[start:start + size] = fresh.flatten()
+            start += size
+        self.fitted.fill_(True)
+
+    def convolve(self, x: torch.Tensor, lengths: torch.Tensor, i: int) -> torch.Tensor:
+        """(B, 84, T): the 84 kernels at dilation i, zero padding ('same'), as past each sequence's end."""
+        h = x.transpose(1, 2) * step_mask(lengths, x.shape[1])
+        dilation = self.dilations[i]
+        return F.conv1d(h, self.channels[i][:, :, None] * self.weights[:, None, :], padding=TAPS // 2 * dilation,
+                        dilation=dilation)
+
+    @torch.no_grad()
+    def transform(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, 84 * width) PPV features at the fitted biases (zero until fit_features)."""
         steps = x.shape[1]
         real = step_mask(lengths, steps)
-        h = x.transpose(1, 2) * real
         step = torch.arange(steps, device=x.device)
-        features, biases, start = [], [], 0
+        features, start = [], 0
         for i, (dilation, count) in enumerate(zip(self.dilations, self.counts)):
             size = KERNELS * count
-            conv = F.conv1d(h, self.channels[i][:, :, None] * self.weights[:, None, :], padding=TAPS // 2 * dilation,
-                            dilation=dilation)  # (B, 84, T): zero padding, as past each sequence's end
+            conv = self.convolve(x, lengths, i)
             bias = self.biases[start:start + size].view(KERNELS, count)
-            if fit:  # fitted on the first training batch, kept after (torch.where: vmap-able, per seed)
-                fresh = example_quantiles(conv, lengths, self.quantiles[start:start + size].view(KERNELS, count),
-                                          i * KERNELS)
-                bias = torch.where(self.fitted, bias, fresh)
-                biases.append(bias.flatten())
             # Kernels alternate between PPV over all real steps and over the 'valid' ones (the edges cut): even
             # kernels at even dilations (odd at odd) take all, the others the valid steps, if a sequence has any.
             edge = TAPS // 2 * dilation
@@ -158,9 +172,6 @@ class MiniRocketClassifier(nn.Module):
             taken = inside.sum(-1, keepdim=True).clamp(min=1).repeat(1, KERNELS // 2, 1)  # (B, 84, 1)
             features.append((above / taken).flatten(1))
             start += size
-        if fit:
-            self.biases.copy_(torch.cat(biases))
-            self.fitted.fill_(True)
         return torch.cat(features, 1)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

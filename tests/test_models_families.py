@@ -114,25 +114,37 @@ def test_minirocket_transform_is_aeons_given_its_random_choices(dataset, width):
     assert np.mean(found != expected) < 1e-3
 
 
-def test_minirocket_fits_its_biases_on_the_first_training_batch_only(har_task):
+def test_minirocket_fits_its_biases_on_random_examples_of_the_whole_training_split(har_task):
     part = head(har_task.train, 96)
     torch.manual_seed(0)
     model = create_model(ModelSpec("minirocket", width=8), har_task.input_size, har_task.num_classes, 128)
     model.eval()(part.x[:8], part.lengths[:8])
-    assert not model.fitted and not model.biases.any()  # evaluation never fits
-    model.train()(part.x[:32], part.lengths[:32])
+    model.train()(part.x[:8], part.lengths[:8])
+    assert not model.fitted and not model.biases.any()  # a forward pass never fits
+    torch.manual_seed(1)
+    model.fit_features(part.x, part.lengths)
     fitted = model.biases.clone()
     assert model.fitted and fitted.unique().numel() > 0.9 * fitted.numel()
-    model(part.x[32:], part.lengths[32:])
-    assert torch.equal(model.biases, fitted)
-    # The first dilation's biases: numpy's quantiles of kernel k's output on window k (mod the batch), over its
-    # real steps, at MiniRocket's quantiles.
+    # The first dilation's biases: numpy's quantiles of kernel k's output on a window drawn at random from the
+    # whole split (torch's generator), over its real steps, at MiniRocket's quantiles.
+    torch.manual_seed(1)
+    pick = torch.randint(len(part), (KERNELS,))
+    assert len(set(pick.tolist())) > 40  # not the first few windows: most of the 96
     count = model.counts[0]
     weights = model.channels[0][:, :, None] * model.weights[:, None, :]
-    conv = torch.nn.functional.conv1d(part.x[:32].transpose(1, 2), weights, padding=4).numpy()
+    conv = torch.nn.functional.conv1d(part.x.transpose(1, 2), weights, padding=4).numpy()
     q = quantiles(KERNELS * count).numpy().reshape(KERNELS, count)
-    expected = [np.quantile(conv[k % 32, k, :int(part.lengths[k % 32])], q[k]) for k in range(KERNELS)]
+    expected = [np.quantile(conv[i, k, :int(part.lengths[i])], q[k]) for k, i in enumerate(pick.tolist())]
     np.testing.assert_allclose(fitted[:KERNELS * count].numpy(), np.concatenate(expected), rtol=1e-5, atol=1e-5)
+
+
+def test_minirocket_trains_on_the_same_features_whatever_its_batch_size(small_har):
+    """The training loop fits the biases once, before the first batch: a seed's features do not depend on the
+    batch size (MiniRocket's, not 8 windows' when batches hold 8)."""
+    task = Task("har", head(small_har.train, 64), head(small_har.val, 16), small_har.test, small_har.class_names)
+    models = [train_seeds(TrialSpec(family="minirocket", width=4, epochs=1, batch_size=size), task, [3],
+                          keep_models=True)[0].model for size in (8, 64)]
+    assert bool(models[0].fitted) and torch.equal(models[0].biases, models[1].biases)
 
 
 def test_minirocket_computes_each_examples_features_once(har_task):
@@ -142,17 +154,18 @@ def test_minirocket_computes_each_examples_features_once(har_task):
     torch.manual_seed(0)
     model = create_model(ModelSpec("minirocket", width=8), har_task.input_size, har_task.num_classes, 128).train()
     model(part.x[:32], part.lengths[:32])
-    assert not model.cache  # the fitting batch is not kept: its features came with the fitting
+    assert not model.cache  # nothing kept before the biases are fitted: they would change
+    model.fit_features(part.x, part.lengths)
     first = model.cached(part.x, part.lengths)
     assert len(model.cache) == 64
-    torch.testing.assert_close(first, model.transform(part.x, part.lengths, fit=False), rtol=0, atol=0)
+    torch.testing.assert_close(first, model.transform(part.x, part.lengths), rtol=0, atol=0)
     order = torch.randperm(64)
     assert torch.equal(model.cached(part.x[order], part.lengths[order]), first[order])
     state = model.state_dict()
     model.load_state_dict(state | {"biases": state["biases"] + 0.05})
     moved = model.cached(part.x, part.lengths)
     assert not torch.equal(moved, first)
-    torch.testing.assert_close(moved, model.transform(part.x, part.lengths, fit=False), rtol=0, atol=0)
+    torch.testing.assert_close(moved, model.transform(part.x, part.lengths), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("family", NEW)
