@@ -12,10 +12,10 @@ the same configuration's validation value on the final seeds.
 
 Cache file (reranking.json), one entry per (spec, seeds, data, metric, code fingerprint), keyed as in
 search/evaluate.py:
-    {"format": 2, "entries": {"<key>": {"spec", "seeds", "folds", "metric", "taus", "values", "statuses",
-                                         "data", "fingerprint"}}}
+    {"format": 3, "entries": {"<key>": {"spec", "seeds", "folds", "metric", "taus", "values", "losses",
+                                         "statuses", "data", "fingerprint"}}}
 values: each re-ranking seed's validation metric on its fold under the decision rule (null for a diverged
-seed); taus: the tau chosen there.
+seed); taus: the tau chosen there; losses: its validation cross-entropy after the last epoch.
 """
 from __future__ import annotations
 
@@ -32,14 +32,14 @@ import optuna
 from data import Task
 from . import defaults
 from .cache import TRAINING_CODE, JsonCache, cache_key, code_fingerprint
-from .evaluate import spec_of
+from .evaluate import search_losses, spec_of
 from .objective import validation_values
 from .pool import Pool
 from .tasks import Folds, folds as folds_offered
 from .train import SeedResult, TrialSpec, log_prior, train_seeds
 from .util import json_safe
 
-FORMAT = 2
+FORMAT = 3
 
 
 def folds_of(task: Task, seeds: list[int]) -> list[int]:
@@ -70,8 +70,10 @@ def summarise(spec: TrialSpec, folds: Folds, results: list[SeedResult], fold_num
                       if not result.diverged else (None, [None]))
         taus.append(tau)
         values.append(found[0])
+    losses = [None if r.diverged else r.history["val_loss"][-1] for r in results]
     return json_safe({"spec": asdict(spec), "seeds": [r.seed for r in results], "folds": fold_numbers,
-                      "metric": metric, "taus": taus, "values": values, "statuses": [r.status for r in results]})
+                      "metric": metric, "taus": taus, "values": values, "losses": losses,
+                      "statuses": [r.status for r in results]})
 
 
 def search_values(trial: optuna.trial.FrozenTrial, metric: str) -> list[float]:
@@ -86,20 +88,33 @@ def choice_value(trial: optuna.trial.FrozenTrial, entry: dict | None, metric: st
     """The mean over validation folds of each fold's mean: fold 0 from the search seeds, the others from the
     re-ranking seeds (diverged seeds left out). The search's fold, on which the trial was selected, so
     counts once, not once per seed."""
-    by_fold = {0: search_values(trial, metric)}
-    for fold, value in zip((entry or {}).get("folds", []), (entry or {}).get("values", [])):
+    return by_folds(search_values(trial, metric), entry, "values", -math.inf)
+
+
+def choice_loss(trial: optuna.trial.FrozenTrial, entry: dict | None) -> float:
+    """The validation loss averaged as the choice value is (inf if unknown): the tie-break of equal choice values."""
+    return by_folds(search_losses(trial), entry, "losses", math.inf)
+
+
+def by_folds(search: list[float], entry: dict | None, field: str, unknown: float) -> float:
+    """The mean over folds of each fold's mean of `field`: fold 0 the search seeds' values, the others the entry's."""
+    found = {0: search}
+    for fold, value in zip((entry or {}).get("folds", []), (entry or {}).get(field, [])):
         if value is not None and math.isfinite(value):
-            by_fold.setdefault(fold, []).append(value)
-    means = [statistics.fmean(values) for values in by_fold.values() if values]
-    return statistics.fmean(means) if means else -math.inf
+            found.setdefault(fold, []).append(value)
+    means = [statistics.fmean(values) for values in found.values() if values]
+    return statistics.fmean(means) if means else unknown
 
 
 def recommend(leaders: list[optuna.trial.FrozenTrial], entries: dict[int, dict | None], metric: str
               ) -> optuna.trial.FrozenTrial:
-    """The leader with the best choice value (ties: the better search value, then the lower trial number).
+    """The leader with the best choice value (ties: the lower choice loss, then the better search value, then the
+    lower trial number). Choice values are compared to 1e-12: equal means of different folds' fractions may differ
+    in their last bits.
 
     entries: trial number -> its re-ranking entry (None: not re-ranked, the search seeds alone)."""
-    return max(leaders, key=lambda t: (choice_value(t, entries.get(t.number), metric), t.value, -t.number))
+    return max(leaders, key=lambda t: (round(choice_value(t, entries.get(t.number), metric), 12),
+                                       -choice_loss(t, entries.get(t.number)), t.value, -t.number))
 
 
 class Reranking:

@@ -10,7 +10,8 @@ from optuna.trial import create_trial
 from search import defaults
 from conftest import HAR_ZIP
 from search.tasks import Folds
-from search.rerank import Reranking, choice_value, cycle_folds, recommend, rerank_spec
+from search.evaluate import ranked
+from search.rerank import Reranking, choice_loss, choice_value, cycle_folds, recommend, rerank_spec
 from search.tasks import REGISTRY
 from search.train import TrialSpec
 
@@ -18,13 +19,16 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 METRIC = "accuracy"
 
 
-def leaders(*search: list[float]) -> list[optuna.trial.FrozenTrial]:
-    """COMPLETE trials (numbers 0, 1, ...) whose seeds scored `search` on validation, as the objective records it."""
+def leaders(*search: list[float], losses: list[list[float]] | None = None) -> list[optuna.trial.FrozenTrial]:
+    """COMPLETE trials (numbers 0, 1, ...) whose seeds scored `search` on validation, and `losses` (each seed's
+    last validation loss), as the objective records them."""
     study = optuna.create_study(direction="maximize")
-    for values in search:
+    for i, values in enumerate(search):
+        curves = [{"val_loss": [2.0, loss]} for loss in losses[i]] if losses else []
         study.add_trial(create_trial(value=sum(values) / len(values), params={},
                                      distributions={}, user_attrs={"seeds": list(range(len(values))),
-                                                                   "seed_metrics": {METRIC: values}}))
+                                                                   "seed_metrics": {METRIC: values},
+                                                                   "curves": curves}))
     return study.trials
 
 
@@ -58,6 +62,25 @@ def test_a_trial_lucky_on_its_search_split_loses_to_one_that_holds_up_on_other_f
     # Without re-ranking, the choice is the best search value.
     assert recommend([lucky, steady], {0: None, 1: None}, METRIC).number == 0
     assert choice_value(lucky, None, METRIC) == pytest.approx(lucky.value)
+
+
+def test_equal_validation_values_go_to_the_lower_validation_loss():
+    """On a small validation split every leader may score 1.0 (10 series): the validation loss, averaged over the
+    folds as the choice value is, still tells them apart, before the trial number does."""
+    first, surer, unknown = leaders([1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0],
+                                    losses=[[0.09, 0.11, 0.10], [0.02, 0.04, 0.03], []])
+    entries = {0: {"folds": [1, 2, 3], "values": [1.0, 1.0, 1.0], "losses": [0.2, 0.1, 0.3]},
+               1: {"folds": [1, 2, 3], "values": [1.0, 1.0, 1.0], "losses": [0.3, 0.3, None]}}  # None: diverged
+    assert choice_loss(first, entries[0]) == pytest.approx((0.10 + 0.2 + 0.1 + 0.3) / 4)
+    assert choice_loss(surer, entries[1]) == pytest.approx((0.03 + 0.3 + 0.3) / 3)
+    assert choice_loss(unknown, None) == math.inf  # no recorded loss (a bare trial): ranks last
+    assert recommend([first, surer, unknown], entries, METRIC).number == 0  # 0.175 < 0.21
+    assert recommend([first, surer, unknown], {}, METRIC).number == 1  # fold 0 alone: 0.03 < 0.10
+    # A better choice value still wins whatever its loss; the search's ranking breaks ties the same way.
+    assert recommend([first, surer], {0: {"folds": [1], "values": [0.9], "losses": [0.01]}}, METRIC).number == 1
+    study = optuna.create_study(direction="maximize")
+    study.add_trials([first, surer, unknown])
+    assert [t.number for t in ranked(study)] == [1, 0, 2]
 
 
 @pytest.mark.slow

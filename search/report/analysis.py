@@ -14,7 +14,7 @@ import torch
 
 from models import RECURRENT
 from ..evaluate import search_value, spec_of
-from ..rerank import choice_value
+from ..rerank import choice_loss, choice_value
 from ..train import METRICS, TrialSpec
 
 EXPLODING = 10.0  # a batch gradient norm above this many times the trial's median epoch-mean norm
@@ -173,7 +173,7 @@ def rerank_rows(leaders: list, reranked: dict[int, dict | None], best: optuna.tr
         rows.append({"trial": trial.number, "family": spec_of(trial).family, "configuration": describe(spec_of(trial)),
                      "search_value": trial.value, "search_seeds": trial.user_attrs.get("seeds"),
                      "rerank_value": rerun[0] if rerun else None, "rerank_std": rerun[1] if rerun else None,
-                     "choice_value": choice_value(trial, entry, metric),
+                     "choice_value": choice_value(trial, entry, metric), "choice_loss": choice_loss(trial, entry),
                      "chosen": trial.number == best.number})
     return {"seeds": seeds, "folds": folds, "rows": rows}
 

@@ -259,7 +259,8 @@ def summary(r: dict) -> dict:
         "baselines": [{"name": b["name"], "description": b["description"], "tau": b["tau"], "test": b["test"],
                        "test_adjusted": b["test_adjusted"], "test_refit": b.get("test_refit"),
                        "test_refit_adjusted": b.get("test_refit_adjusted")} for b in r["baselines"]],
-        "reranked": [{k: row[k] for k in ("trial", "family", "search_value", "rerank_value", "choice_value", "chosen")}
+        "reranked": [{k: row.get(k) for k in ("trial", "family", "search_value", "rerank_value", "choice_value",
+                                               "choice_loss", "chosen")}
                      for row in r["rerank"]["rows"]],
         # The recommendation with and without its n-gram part (null without one), trained on the training split:
         # test means over the final seeds.

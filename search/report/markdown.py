@@ -7,6 +7,7 @@ from ..train import METRICS
 from .experiments import effects, imbalance, issues, ngram_part, optuna_views, robustness
 from .text import LABEL, duration, fmt, image, search_cell, seed_range, seeds_named, table
 
+
 def header(r: dict) -> list[str]:
     h, m = r["header"], r["metric"]
     counted = ", ".join(f"{n} {name}" for name, n in h["counts"].items())
@@ -108,7 +109,9 @@ def chosen_by(r: dict) -> list[str]:
                 "seeds; re-ranking was off).", ""]
     rows = [[f"{'**' if row['chosen'] else ''}#{row['trial']}{'**' if row['chosen'] else ''}", row["family"],
              f"{row['search_value']:.4f}", "n/a" if row["rerank_value"] is None else
-             f"{row['rerank_value']:.4f} ± {row['rerank_std']:.4f}", f"{row['choice_value']:.4f}"]
+             f"{row['rerank_value']:.4f} ± {row['rerank_std']:.4f}", f"{row['choice_value']:.4f}",
+             "n/a" if row.get("choice_loss") is None or not math.isfinite(row["choice_loss"]) else
+             f"{row['choice_loss']:.4f}"]
             for row in rerank["rows"]]
     held_out = r.get("held_out", "groups")
     return [f"It has the best choice value among the {len(rows)} best trials of the search: each was retrained on "
@@ -116,10 +119,11 @@ def chosen_by(r: dict) -> list[str]:
             f"seed on the validation folds {', '.join(map(str, rerank['folds']))}: other {held_out} held out of the "
             "training and validation data, the test split unchanged (fold 0 is the search's own split). The choice "
             f"value is the validation {m} averaged over the folds, fold 0 (the search seeds' mean) counting once, so "
-            "that a trial does not win on lucky seeds or on the one validation split it was selected on "
-            "(search/rerank.py).", "",
-            *table(["trial", "family", "search value (fold 0)", "re-ranking folds (mean ± std)", "choice value"],
-                   rows)]
+            "that a trial does not win on lucky seeds or on the one validation split it was selected on. Equal "
+            "choice values (a small validation split counts few examples) go to the lower choice loss: the "
+            "validation cross-entropy, averaged the same way (search/rerank.py).", "",
+            *table(["trial", "family", "search value (fold 0)", "re-ranking folds (mean ± std)", "choice value",
+                    "choice loss"], rows)]
 
 
 def final_seeds_text(r: dict) -> str:
