@@ -8,12 +8,15 @@ quantiles (MiniRocket's low-discrepancy sequence) of that convolution's output o
 Nothing in the transform is learnt: `fit_features`, which the training loop calls once before the first epoch,
 fits the biases on the whole training split as MiniRocket does (one training example drawn at random for each
 kernel and dilation, whatever the batch size), and they are kept in a buffer with the random channel choices,
-so an exported model predicts as trained.
+so an exported model predicts as trained. On up to RIDGE_MOST training examples it also starts the head where
+MiniRocket ends: ridge regression on the standardised features, its alpha chosen by leave-one-out error as
+scikit-learn's RidgeClassifierCV chooses it (closed form; a learning rate near 0 then keeps MiniRocket itself).
 As in MiniRocket, every other kernel/dilation pair counts PPV over the 'valid' steps only.
 
 `width` is the number of features per kernel (84 * width features; MiniRocket's default 10,000 is
-width 119). The features are standardised by batch norm without affine parameters (as the scikit-learn
-pipeline's StandardScaler), then `dropout` and the linear classifier, the only trained parameters.
+width 119). The features are standardised by the training split's mean and variance (kept in a batch norm's
+running statistics, never updated by training: the scikit-learn pipeline's StandardScaler), then `dropout` and
+the linear classifier, the only trained parameters.
 `layers`, `kernel_size`, `norm` and `pool` are not read. PPV counts each sequence's real steps only
 (padding is zeros beyond its length, as 'same' convolution pads), so padding never changes a feature.
 """
@@ -36,6 +39,10 @@ TAPS = 9
 KERNELS = len(list(itertools.combinations(range(TAPS), 3)))  # 84
 MAX_DILATIONS = 32  # MiniRocket's max_dilations_per_kernel
 CACHE_BYTES = 2 ** 30  # per model: HAR's splits at MiniRocket's 10,000 features fit
+# The ridge start's eigendecomposition of the examples' Gram matrix costs 2 s at 2,000 examples and 18 s at 4,000
+# (one core); on HAR's thousands the trained head beat ridge on validation anyway (bench/README.md, "A user's file").
+RIDGE_MOST = 3_000
+ALPHAS = torch.logspace(-3, 3, 10, dtype=torch.float64)  # RidgeClassifierCV's grid in the MiniRocket baseline
 
 
 def kernel_weights() -> torch.Tensor:
@@ -130,9 +137,10 @@ class MiniRocketClassifier(nn.Module):
         return torch.stack([fresh[key] if key in fresh else self.cache[key] for key in keys])
 
     @torch.no_grad()
-    def fit_features(self, x: torch.Tensor, lengths: torch.Tensor) -> None:
+    def fit_features(self, x: torch.Tensor, lengths: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """Fit the biases to the training split (x, lengths): kernel k at each dilation takes its quantiles of its
-        output on one training example drawn at random (torch's generator: the seed), as MiniRocket draws one."""
+        output on one training example drawn at random (torch's generator: the seed), as MiniRocket draws one.
+        With the labels y of at most RIDGE_MOST examples, then start the head at ridge (see ridge_start)."""
         start = 0
         for i, count in enumerate(self.counts):
             pick = torch.randint(len(x), (KERNELS,), device="cpu").to(x.device)
@@ -142,6 +150,36 @@ class MiniRocketClassifier(nn.Module):
             self.biases[start:start + size] = fresh.flatten()
             start += size
         self.fitted.fill_(True)
+        # The training split's features, also the first epoch's (kept by `cached`), in chunks that bound memory.
+        features = torch.cat([self.cached(x[i:i + 256], lengths[i:i + 256]) for i in range(0, len(x), 256)])
+        self.norm.running_mean.copy_(features.mean(0))
+        self.norm.running_var.copy_(features.var(0, unbiased=False))
+        if y is not None and 1 < len(x) <= RIDGE_MOST:
+            self.ridge_start(features.double(), y)
+
+    def ridge_start(self, features: torch.Tensor, y: torch.Tensor) -> None:
+        """The head := ridge regression of +-1 class targets on the standardised features with an intercept, alpha
+        from ALPHAS by the smallest leave-one-out squared error (RidgeClassifierCV's rule), in the dual form."""
+        z = (features - features.mean(0)) / torch.sqrt(features.var(0, unbiased=False) + self.norm.eps)
+        targets = torch.full((len(y), self.head.out_features), -1.0, dtype=torch.float64, device=z.device)
+        targets[torch.arange(len(y)), y] = 1.0
+        offset = targets.mean(0)
+        eigenvalues, vectors = torch.linalg.eigh(z @ z.T)
+        projected = vectors.T @ (targets - offset)
+        # The constant direction is the intercept's, fitted exactly (no shrinkage, no leave-one-out term), as in
+        # scikit-learn's _RidgeGCV: centring gives it eigenvalue 0, and 1 / alpha there would swamp the errors.
+        constant = (vectors.sum(0)).abs().argmax()
+        best = None
+        for alpha in ALPHAS.to(z.device):
+            inverse = 1.0 / (eigenvalues + alpha)
+            inverse[constant] = 0.0
+            dual = vectors @ (inverse[:, None] * projected)  # (K + alpha I)^-1 (targets - offset)
+            error = (dual / (vectors ** 2 @ inverse)[:, None]).pow(2).mean()  # leave-one-out residuals
+            if best is None or error < best[0]:
+                best = (error, dual, float(alpha))
+        self.head.weight.copy_((z.T @ best[1]).T)
+        self.head.bias.copy_(offset)
+        self.alpha = best[2]  # the chosen alpha, for a reader (not a buffer: the weights already hold it)
 
     def convolve(self, x: torch.Tensor, lengths: torch.Tensor, i: int) -> torch.Tensor:
         """(B, 84, T): the 84 kernels at dilation i, zero padding ('same'), as past each sequence's end."""
@@ -175,7 +213,11 @@ class MiniRocketClassifier(nn.Module):
         return torch.cat(features, 1)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.norm(self.cached(x, lengths))))
+        # Standardised by the training split's statistics (fit_features), in training too: not batch statistics,
+        # which move a ridge start and, over sparse PPV features, are noisy on small batches.
+        features = F.batch_norm(self.cached(x, lengths), self.norm.running_mean, self.norm.running_var,
+                                training=False, eps=self.norm.eps)
+        return self.head(self.dropout(features))
 
     @staticmethod
     def param_count(spec: ModelSpec, input_size: int, num_classes: int, seq_len: int) -> int:

@@ -90,8 +90,8 @@ class SeedRun(Run):
         self.spec, self.task, self.seed, self.device, self.data = spec, task, seed, device, data
         torch.manual_seed(seed)
         self.model = create_model(spec, task.input_size, task.num_classes, task.seq_len).to(device)
-        if hasattr(self.model, "fit_features"):  # features fitted to the whole training split (MiniRocket's biases)
-            self.model.fit_features(data["train"].x, data["train"].lengths)
+        if hasattr(self.model, "fit_features"):  # fitted to the whole training split first (MiniRocket's)
+            self.model.fit_features(data["train"].x, data["train"].lengths, data["train"].y)
         # fused: one kernel over all tensors, several times faster than the default on CPU (bench/README.md)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay,
                                            fused=True)

@@ -75,6 +75,7 @@ class Space:
     batch_sizes: tuple[int, ...] = (32, 64, 128, 256)
     imbalance: tuple[str, ...] = ("none", "class_weights", "oversample")
     decisions: tuple[str, ...] = ("argmax",)
+    lrs: tuple[float, float] = (3e-4, 1e-2)  # the learning rate's range, log-uniform
     # Per family, the fields above it sets otherwise: a random-kernel head learns in a few epochs but wide.
     overrides: dict[str, dict] = field(default_factory=dict)
 
@@ -109,7 +110,7 @@ class Space:
         if self.ngrams != (0,):
             s.categorical("ngrams", list(self.ngrams))
         s.categorical("clipnorm", CLIPNORMS)
-        s.float("lr", 3e-4, 1e-2, log=True)
+        s.float("lr", *self.lrs, log=True)
         s.categorical("batch_size", list(self.batch_sizes))
         s.categorical("epochs", list(self.epochs))
         s.categorical("schedule", ["constant", "cosine"])
@@ -122,7 +123,7 @@ FIELDS = {f.name: f for f in fields(TrialSpec)}
 # Space fields an override may set -> the TrialSpec field they bound.
 OVERRIDDEN = {"max_layers": "layers", "max_width": "width", "frontends": "frontend", "pools": "pool", "norms": "norm",
               "ngrams": "ngrams", "epochs": "epochs", "batch_sizes": "batch_size", "imbalance": "imbalance",
-              "decisions": "decision"}
+              "decisions": "decision", "lrs": "lr"}
 
 
 def spec_fields(params: dict) -> dict:

@@ -12,6 +12,7 @@ from typing import Callable
 
 from data import DataError, Task, har, load_file, names
 from data.splits import FOLDS
+from models.minirocket import RIDGE_MOST
 from . import defaults
 from .space import Space
 
@@ -44,11 +45,16 @@ class TaskEntry:
 RANDOM_KERNELS = {"epochs": (20, 40), "max_width": 119}
 
 
-def minirocket_corner(batch_size: int, epochs: int) -> dict:
+def minirocket_corner(batch_size: int, epochs: int, lr: float = 3e-4) -> dict:
     """MiniRocket's configuration as a trial: its 10,000 features (width 119), a trained linear head, no tuning
-    (the field's first try, so a search can always at least choose it)."""
-    return dict(family="minirocket", layers=1, width=119, dropout=0.0, clipnorm=0.0, lr=3e-4, batch_size=batch_size,
+    (the field's first try, so a search can always at least choose it). On a small training split the head
+    starts at MiniRocket's ridge (models/minirocket.py), and lr RIDGE_LR keeps it there."""
+    return dict(family="minirocket", layers=1, width=119, dropout=0.0, clipnorm=0.0, lr=lr, batch_size=batch_size,
                 epochs=epochs, schedule="cosine", weight_decay=1e-2, imbalance="none", decision="argmax")
+
+
+# A ridge-started head barely moves at this learning rate: the search's lower end for it, and its corner's.
+RIDGE_LR = 1e-6
 
 
 def ngram_corner(batch_size: int, epochs: int, decision: str) -> dict:
@@ -169,16 +175,19 @@ def for_data(task: Task) -> TaskEntry:
     else:
         # Recurrences step through every time step: over long series only behind a pooling conv front-end.
         long = task.seq_len > 100
+        # MiniRocket's ridge head as the head's start (models/minirocket.py), also for the refit on train +
+        # validation: learning rates from one that keeps it.
+        ridge = {"lrs": (RIDGE_LR, 1e-2)} if n + len(task.val) <= RIDGE_MOST else {}
         epochs = epochs_for(n)
         space = Space(families=("conv1d", "minirocket", "gru", "dense", "linear"), max_layers=3, max_width=64,
                       frontends=(32, 64) if long else (0, 32), pools=(2, 4) if long else (1, 2),
                       norms=(False, True), epochs=epochs, batch_sizes=batch_sizes_for(n),
                       imbalance=("none", "class_weights", "oversample"),
                       decisions=("argmax", "logit_adjust") if imbalanced else ("argmax",),
-                      overrides={"minirocket": {**RANDOM_KERNELS, "epochs": epochs}})
+                      overrides={"minirocket": {**RANDOM_KERNELS, "epochs": epochs, **ridge}})
     batch = min(space.batch_sizes, key=lambda b: abs(b - 64))  # HAR's and names': enough steps in few epochs
     warm_starts = (ngram_corner(batch, epochs[0], space.decisions[-1]) if kind == TEXT else
-                   minirocket_corner(batch_size=batch, epochs=epochs[-1]),)
+                   minirocket_corner(batch_size=batch, epochs=epochs[-1], lr=ridge.get("lrs", (3e-4,))[0]),)
     unit = "strings" if kind == TEXT else "series"
     return TaskEntry(
         name=task.name, kind=kind, load=load_file, folds=FOLDS, metric="acc_bal_hmean" if imbalanced else "accuracy",

@@ -138,6 +138,37 @@ def test_minirocket_fits_its_biases_on_random_examples_of_the_whole_training_spl
     np.testing.assert_allclose(fitted[:KERNELS * count].numpy(), np.concatenate(expected), rtol=1e-5, atol=1e-5)
 
 
+def test_minirocket_starts_its_head_at_ridge_on_a_small_training_split(small_har, monkeypatch):
+    """fit_features with labels: the features standardised by the training split's statistics (in training mode
+    too), and the head is scikit-learn's ridge classifier on them, alpha chosen as RidgeClassifierCV chooses it."""
+    from sklearn.linear_model import RidgeClassifier, RidgeClassifierCV
+    import models.minirocket as minirocket
+    train, val = head(small_har.train, 300), head(small_har.val, 100)
+    torch.manual_seed(0)
+    model = create_model(ModelSpec("minirocket", width=8), small_har.input_size, small_har.num_classes, 128)
+    model.fit_features(train.x, train.lengths, train.y)
+    features = model.transform(train.x, train.lengths).double()
+    torch.testing.assert_close(model.norm.running_mean.double(), features.mean(0), rtol=1e-5, atol=1e-6)
+    z = ((features - features.mean(0)) / torch.sqrt(features.var(0, unbiased=False) + model.norm.eps)).numpy()
+    searched = RidgeClassifierCV(alphas=minirocket.ALPHAS.numpy()).fit(z, train.y.numpy())
+    assert model.alpha == pytest.approx(searched.alpha_)
+    ridge = RidgeClassifier(alpha=model.alpha).fit(z, train.y.numpy())
+    held_out = model.transform(val.x, val.lengths).double()
+    z_val = ((held_out - features.mean(0)) / torch.sqrt(features.var(0, unbiased=False) + model.norm.eps)).numpy()
+    with torch.no_grad():
+        logits = model.eval()(val.x, val.lengths)
+        trained_mode = model.train()(val.x, val.lengths)
+    np.testing.assert_allclose(logits.double().numpy(), ridge.decision_function(z_val), rtol=0, atol=1e-4)
+    assert torch.equal(trained_mode, logits)  # no batch statistics in training mode (dropout 0)
+    # Above RIDGE_MOST examples the Gram matrix would cost too much: the head keeps its initialisation.
+    monkeypatch.setattr(minirocket, "RIDGE_MOST", 100)
+    torch.manual_seed(0)
+    model = create_model(ModelSpec("minirocket", width=8), small_har.input_size, small_har.num_classes, 128)
+    start = model.head.weight.clone()
+    model.fit_features(train.x, train.lengths, train.y)
+    assert torch.equal(model.head.weight, start) and bool(model.fitted)
+
+
 def test_minirocket_trains_on_the_same_features_whatever_its_batch_size(small_har):
     """The training loop fits the biases once, before the first batch: a seed's features do not depend on the
     batch size (MiniRocket's, not 8 windows' when batches hold 8)."""

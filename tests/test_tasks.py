@@ -10,7 +10,7 @@ from conftest import names_rows, write_csv
 from data import load_file
 from search.defaults import FINAL_SEEDS, LARGE_FILE, LARGE_FILE_SEEDS
 from search.space import Suggest, max_epochs
-from search.tasks import HAR, NAMES, REGISTRY, entry_of, epochs_for, for_data
+from search.tasks import HAR, NAMES, REGISTRY, RIDGE_LR, entry_of, epochs_for, for_data
 from search.train import TrialSpec
 
 AEON = Path(aeon.datasets.__file__).parent / "data"
@@ -35,6 +35,9 @@ def test_a_users_file_gets_an_entry_whose_space_every_family_can_train(problem):
     suggest = Suggest(trial)
     entry.space(suggest)
     assert suggest.values == warm and warm["family"] == "minirocket" and warm["width"] == 119
+    # A small file: the head starts at MiniRocket's ridge, and the corner's learning rate keeps it there.
+    assert warm["lr"] == RIDGE_LR and entry.space.overrides["minirocket"]["lrs"] == (RIDGE_LR, 1e-2)
+    assert trial.params["lr:minirocket"] == RIDGE_LR
     for name, distribution in trial.distributions.items():  # no value outside its distribution (Optuna would warn)
         assert distribution._contains(distribution.to_internal_repr(trial.params[name])), name
     assert max_epochs(entry.space, {}, {}) == max(epochs_for(len(task.train)))
@@ -49,6 +52,16 @@ def test_registered_tasks_are_their_entries_and_a_file_gets_one_sized_to_it():
     assert REGISTRY == {"har": HAR, "names": NAMES}
     task = load_file(AEON / "GunPoint" / "GunPoint_TRAIN.ts")
     assert for_data(task).name == "GunPoint" and entry_of(task).space.overrides["minirocket"]["max_width"] == 119
+
+
+def test_only_a_file_small_enough_for_the_ridge_start_searches_learning_rates_that_keep_it(har_task):
+    """HAR's windows as a user's file: too many for the ridge start (models.minirocket.RIDGE_MOST), so the corner
+    trains its head at the usual rate, as HAR's own corner does."""
+    from models.minirocket import RIDGE_MOST
+    assert len(har_task.train) + len(har_task.val) > RIDGE_MOST
+    entry = for_data(har_task)
+    assert "lrs" not in entry.space.overrides["minirocket"] and entry.warm_starts[0]["lr"] == 3e-4
+    assert HAR.warm_starts[0]["lr"] == 3e-4
 
 
 def test_a_text_file_gets_the_ngram_corner_inside_a_space_sized_to_it(small_names_dir, tmp_path):
