@@ -84,8 +84,10 @@ def search_value(trial: optuna.trial.FrozenTrial) -> float:
     return trial.intermediate_values[max(trial.intermediate_values)]
 
 
-def select(study: optuna.Study, top: int) -> tuple[dict[str, optuna.trial.FrozenTrial], list[optuna.trial.FrozenTrial]]:
-    """The best trial of each family and the `top` best distinct configurations, by validation value only.
+def select(study: optuna.Study, top: int, standard: TrialSpec | None = None
+           ) -> tuple[dict[str, optuna.trial.FrozenTrial], list[optuna.trial.FrozenTrial]]:
+    """The best trial of each family and the `top` best distinct configurations, by validation value only, and
+    after them the standard configuration (the field's first try) if the study completed it.
 
     A family none of whose trials completed (the pruner stopped them all) is represented by its
     pruned trial with the best last reported value, so that every family searched is evaluated."""
@@ -97,6 +99,9 @@ def select(study: optuna.Study, top: int) -> tuple[dict[str, optuna.trial.Frozen
         if len(leaders) < top and spec not in seen:  # a repeated configuration is evaluated once
             seen.add(spec)
             leaders.append(trial)
+    trained = [t for t in ranked(study) if standard is not None and spec_of(t) == standard]
+    if trained and standard not in seen:
+        leaders.append(trained[0])
     pruned = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.PRUNED])
               if t.intermediate_values and math.isfinite(search_value(t))]
     for trial in sorted(pruned, key=lambda t: (-search_value(t), t.number)):

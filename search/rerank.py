@@ -106,15 +106,31 @@ def by_folds(search: list[float], entry: dict | None, field: str, unknown: float
     return statistics.fmean(means) if means else unknown
 
 
-def recommend(leaders: list[optuna.trial.FrozenTrial], entries: dict[int, dict | None], metric: str
-              ) -> optuna.trial.FrozenTrial:
+def recommend(leaders: list[optuna.trial.FrozenTrial], entries: dict[int, dict | None], metric: str,
+              standard: optuna.trial.FrozenTrial | None = None, examples: int = 0) -> optuna.trial.FrozenTrial:
     """The leader with the best choice value (ties: the lower choice loss, then the better search value, then the
     lower trial number). Choice values are compared to 1e-12: equal means of different folds' fractions may differ
-    in their last bits.
+    in their last bits. The standard (a leader: the field's first try) is kept unless the best beats it by more
+    than margin(best's choice value, examples): the one-standard-error rule (Hastie et al., "The Elements of
+    Statistical Learning", 7.10), which departs from the field's default only on evidence beyond the noise of a
+    small validation split.
 
     entries: trial number -> its re-ranking entry (None: not re-ranked, the search seeds alone)."""
-    return max(leaders, key=lambda t: (round(choice_value(t, entries.get(t.number), metric), 12),
+    best = max(leaders, key=lambda t: (round(choice_value(t, entries.get(t.number), metric), 12),
                                        -choice_loss(t, entries.get(t.number)), t.value, -t.number))
+    if standard is None or standard.number == best.number:
+        return best
+    top = choice_value(best, entries.get(best.number), metric)
+    kept = choice_value(standard, entries.get(standard.number), metric) >= top - margin(top, examples)
+    return standard if kept else best
+
+
+def margin(value: float, examples: int) -> float:
+    """One standard error of a proportion `value` of `examples` validation examples (Agresti-Coull: two of each
+    outcome added, so that a perfect score on a few examples still has an error; approximate for a metric that
+    is not a plain proportion)."""
+    p = (value * examples + 2) / (examples + 4)
+    return math.sqrt(p * (1 - p) / (examples + 4))
 
 
 class Reranking:
@@ -132,6 +148,7 @@ class Reranking:
         self.folds, self.fold_numbers = Folds(task, source), folds_of(task, self.seeds)
         self.fingerprint = code_fingerprint([*TRAINING_CODE, "search/rerank.py", "search/objective.py"])
         self.trained = 0
+        self.standard: int | None = None  # the trial number of the field's first try among the leaders chosen from
         self.pending = 0  # configurations submitted and not yet in
         self.cache = JsonCache(self.path, {"format": FORMAT}, "entries", "re-ranking cache")
         self.entries: dict[str, dict] = self.cache.load({})
@@ -177,8 +194,16 @@ class Reranking:
     def get(self, spec: TrialSpec) -> dict | None:
         return self.entries.get(self.key(spec)) if self.seeds else None
 
-    def choose(self, leaders: list[optuna.trial.FrozenTrial]) -> tuple[optuna.trial.FrozenTrial, dict[int, dict | None]]:
-        """The recommended leader and each leader's entry (by trial number), re-ranking what is missing."""
+    def choose(self, leaders: list[optuna.trial.FrozenTrial], standard: TrialSpec | None = None
+               ) -> tuple[optuna.trial.FrozenTrial, dict[int, dict | None]]:
+        """The recommended leader and each leader's entry (by trial number), re-ranking what is missing; standard:
+        the field's first try, kept within a standard error if it is a leader (see recommend)."""
         self.run([spec_of(t) for t in leaders])
         entries = {t.number: self.get(spec_of(t)) for t in leaders}
-        return recommend(leaders, entries, self.metric), entries
+        kept = next((t for t in leaders if spec_of(t) == standard), None)
+        self.standard = kept.number if kept else None  # for the report's text
+        return recommend(leaders, entries, self.metric, kept, self.examples()), entries
+
+    def examples(self) -> int:
+        """The validation examples a choice value counts: each fold's (fold 0 and the re-ranking folds)."""
+        return len(self.task.val) * len({0, *self.fold_numbers}) if self.seeds else len(self.task.val)

@@ -32,6 +32,9 @@ class TaskEntry:
     time_limit: int
     space: Space
     warm_starts: tuple[dict, ...] = ()  # known-good configurations a new default study trains first
+    # The field's first try (one of warm_starts): the report re-ranks it beside the leaders and keeps it unless
+    # one beats it on validation by more than a standard error (search/rerank.py).
+    standard: dict | None = None
     final_seeds: int = defaults.FINAL_SEEDS  # the report's seeds per final evaluation
     held_out: str = "groups"  # what a validation fold holds out, for the report's text
     meant_for: str = ""  # the model card's "Meant for" and "Not meant for"
@@ -72,6 +75,7 @@ HAR = TaskEntry(
                 max_width=64, frontends=(0, 32, 64), pools=(1, 2, 4), norms=(False, True), epochs=(10, 20),
                 imbalance=("none", "class_weights", "oversample"),  # HAR's classes are near balanced
                 overrides={"minirocket": RANDOM_KERNELS}),
+    standard=minirocket_corner(batch_size=64, epochs=20),
     warm_starts=(
         minirocket_corner(batch_size=64, epochs=20),
         # Known-good conv1ds from earlier studies' validation values (bench/README.md, "Warm starts").
@@ -191,7 +195,7 @@ def for_data(task: Task) -> TaskEntry:
     unit = "strings" if kind == TEXT else "series"
     return TaskEntry(
         name=task.name, kind=kind, load=load_file, folds=FOLDS, metric="acc_bal_hmean" if imbalanced else "accuracy",
-        time_limit=FILE_TIME_LIMIT, space=space, warm_starts=warm_starts,
+        time_limit=FILE_TIME_LIMIT, space=space, warm_starts=warm_starts, standard=warm_starts[0],
         final_seeds=defaults.LARGE_FILE_SEEDS if n > defaults.LARGE_FILE else defaults.FINAL_SEEDS,
         held_out=task.info.get("group_noun", "groups"),
         meant_for=f"Labelling {unit} like those of `{task.info.get('source', task.name)}` with one of its "

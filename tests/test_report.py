@@ -371,6 +371,27 @@ def test_a_family_whose_trials_were_all_pruned_is_still_evaluated(tmp_path):
     assert marks == {"dense": "0.900", "linear": "0.700 †"}
 
 
+def test_the_fields_first_try_joins_the_leaders_when_the_study_trained_it(tmp_path):
+    """select(standard=...): MiniRocket's corner, outside the top trials, is appended so that the report re-ranks
+    it beside them (search.rerank.recommend keeps it within a standard error)."""
+    from dataclasses import asdict
+    from optuna.trial import create_trial
+
+    from search.evaluate import select
+    from search.train import TrialSpec
+
+    corner = TrialSpec(family="minirocket", width=119)
+    study = optuna.create_study(direction="maximize")
+    for value, spec in [(0.90, corner), (0.97, TrialSpec("conv1d")), (0.96, TrialSpec("gru")), (0.95, TrialSpec("dense"))]:
+        study.add_trial(create_trial(value=value, params={}, distributions={}, user_attrs={"spec": asdict(spec)}))
+    _, leaders = select(study, top=2, standard=corner)
+    assert [t.number for t in leaders] == [1, 2, 0]
+    _, leaders = select(study, top=4, standard=corner)  # among the top already: not twice
+    assert [t.number for t in leaders] == [1, 2, 3, 0]
+    _, leaders = select(study, top=2, standard=TrialSpec(family="minirocket", width=64))  # never trained: none
+    assert [t.number for t in leaders] == [1, 2]
+
+
 @pytest.mark.slow
 def test_summary_json_names_the_recommended_model_and_the_baselines(names):
     summary = json.loads((names["out"] / "summary.json").read_text())

@@ -38,7 +38,7 @@ from ..evaluate import (EvaluationError, Evaluations, baseline_entry, final_metr
 from ..pool import Pool
 from ..tasks import entry_of
 from ..storage import hide_password
-from ..train import METRICS
+from ..train import METRICS, TrialSpec
 from ..util import json_safe, shown_path, shown_paths
 from . import analysis
 from .markdown import LABEL, render
@@ -161,7 +161,8 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
     evaluated = {spec: evaluations.get(spec) for spec in [spec_of(t) for t in [*families.values(), *leaders, best]]
                  + variants}
     best_entry = evaluated[chosen_spec]
-    rerank = analysis.rerank_rows(leaders, reranked, best, metric, reranking.seeds, reranking.fold_numbers)
+    rerank = analysis.rerank_rows(leaders, reranked, best, metric, reranking.seeds, reranking.fold_numbers,
+                                  reranking.standard, reranking.examples())
     chosen = next(row for row in rerank["rows"] if row["chosen"])
     refit_entry = refits.get(spec_of(best)) if refits else None
     recommended = analysis.recommendation(best, best_entry, baselines, metric, chosen["choice_value"], refit_entry)
@@ -260,7 +261,7 @@ def summary(r: dict) -> dict:
                        "test_adjusted": b["test_adjusted"], "test_refit": b.get("test_refit"),
                        "test_refit_adjusted": b.get("test_refit_adjusted")} for b in r["baselines"]],
         "reranked": [{k: row.get(k) for k in ("trial", "family", "search_value", "rerank_value", "choice_value",
-                                               "choice_loss", "chosen")}
+                                               "choice_loss", "chosen", "standard")}
                      for row in r["rerank"]["rows"]],
         # The recommendation with and without its n-gram part (null without one), trained on the training split:
         # test means over the final seeds.
@@ -334,7 +335,8 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     data = {"task": config.task, "split": (attrs.get("data") or {}).get("split"), "counts": attrs.get("counts")}
     evaluations = Evaluations(out / "evaluations.json", data, defaults.final_seeds(config.seeds), metric,
                               task, source, config.device, config.workers, write)
-    families, leaders = select(study, config.top)
+    standard = TrialSpec(**entry_of(task).standard) if entry_of(task).standard else None  # the field's first try
+    families, leaders = select(study, config.top, standard)
     search_seeds = sorted({s for t in complete for s in t.user_attrs.get("seeds") or []})
     rerank_seeds = defaults.rerank_seeds(len(search_seeds) if config.rerank_seeds is None else config.rerank_seeds)
     if set(rerank_seeds) & set(search_seeds):
@@ -363,7 +365,7 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
         baselines = baselines_of(config, task, metric, out, data, pool, write) if config.baselines != "none" else []
         pool.wait(until=lambda: reranking.pending == 0)
         # The recommendation: the leader with the best validation mean over search and re-ranking seeds.
-        chosen, reranked = reranking.choose(leaders)
+        chosen, reranked = reranking.choose(leaders, standard)
         best = spec_of(chosen)
         deployed = refits or evaluations
         keep = set() if best in fresh or exported(out / "model", deployed.key(best)) else {best}

@@ -107,14 +107,19 @@ def chosen_by(r: dict) -> list[str]:
     if not rerank["seeds"]:
         return [f"It has the best search value (validation {m} {rec['search_value']:.4f}, mean over the search "
                 "seeds; re-ranking was off).", ""]
-    rows = [[f"{'**' if row['chosen'] else ''}#{row['trial']}{'**' if row['chosen'] else ''}", row["family"],
+    rows = [[f"{'**' if row['chosen'] else ''}#{row['trial']}{'**' if row['chosen'] else ''}",
+             row["family"] + (" (first try)" if row.get("standard") else ""),
              f"{row['search_value']:.4f}", "n/a" if row["rerank_value"] is None else
              f"{row['rerank_value']:.4f} ± {row['rerank_std']:.4f}", f"{row['choice_value']:.4f}",
              "n/a" if row.get("choice_loss") is None or not math.isfinite(row["choice_loss"]) else
              f"{row['choice_loss']:.4f}"]
             for row in rerank["rows"]]
     held_out = r.get("held_out", "groups")
-    return [f"It has the best choice value among the {len(rows)} best trials of the search: each was retrained on "
+    count = len(rows) - (rerank.get("standard") is not None and len(rows) > r.get("top", len(rows)))
+    opening = (f"It was chosen from the {count} best trials of the search and the field's first try"
+               if rerank.get("standard") is not None else f"It has the best choice value among the {count} best "
+               "trials of the search")
+    return [f"{opening}: each was retrained on "
             f"the re-ranking seeds {seed_range(rerank['seeds'])} (neither a search seed nor a final seed), seed by "
             f"seed on the validation folds {', '.join(map(str, rerank['folds']))}: other {held_out} held out of the "
             "training and validation data, the test split unchanged (fold 0 is the search's own split). The choice "
@@ -122,8 +127,31 @@ def chosen_by(r: dict) -> list[str]:
             "that a trial does not win on lucky seeds or on the one validation split it was selected on. Equal "
             "choice values (a small validation split counts few examples) go to the lower choice loss: the "
             "validation cross-entropy, averaged the same way (search/rerank.py).", "",
+            *standard_text(r),
             *table(["trial", "family", "search value (fold 0)", "re-ranking folds (mean ± std)", "choice value",
                     "choice loss"], rows)]
+
+
+def standard_text(r: dict) -> list[str]:
+    """Whether the field's first try, re-ranked beside the leaders, was kept by the one-standard-error rule."""
+    rerank = r["rerank"]
+    if rerank.get("standard") is None:
+        return []
+    rows = {row["trial"]: row for row in rerank["rows"]}
+    first, best = rows[rerank["standard"]], max(rerank["rows"], key=lambda row: row["choice_value"])
+    rule = (f"one standard error of the best choice value ({rerank['margin']:.4f}, as a proportion of the "
+            f"{rerank['examples']} validation examples the folds count; Hastie et al., The Elements of Statistical "
+            "Learning, 7.10)")
+    if first["chosen"] and best["trial"] != first["trial"]:
+        line = (f"The field's first try, #{first['trial']} (choice value {first['choice_value']:.4f}), is kept: "
+                f"#{best['trial']}'s {best['choice_value']:.4f} is within {rule}, so the validation folds do not "
+                "show that it is better.")
+    elif first["chosen"]:
+        line = f"The field's first try, #{first['trial']}, also has the best choice value."
+    else:
+        line = (f"The field's first try, #{first['trial']} (choice value {first['choice_value']:.4f}), was re-ranked "
+                f"too; the recommendation beats it by more than {rule}.")
+    return [line, ""]
 
 
 def final_seeds_text(r: dict) -> str:
@@ -183,7 +211,9 @@ def leaderboard(r: dict) -> list[str]:
               "Parameters: trainable parameter count of the model.*", ""]
     lines += ["### Top configurations overall", ""]
     lines += table(header_, [cells(row) for row in r["leaders"]])
-    lines += [f"*The {len(r['leaders'])} best distinct configurations by search value.*", ""]
+    extra = len(r["leaders"]) > r["top"]  # the field's first try, appended (search.evaluate.select)
+    tail = ", and the field's first try" if extra else ""
+    lines += [f"*The {len(r['leaders']) - extra} best distinct configurations by search value{tail}.*", ""]
     return lines
 
 
