@@ -382,7 +382,8 @@ def test_the_fields_first_try_joins_the_leaders_when_the_study_trained_it(tmp_pa
 
     corner = TrialSpec(family="minirocket", width=119)
     study = optuna.create_study(direction="maximize")
-    for value, spec in [(0.90, corner), (0.97, TrialSpec("conv1d")), (0.96, TrialSpec("gru")), (0.95, TrialSpec("dense"))]:
+    trained = [(0.90, corner), (0.97, TrialSpec("conv1d")), (0.96, TrialSpec("gru")), (0.95, TrialSpec("dense"))]
+    for value, spec in trained:
         study.add_trial(create_trial(value=value, params={}, distributions={}, user_attrs={"spec": asdict(spec)}))
     _, leaders = select(study, top=2, standard=corner)
     assert [t.number for t in leaders] == [1, 2, 0]
