@@ -139,18 +139,18 @@ def standard_text(r: dict) -> list[str]:
         return []
     rows = {row["trial"]: row for row in rerank["rows"]}
     first, best = rows[rerank["standard"]], max(rerank["rows"], key=lambda row: row["choice_value"])
-    rule = (f"one standard error of the best choice value ({rerank['margin']:.4f}, as a proportion of the "
-            f"{rerank['examples']} validation examples the folds count; Hastie et al., The Elements of Statistical "
-            "Learning, 7.10)")
+    rule = (f"one standard error ({rerank['margin']:.4f}: the best choice value as a proportion of the "
+            f"{rerank['examples']} validation examples the folds count; the one-standard-error rule of Hastie et al., "
+            "The Elements of Statistical Learning, 7.10)")
     if first["chosen"] and best["trial"] != first["trial"]:
-        line = (f"The field's first try, #{first['trial']} (choice value {first['choice_value']:.4f}), is kept: "
-                f"#{best['trial']}'s {best['choice_value']:.4f} is within {rule}, so the validation folds do not "
-                "show that it is better.")
+        line = (f"The field's first try, #{first['trial']} (choice value {first['choice_value']:.4f}), is kept: the "
+                f"best, #{best['trial']} at {best['choice_value']:.4f}, is not above it by more than {rule}, so the "
+                "validation folds do not show that it is better.")
     elif first["chosen"]:
         line = f"The field's first try, #{first['trial']}, also has the best choice value."
     else:
         line = (f"The field's first try, #{first['trial']} (choice value {first['choice_value']:.4f}), was re-ranked "
-                f"too; the recommendation beats it by more than {rule}.")
+                f"too; the recommendation is above it by more than {rule}.")
     return [line, ""]
 
 
