@@ -65,6 +65,11 @@ def fit_dilations(seq_len: int, per_kernel: int) -> tuple[list[int], list[int]]:
     return [int(d) for d in dilations], [int(c) for c in counts]
 
 
+def masked(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, T, C) -> (B, C, T) with every step past a sequence's length zeroed: what the convolutions read."""
+    return x.transpose(1, 2) * step_mask(lengths, x.shape[1])
+
+
 def quantiles(n: int) -> torch.Tensor:
     """MiniRocket's bias quantiles: the fractional parts of 1..n times the golden ratio."""
     return torch.from_numpy((np.arange(1, n + 1) * ((np.sqrt(5) + 1) / 2)) % 1).float()
@@ -145,22 +150,23 @@ class MiniRocketClassifier(nn.Module):
         for i, count in enumerate(self.counts):
             pick = torch.randint(len(x), (KERNELS,), device="cpu").to(x.device)
             size = KERNELS * count
-            conv = self.convolve(x[pick], lengths[pick], i)  # (84, 84, T): example k for kernel k
+            conv = self.convolve(masked(x[pick], lengths[pick]), i)  # (84, 84, T): example k for kernel k
             fresh = example_quantiles(conv, lengths[pick], self.quantiles[start:start + size].view(KERNELS, count), 0)
             self.biases[start:start + size] = fresh.flatten()
             start += size
         self.fitted.fill_(True)
         # The training split's features, also the first epoch's (kept by `cached`), in chunks that bound memory.
-        features = torch.cat([self.cached(x[i:i + 256], lengths[i:i + 256]) for i in range(0, len(x), 256)])
-        self.norm.running_mean.copy_(features.mean(0))
-        self.norm.running_var.copy_(features.var(0, unbiased=False))
+        features = torch.cat([self.cached(x[i:i + 256], lengths[i:i + 256]) for i in range(0, len(x), 256)]).double()
+        mean, var = features.mean(0), features.var(0, unbiased=False)
+        self.norm.running_mean.copy_(mean)
+        self.norm.running_var.copy_(var)
         if y is not None and 1 < len(x) <= RIDGE_MOST:
-            self.ridge_start(features.double(), y)
+            self.ridge_start((features - mean) / torch.sqrt(var + self.norm.eps), y)
 
-    def ridge_start(self, features: torch.Tensor, y: torch.Tensor) -> None:
-        """The head := ridge regression of +-1 class targets on the standardised features with an intercept, alpha
-        from ALPHAS by the smallest leave-one-out squared error (RidgeClassifierCV's rule), in the dual form."""
-        z = (features - features.mean(0)) / torch.sqrt(features.var(0, unbiased=False) + self.norm.eps)
+    def ridge_start(self, z: torch.Tensor, y: torch.Tensor) -> None:
+        """The head := ridge regression of +-1 class targets on the standardised features z (float64) with an
+        intercept, alpha from ALPHAS by the smallest leave-one-out squared error (RidgeClassifierCV's rule), in the
+        dual form."""
         targets = torch.full((len(y), self.head.out_features), -1.0, dtype=torch.float64, device=z.device)
         targets[torch.arange(len(y)), y] = 1.0
         offset = targets.mean(0)
@@ -181,9 +187,9 @@ class MiniRocketClassifier(nn.Module):
         self.head.bias.copy_(offset)
         self.alpha = best[2]  # the chosen alpha, for a reader (not a buffer: the weights already hold it)
 
-    def convolve(self, x: torch.Tensor, lengths: torch.Tensor, i: int) -> torch.Tensor:
-        """(B, 84, T): the 84 kernels at dilation i, zero padding ('same'), as past each sequence's end."""
-        h = x.transpose(1, 2) * step_mask(lengths, x.shape[1])
+    def convolve(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        """(B, 84, T): the 84 kernels at dilation i over h = masked(x, lengths), zero padding ('same'), as past each
+        sequence's end."""
         dilation = self.dilations[i]
         return F.conv1d(h, self.channels[i][:, :, None] * self.weights[:, None, :], padding=TAPS // 2 * dilation,
                         dilation=dilation)
@@ -193,11 +199,12 @@ class MiniRocketClassifier(nn.Module):
         """(B, T, C) -> (B, 84 * width) PPV features at the fitted biases (zero until fit_features)."""
         steps = x.shape[1]
         real = step_mask(lengths, steps)
+        h = masked(x, lengths)
         step = torch.arange(steps, device=x.device)
         features, start = [], 0
         for i, (dilation, count) in enumerate(zip(self.dilations, self.counts)):
             size = KERNELS * count
-            conv = self.convolve(x, lengths, i)
+            conv = self.convolve(h, i)
             bias = self.biases[start:start + size].view(KERNELS, count)
             # Kernels alternate between PPV over all real steps and over the 'valid' ones (the edges cut): even
             # kernels at even dilations (odd at odd) take all, the others the valid steps, if a sequence has any.

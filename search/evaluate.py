@@ -93,15 +93,15 @@ def select(study: optuna.Study, top: int, standard: TrialSpec | None = None
     pruned trial with the best last reported value, so that every family searched is evaluated."""
     best: dict[str, optuna.trial.FrozenTrial] = {}
     leaders, seen = [], set()
-    for trial in ranked(study):
+    done = ranked(study)
+    for trial in done:
         spec = spec_of(trial)
         best.setdefault(spec.family, trial)
         if len(leaders) < top and spec not in seen:  # a repeated configuration is evaluated once
             seen.add(spec)
             leaders.append(trial)
-    trained = [t for t in ranked(study) if standard is not None and spec_of(t) == standard]
-    if trained and standard not in seen:
-        leaders.append(trained[0])
+    if standard is not None and standard not in seen:
+        leaders += [t for t in done if spec_of(t) == standard][:1]
     pruned = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.PRUNED])
               if t.intermediate_values and math.isfinite(search_value(t))]
     for trial in sorted(pruned, key=lambda t: (-search_value(t), t.number)):

@@ -142,13 +142,14 @@ class Reranking:
 
     def __init__(self, path: Path, data: dict, seeds: list[int], metric: str, task: Task,
                  source: str | None = None, device: str = defaults.DEVICE, workers: int = 1,
-                 write: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
+                 write: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+                 standard: TrialSpec | None = None):
         self.path, self.data, self.seeds, self.metric, self.task = Path(path), data, list(seeds), metric, task
         self.source, self.device, self.workers, self.write = source, device, workers, write
         self.folds, self.fold_numbers = Folds(task, source), folds_of(task, self.seeds)
         self.fingerprint = code_fingerprint([*TRAINING_CODE, "search/rerank.py", "search/objective.py"])
         self.trained = 0
-        self.standard: int | None = None  # the trial number of the field's first try among the leaders chosen from
+        self.standard = standard  # the field's first try, kept within a standard error when a leader (recommend)
         self.pending = 0  # configurations submitted and not yet in
         self.cache = JsonCache(self.path, {"format": FORMAT}, "entries", "re-ranking cache")
         self.entries: dict[str, dict] = self.cache.load({})
@@ -194,14 +195,11 @@ class Reranking:
     def get(self, spec: TrialSpec) -> dict | None:
         return self.entries.get(self.key(spec)) if self.seeds else None
 
-    def choose(self, leaders: list[optuna.trial.FrozenTrial], standard: TrialSpec | None = None
-               ) -> tuple[optuna.trial.FrozenTrial, dict[int, dict | None]]:
-        """The recommended leader and each leader's entry (by trial number), re-ranking what is missing; standard:
-        the field's first try, kept within a standard error if it is a leader (see recommend)."""
+    def choose(self, leaders: list[optuna.trial.FrozenTrial]) -> tuple[optuna.trial.FrozenTrial, dict[int, dict | None]]:
+        """The recommended leader and each leader's entry (by trial number), re-ranking what is missing."""
         self.run([spec_of(t) for t in leaders])
         entries = {t.number: self.get(spec_of(t)) for t in leaders}
-        kept = next((t for t in leaders if spec_of(t) == standard), None)
-        self.standard = kept.number if kept else None  # for the report's text
+        kept = next((t for t in leaders if spec_of(t) == self.standard), None)
         return recommend(leaders, entries, self.metric, kept, self.examples()), entries
 
     def examples(self) -> int:

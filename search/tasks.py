@@ -15,6 +15,7 @@ from data.splits import FOLDS
 from models.minirocket import RIDGE_MOST
 from . import defaults
 from .space import Space
+from .trialspec import TrialSpec
 
 SERIES, TEXT = "series", "text"
 FILE_TIME_LIMIT = 5 * 60  # a user's file: half of a ten-minute study + report
@@ -48,7 +49,10 @@ class TaskEntry:
 RANDOM_KERNELS = {"epochs": (20, 40), "max_width": 119}
 
 
-def minirocket_corner(batch_size: int, epochs: int, lr: float = 3e-4) -> dict:
+CORNER_LR = 3e-4  # MiniRocket's corner trains its head from this rate down (a cosine schedule)
+
+
+def minirocket_corner(batch_size: int, epochs: int, lr: float = CORNER_LR) -> dict:
     """MiniRocket's configuration as a trial: its 10,000 features (width 119), a trained linear head, no tuning
     (the field's first try, so a search can always at least choose it). On a small training split the head
     starts at MiniRocket's ridge (models/minirocket.py), and lr RIDGE_LR keeps it there."""
@@ -68,6 +72,8 @@ def ngram_corner(batch_size: int, epochs: int, decision: str) -> dict:
                 imbalance="none", decision=decision)
 
 
+HAR_CORNER = minirocket_corner(batch_size=64, epochs=20)
+
 HAR = TaskEntry(
     name="har", kind=SERIES, load=har.load_har, folds=har.FOLDS, metric="accuracy", time_limit=40 * 60,
     # Width 64 at most: wider models cost several times more per trial for the same validation value.
@@ -75,9 +81,9 @@ HAR = TaskEntry(
                 max_width=64, frontends=(0, 32, 64), pools=(1, 2, 4), norms=(False, True), epochs=(10, 20),
                 imbalance=("none", "class_weights", "oversample"),  # HAR's classes are near balanced
                 overrides={"minirocket": RANDOM_KERNELS}),
-    standard=minirocket_corner(batch_size=64, epochs=20),
+    standard=HAR_CORNER,
     warm_starts=(
-        minirocket_corner(batch_size=64, epochs=20),
+        HAR_CORNER,
         # Known-good conv1ds from earlier studies' validation values (bench/README.md, "Warm starts").
         dict(family="conv1d", layers=3, width=64, dropout=0.09, kernel_size=3, pool=2, norm=True, clipnorm=1.0,
              lr=1.4e-3, batch_size=32, epochs=10, schedule="constant", weight_decay=2e-3,
@@ -148,6 +154,12 @@ def entry_of(task: Task) -> TaskEntry:
     return for_data(task)
 
 
+def standard_of(task: Task) -> TrialSpec | None:
+    """The task's first try (its entry's `standard`) as a configuration, or None."""
+    standard = entry_of(task).standard
+    return TrialSpec(**standard) if standard else None
+
+
 def epochs_for(series: int, least: int = 20) -> tuple[int, int]:
     """Two epoch budgets giving about 3,000 examples seen at the longer one, between `least` and 200 epochs:
     a 40-series set trains for 40 or 80 short epochs, a 7,000-window set for 10 or 20."""
@@ -180,18 +192,19 @@ def for_data(task: Task) -> TaskEntry:
         # Recurrences step through every time step: over long series only behind a pooling conv front-end.
         long = task.seq_len > 100
         # MiniRocket's ridge head as the head's start (models/minirocket.py), also for the refit on train +
-        # validation: learning rates from one that keeps it.
-        ridge = {"lrs": (RIDGE_LR, 1e-2)} if n + len(task.val) <= RIDGE_MOST else {}
+        # validation: its learning rates then start at one that keeps it, and so does its corner.
+        ridge_start = n + len(task.val) <= RIDGE_MOST
         epochs = epochs_for(n)
+        minirocket = {**RANDOM_KERNELS, "epochs": epochs, **({"lrs": (RIDGE_LR, 1e-2)} if ridge_start else {})}
         space = Space(families=("conv1d", "minirocket", "gru", "dense", "linear"), max_layers=3, max_width=64,
                       frontends=(32, 64) if long else (0, 32), pools=(2, 4) if long else (1, 2),
                       norms=(False, True), epochs=epochs, batch_sizes=batch_sizes_for(n),
                       imbalance=("none", "class_weights", "oversample"),
                       decisions=("argmax", "logit_adjust") if imbalanced else ("argmax",),
-                      overrides={"minirocket": {**RANDOM_KERNELS, "epochs": epochs, **ridge}})
+                      overrides={"minirocket": minirocket})
     batch = min(space.batch_sizes, key=lambda b: abs(b - 64))  # HAR's and names': enough steps in few epochs
     warm_starts = (ngram_corner(batch, epochs[0], space.decisions[-1]) if kind == TEXT else
-                   minirocket_corner(batch_size=batch, epochs=epochs[-1], lr=ridge.get("lrs", (3e-4,))[0]),)
+                   minirocket_corner(batch_size=batch, epochs=epochs[-1], lr=RIDGE_LR if ridge_start else CORNER_LR),)
     unit = "strings" if kind == TEXT else "series"
     return TaskEntry(
         name=task.name, kind=kind, load=load_file, folds=FOLDS, metric="acc_bal_hmean" if imbalanced else "accuracy",

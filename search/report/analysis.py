@@ -164,9 +164,9 @@ def recommendation(best: optuna.trial.FrozenTrial, entry: dict, baselines: list[
 
 
 def rerank_rows(leaders: list, reranked: dict[int, dict | None], best: optuna.trial.FrozenTrial, metric: str,
-                seeds: list[int], folds: list[int], standard: int | None = None, examples: int = 0) -> dict:
+                seeds: list[int], folds: list[int], standard: TrialSpec | None = None, examples: int = 0) -> dict:
     """The top trials as re-ranked: search value, mean over the re-ranking folds, the choice value; standard: the
-    trial number of the field's first try among them, kept within `margin` (search/rerank.py)."""
+    field's first try, which a leader must beat by `margin` (search/rerank.py)."""
     rows = []
     for trial in leaders:
         entry = reranked.get(trial.number)
@@ -175,10 +175,11 @@ def rerank_rows(leaders: list, reranked: dict[int, dict | None], best: optuna.tr
                      "search_value": trial.value, "search_seeds": trial.user_attrs.get("seeds"),
                      "rerank_value": rerun[0] if rerun else None, "rerank_std": rerun[1] if rerun else None,
                      "choice_value": choice_value(trial, entry, metric), "choice_loss": choice_loss(trial, entry),
-                     "chosen": trial.number == best.number, "standard": trial.number == standard})
+                     "chosen": trial.number == best.number, "standard": spec_of(trial) == standard})
+    first = next((row["trial"] for row in rows if row["standard"]), None)
     top = max((row["choice_value"] for row in rows), default=0.0)
-    return {"seeds": seeds, "folds": folds, "rows": rows, "standard": standard, "examples": examples,
-            "margin": margin(top, examples) if standard is not None else None}
+    return {"seeds": seeds, "folds": folds, "rows": rows, "standard": first, "examples": examples,
+            "margin": margin(top, examples) if first is not None else None}
 
 
 def frontier(recommended: dict, entry: dict, baselines: list[dict]) -> dict:

@@ -36,9 +36,9 @@ from ..rerank import Reranking
 from ..evaluate import (EvaluationError, Evaluations, baseline_entry, final_metrics, load_checked, open_study, ranked,
                         seed_seconds, select, spec_of)
 from ..pool import Pool
-from ..tasks import entry_of
+from ..tasks import entry_of, standard_of
 from ..storage import hide_password
-from ..train import METRICS, TrialSpec
+from ..train import METRICS
 from ..util import json_safe, shown_path, shown_paths
 from . import analysis
 from .markdown import LABEL, render
@@ -335,14 +335,14 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
     data = {"task": config.task, "split": (attrs.get("data") or {}).get("split"), "counts": attrs.get("counts")}
     evaluations = Evaluations(out / "evaluations.json", data, defaults.final_seeds(config.seeds), metric,
                               task, source, config.device, config.workers, write)
-    standard = TrialSpec(**entry_of(task).standard) if entry_of(task).standard else None  # the field's first try
+    standard = standard_of(task)  # the field's first try, re-ranked beside the top trials
     families, leaders = select(study, config.top, standard)
     search_seeds = sorted({s for t in complete for s in t.user_attrs.get("seeds") or []})
     rerank_seeds = defaults.rerank_seeds(len(search_seeds) if config.rerank_seeds is None else config.rerank_seeds)
     if set(rerank_seeds) & set(search_seeds):
         raise ReportError(f"the study's search seeds {search_seeds} overlap the re-ranking seeds {rerank_seeds}")
     reranking = Reranking(out / "reranking.json", data, rerank_seeds, metric, task, source, config.device,
-                          config.workers, write)
+                          config.workers, write, standard)
     # Every configuration the report needs goes to one pool of workers (search/pool.py): first the
     # re-ranking of the top trials, which chooses the recommendation; meanwhile the final evaluations of
     # every family's best and of the top trials, and the baselines; once the recommendation is known,
@@ -365,7 +365,7 @@ def build(config: ReportConfig, write=lambda line: print(line, file=sys.stderr, 
         baselines = baselines_of(config, task, metric, out, data, pool, write) if config.baselines != "none" else []
         pool.wait(until=lambda: reranking.pending == 0)
         # The recommendation: the leader with the best validation mean over search and re-ranking seeds.
-        chosen, reranked = reranking.choose(leaders, standard)
+        chosen, reranked = reranking.choose(leaders)
         best = spec_of(chosen)
         deployed = refits or evaluations
         keep = set() if best in fresh or exported(out / "model", deployed.key(best)) else {best}
