@@ -98,12 +98,17 @@ def choice_loss(trial: optuna.trial.FrozenTrial, entry: dict | None) -> float:
 
 def by_folds(search: list[float], entry: dict | None, field: str, unknown: float) -> float:
     """The mean over folds of each fold's mean of `field`: fold 0 the search seeds' values, the others the entry's."""
+    means = fold_means(search, entry, field)
+    return statistics.fmean(means.values()) if means else unknown
+
+
+def fold_means(search: list[float], entry: dict | None, field: str) -> dict[int, float]:
+    """Fold -> the mean of `field` there: fold 0 the search seeds' values, the others the entry's (non-finite left out)."""
     found = {0: search}
     for fold, value in zip((entry or {}).get("folds", []), (entry or {}).get(field, [])):
         if value is not None and math.isfinite(value):
             found.setdefault(fold, []).append(value)
-    means = [statistics.fmean(values) for values in found.values() if values]
-    return statistics.fmean(means) if means else unknown
+    return {fold: statistics.fmean(values) for fold, values in found.items() if values}
 
 
 def recommend(leaders: list[optuna.trial.FrozenTrial], entries: dict[int, dict | None], metric: str,
@@ -111,18 +116,38 @@ def recommend(leaders: list[optuna.trial.FrozenTrial], entries: dict[int, dict |
     """The leader with the best choice value (ties: the lower choice loss, then the better search value, then the
     lower trial number). Choice values are compared to 1e-12: equal means of different folds' fractions may differ
     in their last bits. The standard (a leader: the field's first try) is kept unless the best beats it by more
-    than margin(best's choice value, examples): the one-standard-error rule (Hastie et al., "The Elements of
-    Statistical Learning", 7.10), which departs from the field's default only on evidence beyond the noise of a
-    small validation split.
+    than one standard error (the larger of standard_errors): the one-standard-error rule (Hastie et al., "The
+    Elements of Statistical Learning", 7.10), which departs from the field's default only on evidence beyond the
+    noise of a small validation split and of training itself.
 
     entries: trial number -> its re-ranking entry (None: not re-ranked, the search seeds alone)."""
-    best = max(leaders, key=lambda t: (round(choice_value(t, entries.get(t.number), metric), 12),
-                                       -choice_loss(t, entries.get(t.number)), t.value, -t.number))
+    best = best_of(leaders, entries, metric)
     if standard is None or standard.number == best.number:
         return best
     top = choice_value(best, entries.get(best.number), metric)
-    kept = choice_value(standard, entries.get(standard.number), metric) >= top - margin(top, examples)
+    errors = standard_errors(best, standard, entries, metric, examples)
+    kept = choice_value(standard, entries.get(standard.number), metric) >= top - max(errors.values())
     return standard if kept else best
+
+
+def best_of(leaders: list[optuna.trial.FrozenTrial], entries: dict[int, dict | None], metric: str
+            ) -> optuna.trial.FrozenTrial:
+    """The leader with the best choice value, ties broken as `recommend` says."""
+    return max(leaders, key=lambda t: (round(choice_value(t, entries.get(t.number), metric), 12),
+                                       -choice_loss(t, entries.get(t.number)), t.value, -t.number))
+
+
+def standard_errors(best: optuna.trial.FrozenTrial, standard: optuna.trial.FrozenTrial, entries: dict[int, dict | None],
+                    metric: str, examples: int) -> dict[str, float]:
+    """The two errors of best's lead over the standard, of which the rule takes the larger: "examples", margin(best's
+    choice value, examples), the sampling of validation examples; "folds", the standard error of the mean over the
+    folds both were trained on of best's fold mean minus the standard's (0 on fewer than two folds), the noise of
+    the training runs themselves: a seed or a fold moves one configuration more than the examples' margin says."""
+    top = choice_value(best, entries.get(best.number), metric)
+    ours, theirs = (fold_means(search_values(t, metric), entries.get(t.number), "values") for t in (best, standard))
+    leads = [ours[fold] - theirs[fold] for fold in ours if fold in theirs]
+    folds = statistics.stdev(leads) / math.sqrt(len(leads)) if len(leads) > 1 else 0.0
+    return {"examples": margin(top, examples), "folds": folds}
 
 
 def margin(value: float, examples: int) -> float:

@@ -37,6 +37,20 @@ def test_spread_tests_the_model_the_report_recommends(tmp_path, tiny_har_dir, cl
     assert float(row[6]) == pytest.approx(rec["test_ensemble"]["accuracy"], abs=1e-3)
 
 
+
+@pytest.mark.slow
+def test_fold_noise_trains_the_first_try_on_each_validation_fold_and_prints_its_seeds_beside_the_margin(tiny_har_dir):
+    """bench/fold_noise.py: HAR's MiniRocket corner, seeds 50+f and 60+f on folds 0 and 1 of a tiny HAR copy."""
+    done = subprocess.run([sys.executable, "bench/fold_noise.py", "har", "--seeds", "2", "--folds", "0,1",
+                           "--data", str(tiny_har_dir)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "har: minirocket width 119, 20 epochs" in done.stdout
+    rows = re.findall(r"^ +(\d) +(\d+) +([01]\.\d{4}) ([01]\.\d{4}) +(\S+) +(\S+) +(\S+) +(\S+)$", done.stdout, re.M)
+    assert [row[0] for row in rows] == ["0", "1"], done.stdout
+    for fold, examples, first, second, spread, std, error, ensemble in rows:
+        assert float(spread) == pytest.approx(abs(float(first) - float(second)), abs=2e-4)
+        assert 0 < float(error) < 0.5 and 0 <= float(ensemble) <= 1 and int(examples) > 10
+
 def test_hybrid_mixes_the_network_the_report_recommends(tmp_path):
     """bench/hybrid.py takes the trial the study's report recommends, not merely its best search value."""
     import optuna

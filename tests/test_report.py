@@ -393,6 +393,35 @@ def test_the_fields_first_try_joins_the_leaders_when_the_study_trained_it(tmp_pa
     assert [t.number for t in leaders] == [1, 2]
 
 
+
+def test_the_report_says_why_the_first_try_was_kept_with_both_errors_of_the_rule():
+    """The re-ranking table's sentence: the first try kept because the best's lead (0.005) is inside the larger of
+    the examples' margin and the folds' standard error of the lead, both printed."""
+    from dataclasses import asdict
+    from optuna.trial import create_trial
+
+    from search.report.analysis import rerank_rows
+    from search.report.markdown import standard_text
+    from search.rerank import recommend
+    from search.train import TrialSpec
+
+    corner, other = TrialSpec(family="minirocket", width=119), TrialSpec(family="conv1d")
+    study = optuna.create_study(direction="maximize")
+    for value, spec in ((0.970, corner), (0.985, other)):
+        study.add_trial(create_trial(value=value, params={}, distributions={},
+                                     user_attrs={"spec": asdict(spec), "seed_metrics": {"accuracy": [value] * 3}}))
+    first, best = study.trials
+    entries = {0: {"folds": [1, 2, 3], "values": [0.950, 0.940, 0.930]},
+               1: {"folds": [1, 2, 3], "values": [0.940, 0.960, 0.925]}}
+    chosen = recommend(study.trials, entries, "accuracy", standard=first, examples=6800)
+    rows = rerank_rows(study.trials, entries, chosen, "accuracy", [50, 51, 52], [1, 2, 3], corner, 6800)
+    assert chosen.number == 0 and rows["standard"] == 0
+    assert rows["margin"] == max(rows["errors"].values()) == rows["errors"]["folds"] > rows["errors"]["examples"]
+    line = standard_text({"rerank": rows})[0]
+    assert line.startswith("The field's first try, #0 (choice value 0.9475), is kept: the best, #1 at 0.9525")
+    assert f"one standard error ({rows['margin']:.4f}, the larger of {rows['errors']['examples']:.4f}" in line
+    assert f"and {rows['errors']['folds']:.4f}, the standard error over the folds of its lead" in line
+
 @pytest.mark.slow
 def test_summary_json_names_the_recommended_model_and_the_baselines(names):
     summary = json.loads((names["out"] / "summary.json").read_text())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import optuna
 import pytest
@@ -11,7 +12,8 @@ from search import defaults
 from conftest import HAR_ZIP
 from search.tasks import Folds
 from search.evaluate import ranked
-from search.rerank import Reranking, choice_loss, choice_value, cycle_folds, margin, recommend, rerank_spec
+from search.rerank import (Reranking, choice_loss, choice_value, cycle_folds, margin, recommend, rerank_spec,
+                           standard_errors)
 from search.tasks import REGISTRY
 from search.train import TrialSpec
 
@@ -133,3 +135,23 @@ def test_the_fields_first_try_is_kept_unless_a_leader_beats_it_by_more_than_a_st
     assert recommend([first, close, clear], entries, METRIC, standard=first, examples=216).number == 2
     assert recommend([first, close], entries, METRIC, standard=close, examples=216).number == 1  # the best itself
     assert 0.03 < margin(1.0, 40) < 0.035  # 10 series x 4 folds, all right
+
+
+def test_a_lead_that_changes_from_fold_to_fold_keeps_the_first_try_whatever_the_examples_say():
+    """The rule's error is the larger of the examples' margin and the folds' standard error of the lead: a seed or a
+    fold moves one configuration's validation value more than the binomial margin of thousands of examples."""
+    first, steady, erratic = leaders([0.970] * 3, [0.975] * 3, [0.985] * 3)
+    entries = {0: {"folds": [1, 2, 3], "values": [0.950, 0.940, 0.930]},
+               1: {"folds": [1, 2, 3], "values": [0.955, 0.945, 0.935]},  # 0.005 above on every fold
+               2: {"folds": [1, 2, 3], "values": [0.940, 0.960, 0.925]}}  # +0.015, -0.010, +0.020, -0.005
+    examples = 4 * 1700
+    assert margin(0.96, examples) < 0.003
+    lead = choice_value(erratic, entries[2], METRIC) - choice_value(first, entries[0], METRIC)
+    assert lead == pytest.approx(0.005)
+    errors = standard_errors(erratic, first, entries, METRIC, examples)
+    assert errors["folds"] == pytest.approx(statistics.stdev([0.015, -0.010, 0.020, -0.005]) / 2)  # about 0.0074
+    assert errors["examples"] == pytest.approx(margin(choice_value(erratic, entries[2], METRIC), examples))
+    assert recommend([first, erratic], entries, METRIC, standard=first, examples=examples).number == 0  # kept
+    # The same lead on every fold has no spread: the examples' margin alone decides, and it is beaten.
+    assert standard_errors(steady, first, entries, METRIC, examples)["folds"] == pytest.approx(0.0, abs=1e-12)
+    assert recommend([first, steady], entries, METRIC, standard=first, examples=examples).number == 1

@@ -139,9 +139,11 @@ def standard_text(r: dict) -> list[str]:
         return []
     rows = {row["trial"]: row for row in rerank["rows"]}
     first, best = rows[rerank["standard"]], max(rerank["rows"], key=lambda row: row["choice_value"])
-    rule = (f"one standard error ({rerank['margin']:.4f}: the best choice value as a proportion of the "
-            f"{rerank['examples']} validation examples the folds count; the one-standard-error rule of Hastie et al., "
-            "The Elements of Statistical Learning, 7.10)")
+    errors = rerank["errors"]
+    rule = (f"one standard error ({rerank['margin']:.4f}, the larger of {errors['examples']:.4f}, the best choice "
+            f"value as a proportion of the {rerank['examples']} validation examples the folds count, and "
+            f"{errors['folds']:.4f}, the standard error over the folds of its lead on the first try; the "
+            "one-standard-error rule of Hastie et al., The Elements of Statistical Learning, 7.10)")
     if first["chosen"] and best["trial"] != first["trial"]:
         line = (f"The field's first try, #{first['trial']} (choice value {first['choice_value']:.4f}), is kept: the "
                 f"best, #{best['trial']} at {best['choice_value']:.4f}, is not above it by more than {rule}, so the "
