@@ -103,7 +103,8 @@ def by_folds(search: list[float], entry: dict | None, field: str, unknown: float
 
 
 def fold_means(search: list[float], entry: dict | None, field: str) -> dict[int, float]:
-    """Fold -> the mean of `field` there: fold 0 the search seeds' values, the others the entry's (non-finite left out)."""
+    """Fold -> the mean of `field` there: fold 0 the search seeds' values, the others the entry's (non-finite
+    values left out)."""
     found = {0: search}
     for fold, value in zip((entry or {}).get("folds", []), (entry or {}).get(field, [])):
         if value is not None and math.isfinite(value):
