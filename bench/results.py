@@ -32,7 +32,11 @@ def describe(spec: dict) -> str:
 
 
 def gap(value: float, target: float) -> str:
-    return "met" if value >= target else f"missed by {100 * (target - value):.1f} points"
+    """'met', or how far below: to 0.1 point, or to 0.01 point where that would read 0.0."""
+    if value >= target:
+        return "met"
+    points = 100 * (target - value)
+    return f"missed by {points:.1f} points" if points >= 0.05 else f"missed by {points:.2f} points"
 
 
 def task_block(summary: dict) -> list[str]:

@@ -99,3 +99,12 @@ def test_names_csv_writes_the_names_task_split_as_a_users_files(small_names_dir,
     assert task.class_names == names.class_names and len(task.test) == len(names.test)
     assert len(task.train) + len(task.val) == len(names.train) + len(names.val)
     assert sorted(task.test.y.tolist()) == sorted(names.test.y.tolist())
+
+
+def test_results_says_how_far_below_a_target_even_when_the_rounded_value_reads_as_the_target():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from results import gap
+
+    assert gap(0.976, 0.975) == gap(0.975, 0.975) == "met"
+    assert gap(0.94, 0.975) == "missed by 3.5 points"
+    assert gap(0.97483, 0.975) == "missed by 0.02 points"  # 0.975 to three decimals, yet below
