@@ -138,6 +138,11 @@ def best_of(leaders: list[optuna.trial.FrozenTrial], entries: dict[int, dict | N
                                        -choice_loss(t, entries.get(t.number)), t.value, -t.number))
 
 
+def first_try(leaders: list[optuna.trial.FrozenTrial], standard: TrialSpec | None) -> optuna.trial.FrozenTrial | None:
+    """The leader whose configuration is the standard (the field's first try), if one is."""
+    return next((t for t in leaders if spec_of(t) == standard), None) if standard is not None else None
+
+
 def standard_errors(best: optuna.trial.FrozenTrial, standard: optuna.trial.FrozenTrial, entries: dict[int, dict | None],
                     metric: str, examples: int) -> dict[str, float]:
     """The two errors of best's lead over the standard, of which the rule takes the larger: "examples", margin(best's
@@ -225,8 +230,7 @@ class Reranking:
         """The recommended leader and each leader's entry (by trial number), re-ranking what is missing."""
         self.run([spec_of(t) for t in leaders])
         entries = {t.number: self.get(spec_of(t)) for t in leaders}
-        kept = next((t for t in leaders if spec_of(t) == self.standard), None)
-        return recommend(leaders, entries, self.metric, kept, self.examples()), entries
+        return recommend(leaders, entries, self.metric, first_try(leaders, self.standard), self.examples()), entries
 
     def examples(self) -> int:
         """The validation examples a choice value counts: each fold's (fold 0 and the re-ranking folds)."""

@@ -14,7 +14,7 @@ import torch
 
 from models import RECURRENT
 from ..evaluate import search_value, spec_of
-from ..rerank import best_of, choice_loss, choice_value, standard_errors
+from ..rerank import best_of, choice_loss, choice_value, first_try, standard_errors
 from ..train import METRICS, TrialSpec
 
 EXPLODING = 10.0  # a batch gradient norm above this many times the trial's median epoch-mean norm
@@ -166,7 +166,8 @@ def recommendation(best: optuna.trial.FrozenTrial, entry: dict, baselines: list[
 def rerank_rows(leaders: list, reranked: dict[int, dict | None], best: optuna.trial.FrozenTrial, metric: str,
                 seeds: list[int], folds: list[int], standard: TrialSpec | None = None, examples: int = 0) -> dict:
     """The top trials as re-ranked: search value, mean over the re-ranking folds, the choice value; standard: the
-    field's first try, which the best must beat by `margin`, the larger of `errors` (search/rerank.py)."""
+    field's first try, which `best` (the best choice value) must beat by `margin`, the larger of `errors`
+    (search/rerank.py)."""
     rows = []
     for trial in leaders:
         entry = reranked.get(trial.number)
@@ -176,10 +177,12 @@ def rerank_rows(leaders: list, reranked: dict[int, dict | None], best: optuna.tr
                      "rerank_value": rerun[0] if rerun else None, "rerank_std": rerun[1] if rerun else None,
                      "choice_value": choice_value(trial, entry, metric), "choice_loss": choice_loss(trial, entry),
                      "chosen": trial.number == best.number, "standard": spec_of(trial) == standard})
-    first = next((trial for trial in leaders if spec_of(trial) == standard), None)
-    errors = standard_errors(best_of(leaders, reranked, metric), first, reranked, metric, examples) if first else None
+    first = first_try(leaders, standard)
+    ahead = best_of(leaders, reranked, metric)  # the best choice value, which the rule weighs against the first try
+    errors = standard_errors(ahead, first, reranked, metric, examples) if first else None
     return {"seeds": seeds, "folds": folds, "rows": rows, "standard": first.number if first else None,
-            "examples": examples, "errors": errors, "margin": max(errors.values()) if errors else None}
+            "best": ahead.number, "examples": examples, "errors": errors,
+            "margin": max(errors.values()) if errors else None}
 
 
 def frontier(recommended: dict, entry: dict, baselines: list[dict]) -> dict:

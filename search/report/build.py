@@ -188,6 +188,7 @@ def compute(config: ReportConfig, study: optuna.Study, complete: list, families:
         "baselines": baselines,
         "families": [analysis.row(t, evaluated[spec_of(t)]) for t in families.values()],
         "leaders": [analysis.row(t, evaluated[spec_of(t)]) for t in leaders],
+        "first_try_appended": len(leaders) > config.top,  # search.evaluate.select appends it after the top trials
         "frontier": analysis.frontier(recommended, refit_entry or best_entry, baselines),
         "curve_keys": [("train_loss", "training loss"), ("val_loss", "validation loss"),
                        (f"val_{metric}", f"validation {LABEL.get(metric, metric)}")],

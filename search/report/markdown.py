@@ -115,7 +115,7 @@ def chosen_by(r: dict) -> list[str]:
              f"{row['choice_loss']:.4f}"]
             for row in rerank["rows"]]
     held_out = r.get("held_out", "groups")
-    count = len(rows) - (rerank.get("standard") is not None and len(rows) > r.get("top", len(rows)))
+    count = len(rows) - r["first_try_appended"]
     opening = (f"It was chosen from the {count} best trials of the search and the field's first try"
                if rerank.get("standard") is not None else f"It has the best choice value among the {count} best "
                "trials of the search")
@@ -138,7 +138,7 @@ def standard_text(r: dict) -> list[str]:
     if rerank.get("standard") is None:
         return []
     rows = {row["trial"]: row for row in rerank["rows"]}
-    first, best = rows[rerank["standard"]], max(rerank["rows"], key=lambda row: row["choice_value"])
+    first, best = rows[rerank["standard"]], rows[rerank["best"]]
     errors = rerank["errors"]
     rule = (f"one standard error ({rerank['margin']:.4f}, the larger of {errors['examples']:.4f}, the best choice "
             f"value as a proportion of the {rerank['examples']} validation examples the folds count, and "
@@ -213,9 +213,9 @@ def leaderboard(r: dict) -> list[str]:
               "Parameters: trainable parameter count of the model.*", ""]
     lines += ["### Top configurations overall", ""]
     lines += table(header_, [cells(row) for row in r["leaders"]])
-    extra = len(r["leaders"]) > r["top"]  # the field's first try, appended (search.evaluate.select)
-    tail = ", and the field's first try" if extra else ""
-    lines += [f"*The {len(r['leaders']) - extra} best distinct configurations by search value{tail}.*", ""]
+    tail = ", and the field's first try" if r["first_try_appended"] else ""
+    lines += [f"*The {len(r['leaders']) - r['first_try_appended']} best distinct configurations by search "
+              f"value{tail}.*", ""]
     return lines
 
 
