@@ -66,6 +66,17 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module")
+def data_cache(tmp_path_factory):
+    """One data cache for the module's studies and reports; no data location from the environment."""
+    folder = tmp_path_factory.mktemp("report-data-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in DATA_ENV:
+            mp.delenv(name, raising=False)
+        mp.setenv("DATA_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     assert HAR_ZIP.is_file() and NAMES_ZIP.is_file() and NAMES_DIR.is_dir(), (

@@ -108,3 +108,53 @@ def test_results_says_how_far_below_a_target_even_when_the_rounded_value_reads_a
     assert gap(0.976, 0.975) == gap(0.975, 0.975) == "met"
     assert gap(0.94, 0.975) == "missed by 3.5 points"
     assert gap(0.97483, 0.975) == "missed by 0.02 points"  # 0.975 to three decimals, yet below
+
+
+VARIANTS = ("minirocket", "draws 3", "draws 6", "first differences")
+
+
+@pytest.mark.slow
+def test_minirocket_variants_keep_the_feature_count_and_score_each_on_validation(tiny_har_dir):
+    """bench/minirocket_variants.py on a tiny HAR copy: its `minirocket` features are the family's as the training
+    loop draws them for the seed, each variant has about MiniRocket's 9,996 features (a draw is a whole MiniRocket
+    of a third or sixth of the width; the differences are a series one step shorter), and each is scored."""
+    from dataclasses import replace
+
+    import torch
+    sys.path.insert(0, str(ROOT / "bench"))
+    from minirocket_variants import variant
+
+    from search.tasks import load, standard_of
+    from search.train import train_seeds
+    task = load("har", str(tiny_har_dir))
+    spec = standard_of(task)
+    found = {name: variant(name, spec, 50, task) for name in VARIANTS}
+    assert {name: z.shape[1] for name, (z, _) in found.items()} == {
+        "minirocket": 84 * 119, "draws 3": 3 * 84 * 40, "draws 6": 6 * 84 * 20, "first differences": 84 * (60 + 59)}
+    assert all(len(z) == len(task.train) and len(zv) == len(task.val) for z, zv in found.values())
+    (trained,) = train_seeds(replace(spec, epochs=1), task, [50], keep_models=True)
+    torch.testing.assert_close(trained.model.transform(task.val.x, task.val.lengths), found["minirocket"][1])
+    done = subprocess.run([sys.executable, "bench/minirocket_variants.py", "har", "--seeds", "2", "--folds", "0",
+                           "--data", str(tiny_har_dir)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = re.findall(r"^fold 0  (.+?) +([01]\.\d{4}) ([01]\.\d{4})   mean ([01]\.\d{4})$", done.stdout, re.M)
+    assert [row[0] for row in rows] == list(VARIANTS), done.stdout
+    for _, first, second, mean in rows:
+        assert float(mean) == pytest.approx((float(first) + float(second)) / 2, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_refit_gain_fits_ridge_and_the_head_on_fewer_and_on_all_training_subjects(tiny_har_dir):
+    """bench/refit_gain.py on a tiny HAR copy: per fold and seed, ridge's and the head's validation accuracy with
+    4 training subjects left out and with all, and the gain between them."""
+    done = subprocess.run([sys.executable, "bench/refit_gain.py", "--folds", "0,1", "--seeds", "1",
+                           "--data", str(tiny_har_dir)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    number = r"([01]\.\d{4})"
+    rows = re.findall(rf"^ +(\d) +(\d+) +{number}  {number}  ([+-]\d\.\d{{4}}) +{number}  {number}  ([+-]\d\.\d{{4}})$",
+                      done.stdout, re.M)
+    assert [(row[0], row[1]) for row in rows] == [("0", "50"), ("1", "51")], done.stdout
+    for _, _, ridge_fewer, ridge_all, ridge_gain, head_fewer, head_all, head_gain in rows:
+        assert float(ridge_gain) == pytest.approx(float(ridge_all) - float(ridge_fewer), abs=2e-4)
+        assert float(head_gain) == pytest.approx(float(head_all) - float(head_fewer), abs=2e-4)
+    assert re.search(r"^mean gain: ridge [+-]\d\.\d{4}, head [+-]\d\.\d{4}$", done.stdout, re.M)
