@@ -25,12 +25,18 @@ from search.tasks import load, standard_of  # noqa: E402
 from search.train import train_seeds  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("task", nargs="?", default="har", help="a registered task with a first try (default har)")
+def fold_parser(doc: str, task_help: str) -> argparse.ArgumentParser:
+    """The arguments of a script that trains a task's first try on its validation folds (also minirocket_variants.py)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("task", nargs="?", default="har", help=task_help)
     parser.add_argument("--seeds", type=int, default=3, help="seeds per fold (default 3)")
     parser.add_argument("--folds", default="0,1,2,3", help="validation folds, comma-separated (default 0,1,2,3)")
     parser.add_argument("--data", help="the task's data (default: its environment variable or download cache)")
+    return parser
+
+
+def main() -> None:
+    parser = fold_parser(__doc__, "a registered task with a first try (default har)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     folds = [int(f) for f in args.folds.split(",")]

@@ -17,7 +17,6 @@ test split is never read.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from fold_noise import fold_parser  # noqa: E402
 from models import create_model  # noqa: E402
 from search.tasks import load, standard_of  # noqa: E402
 
@@ -82,11 +82,7 @@ def head_accuracy(spec, seed: int, z: torch.Tensor, y: torch.Tensor, zv: torch.T
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("task", nargs="?", default="har", help="a registered task whose first try is minirocket")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per fold (default 3)")
-    parser.add_argument("--folds", default="0,1,2,3", help="validation folds, comma-separated (default 0,1,2,3)")
-    parser.add_argument("--data", help="the task's data (default: its environment variable or download cache)")
+    parser = fold_parser(__doc__, "a registered task whose first try is minirocket (default har)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     spec = standard_of(load(args.task, args.data))
