@@ -1,6 +1,6 @@
 """How far does one training run move a configuration's validation value, against the examples' standard error?
 
-    python bench/fold_noise.py [TASK] [--seeds 3] [--folds 0,1,2,3] [--data PATH]
+    python bench/fold_noise.py [TASK] [--seeds 3] [--folds 0,1,2,3] [--data PATH] [--ridge-most N]
 
 The task's first try (its `standard`, search/tasks.py: HAR's MiniRocket corner) is trained on each validation
 fold (other subjects held out; the test split is never read) with the seeds 50+f, 60+f, ... on fold f, one
@@ -8,6 +8,8 @@ thread. Printed per fold: each seed's validation accuracy, their spread (max - m
 the examples' one standard error of that accuracy (search.rerank.margin over the fold's validation examples),
 and the seeds' ensemble (mean of probabilities). A choice value is one seed per re-ranking fold: where the
 seeds' spread is several examples' errors, a lead within it is the training run's luck, not the configuration's.
+--ridge-most N starts a minirocket head at ridge on training splits of up to N examples for this run
+(models.minirocket.RIDGE_MOST, 3,000 in the product; HAR's splits are larger).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import torch  # noqa: E402
 
+import models.minirocket as minirocket  # noqa: E402
 from search.rerank import margin  # noqa: E402
 from search.tasks import load, standard_of  # noqa: E402
 from search.train import train_seeds  # noqa: E402
@@ -37,13 +40,17 @@ def fold_parser(doc: str, task_help: str) -> argparse.ArgumentParser:
 
 def main() -> None:
     parser = fold_parser(__doc__, "a registered task with a first try (default har)")
+    parser.add_argument("--ridge-most", type=int, default=minirocket.RIDGE_MOST,
+                        help=f"largest training split a minirocket head starts at ridge on (default {minirocket.RIDGE_MOST})")
     args = parser.parse_args()
+    minirocket.RIDGE_MOST = args.ridge_most
     torch.set_num_threads(1)
     folds = [int(f) for f in args.folds.split(",")]
     spec = standard_of(load(args.task, args.data))
     if spec is None:
         parser.error(f"task {args.task!r} has no first try (TaskEntry.standard)")
-    print(f"{args.task}: {spec.family} width {spec.width}, {spec.epochs} epochs; validation accuracy per seed")
+    print(f"{args.task}: {spec.family} width {spec.width}, {spec.epochs} epochs, ridge start on up to "
+          f"{minirocket.RIDGE_MOST:,} training examples; validation accuracy per seed")
     print("fold  examples  seeds                     spread   std     examples' error  ensemble")
     for fold in folds:
         task = load(args.task, args.data, fold=fold)
