@@ -29,7 +29,7 @@ from search.train import train_seeds  # noqa: E402
 
 
 def fold_parser(doc: str, task_help: str) -> argparse.ArgumentParser:
-    """The arguments of a script that trains a task's first try on its validation folds (also minirocket_variants.py)."""
+    """The arguments of a script that trains a task's first try on its validation folds (minirocket_variants.py too)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("task", nargs="?", default="har", help=task_help)
     parser.add_argument("--seeds", type=int, default=3, help="seeds per fold (default 3)")
@@ -40,8 +40,8 @@ def fold_parser(doc: str, task_help: str) -> argparse.ArgumentParser:
 
 def main() -> None:
     parser = fold_parser(__doc__, "a registered task with a first try (default har)")
-    parser.add_argument("--ridge-most", type=int, default=minirocket.RIDGE_MOST,
-                        help=f"largest training split a minirocket head starts at ridge on (default {minirocket.RIDGE_MOST})")
+    parser.add_argument("--ridge-most", type=int, default=minirocket.RIDGE_MOST, help="largest training split a "
+                        f"minirocket head starts at ridge on (default {minirocket.RIDGE_MOST})")
     args = parser.parse_args()
     minirocket.RIDGE_MOST = args.ridge_most
     torch.set_num_threads(1)

@@ -39,8 +39,18 @@ def features(spec, seed: int, width: int, train: tuple, val: tuple, classes: int
     torch.manual_seed(seed)
     model = create_model(replace(spec, width=width), train[0].shape[2], classes, train[0].shape[1])
     model.fit_features(*train)
-    return tuple(torch.cat([model.transform(x[i:i + 512], n[i:i + 512]) for i in range(0, len(x), 512)])
-                 for x, n in (train, val))
+    return transform_all(model, *train), transform_all(model, *val)
+
+
+def transform_all(model, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """A fitted model's features of a whole split, in chunks that bound memory."""
+    return torch.cat([model.transform(x[i:i + 512], lengths[i:i + 512]) for i in range(0, len(x), 512)])
+
+
+def standardised(z: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """z and others standardised (float64) by z's mean and variance, as the family's batch norm standardises."""
+    mean, std = z.double().mean(0), z.double().var(0, unbiased=False).add(1e-5).sqrt()
+    return tuple((t - mean) / std for t in (z, *others))
 
 
 def differences(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,8 +72,8 @@ def variant(name: str, spec, seed: int, task) -> tuple[torch.Tensor, torch.Tenso
 
 
 def head_accuracy(spec, seed: int, z: torch.Tensor, y: torch.Tensor, zv: torch.Tensor, yv: torch.Tensor) -> float:
-    mean, std = z.double().mean(0), z.double().var(0, unbiased=False).add(1e-5).sqrt()
-    z, zv = ((z - mean) / std).float(), ((zv - mean) / std).float()
+    """The validation accuracy of spec's head trained on standardised training features z (see `standardised`)."""
+    z, zv = z.float(), zv.float()
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     head = torch.nn.Linear(z.shape[1], int(y.max()) + 1)
@@ -95,7 +105,7 @@ def main() -> None:
         for name in names:
             values = []
             for seed in (50 + fold + 10 * i for i in range(args.seeds)):
-                z, zv = variant(name, spec, seed, task)
+                z, zv = standardised(*variant(name, spec, seed, task))
                 values.append(head_accuracy(spec, seed, z, task.train.y, zv, task.val.y))
             means[name].append(statistics.fmean(values))
             print(f"fold {fold}  {name:18s} {' '.join(f'{v:.4f}' for v in values)}   mean {means[name][-1]:.4f}",

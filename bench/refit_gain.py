@@ -23,11 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from data.har import HAR_URL, _cached_arrays, fold_subjects, load_har  # noqa: E402
-from data.source import resolve  # noqa: E402
-from minirocket_variants import head_accuracy  # noqa: E402
+from minirocket_variants import head_accuracy, standardised, transform_all  # noqa: E402
 from models import create_model  # noqa: E402
-from search.tasks import HAR_CORNER  # noqa: E402
+from search.tasks import HAR_CORNER, load  # noqa: E402
 from search.train import TrialSpec  # noqa: E402
 
 
@@ -40,32 +38,30 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     spec = TrialSpec(**HAR_CORNER)
-    source = resolve(args.data, "HAR_DATA", "UCI_HAR_Dataset.zip", "HAR_DATA_URL", HAR_URL, lambda path: None)
-    subjects_of_rows = _cached_arrays(source)[0]["subject_train"]
     print("fold  seed  ridge: fewer   all    gain     head: fewer   all    gain")
     gains = {"ridge": [], "head": []}
     for fold in (int(f) for f in args.folds.split(",")):
-        task = load_har(source, fold=fold)
-        held = fold_subjects(sorted(set(subjects_of_rows.tolist())), fold)
-        train_subjects = subjects_of_rows[~np.isin(subjects_of_rows, held)]  # the training split's rows, in order
-        left_out = sorted(set(train_subjects.tolist()))[1::4][:args.drop]
-        fewer = torch.from_numpy(~np.isin(train_subjects, left_out))
+        task = load("har", args.data, fold=fold)
+        with np.load(task.info["cache"]) as arrays:  # the loader's parsed copy: each training window's subject
+            subjects = arrays["subject_train"]
+        rows_subjects = subjects[~np.isin(subjects, task.info["subjects"]["val"])]  # the training split's, in order
+        left_out = task.info["subjects"]["train"][1::4][:args.drop]
+        fewer = torch.from_numpy(~np.isin(rows_subjects, left_out))
         for seed in (50 + fold + 10 * i for i in range(args.seeds)):
             torch.manual_seed(seed)
             model = create_model(spec, task.input_size, task.num_classes, task.seq_len)
             model.fit_features(task.train.x, task.train.lengths)
-            z, zv = (torch.cat([model.transform(s.x[i:i + 512], s.lengths[i:i + 512]) for i in range(0, len(s), 512)])
-                     for s in (task.train, task.val))
+            z, zv = (transform_all(model, split.x, split.lengths) for split in (task.train, task.val))
             row = {}
             for name, rows in (("fewer", fewer), ("all", torch.ones_like(fewer))):
                 # Standardised by the rows it is trained on, as a fit on them would be.
-                mean, std = z[rows].double().mean(0), z[rows].double().var(0, unbiased=False).add(1e-5).sqrt()
-                zs, ys = ((z[rows] - mean) / std), task.train.y[rows]
+                zs, zvs = standardised(z[rows], zv)
+                ys = task.train.y[rows]
                 with torch.no_grad():  # ridge_start runs inside fit_features' no_grad
                     model.ridge_start(zs, ys)
-                    ridge = model.head(((zv - mean) / std).float()).argmax(1)
+                    ridge = model.head(zvs.float()).argmax(1)
                 row[f"ridge {name}"] = (ridge == task.val.y).float().mean().item()
-                row[f"head {name}"] = head_accuracy(spec, seed, z[rows], ys, zv, task.val.y)
+                row[f"head {name}"] = head_accuracy(spec, seed, zs, ys, zvs, task.val.y)
             for kind in gains:
                 gains[kind].append(row[f"{kind} all"] - row[f"{kind} fewer"])
             print(f"{fold:4d}  {seed:4d}        {row['ridge fewer']:.4f}  {row['ridge all']:.4f}  "
